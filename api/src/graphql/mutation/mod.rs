@@ -1,0 +1,18 @@
+//! Write operations, one object per domain, merged into the root `Mutation`.
+//! Create and update take a single `input`; every change emits an outbox event.
+
+mod content;
+mod kb;
+mod org;
+mod widget;
+
+use async_graphql::MergedObject;
+
+/// Every write operation.
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    org::OrgMutation,
+    kb::KbMutation,
+    content::ContentMutation,
+    widget::WidgetMutation,
+);

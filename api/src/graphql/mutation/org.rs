@@ -1,0 +1,95 @@
+//! Org settings, API keys and credits.
+
+use async_graphql::{Context, InputObject, Object};
+use uuid::Uuid;
+
+use crate::{
+    error::GqlResult,
+    graphql::{ContextExt, types::{ApiKey, CreatedApiKey, Credits, Org}},
+    service::{self, org::SettingsChange},
+};
+
+/// Settings an org may change about itself; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateOrgSettingsInput {
+    /// New org name.
+    pub name: Option<String>,
+    /// New owner email (receives notifications).
+    pub owner_email: Option<String>,
+    /// Turn AI answers on or off for every bot of the org.
+    pub ai_chatbot_enabled: Option<bool>,
+    /// Turn profile-trait extraction on or off.
+    pub ai_auto_traits_enabled: Option<bool>,
+}
+
+/// A new API key.
+#[derive(InputObject)]
+pub struct CreateApiKeyInput {
+    /// A human name ("CI", "dashboard").
+    pub name: String,
+}
+
+/// A new name for an API key.
+#[derive(InputObject)]
+pub struct UpdateApiKeyInput {
+    /// The key.
+    pub id: Uuid,
+    /// Its new name.
+    pub name: String,
+}
+
+/// Credits to add to the caller's org.
+#[derive(InputObject)]
+pub struct GrantCreditsInput {
+    /// How many, 1 to 1,000,000,000.
+    pub amount: i64,
+    /// Why (kept in the ledger).
+    pub note: Option<String>,
+}
+
+#[derive(Default)]
+pub struct OrgMutation;
+
+#[Object]
+impl OrgMutation {
+    /// Changes the caller's org settings.
+    async fn update_org_settings(&self, ctx: &Context<'_>, input: UpdateOrgSettingsInput) -> GqlResult<Org> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let change = SettingsChange {
+            name: input.name,
+            owner_email: input.owner_email,
+            ai_chatbot_enabled: input.ai_chatbot_enabled,
+            ai_auto_traits_enabled: input.ai_auto_traits_enabled,
+        };
+        Ok(Org::try_from(service::org::update_settings(st, &scope, change).await?)?)
+    }
+
+    /// Mints an API key; the key is in the answer and never shown again.
+    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> GqlResult<CreatedApiKey> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let (row, key) = service::api_key::create(st, &scope, &input.name).await?;
+        Ok(CreatedApiKey {
+            key: key.key,
+            api_key: row.into(),
+        })
+    }
+
+    /// Renames an API key.
+    async fn update_api_key(&self, ctx: &Context<'_>, input: UpdateApiKeyInput) -> GqlResult<ApiKey> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        Ok(service::api_key::rename(st, &scope, input.id, &input.name).await?.into())
+    }
+
+    /// Revokes an API key at once. Revoking the key you are using works too.
+    async fn delete_api_key(&self, ctx: &Context<'_>, #[graphql(desc = "The key's id.")] id: Uuid) -> GqlResult<ApiKey> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        Ok(service::api_key::revoke(st, &scope, id).await?.into())
+    }
+
+    /// Adds credits to the caller's org, with a `GRANT` ledger entry.
+    async fn grant_credits(&self, ctx: &Context<'_>, input: GrantCreditsInput) -> GqlResult<Credits> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let balance = service::credits::grant_own(st, &scope, input.amount, input.note).await?;
+        Ok(Credits { balance })
+    }
+}

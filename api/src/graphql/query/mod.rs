@@ -1,0 +1,19 @@
+//! Read operations, one object per domain, merged into the root `Query`.
+
+mod chat;
+mod content;
+mod kb;
+mod org;
+mod widget;
+
+use async_graphql::MergedObject;
+
+/// Every read operation. All but `widgetConfig` need an org API key.
+#[derive(MergedObject, Default)]
+pub struct Query(
+    org::OrgQuery,
+    kb::KbQuery,
+    content::ContentQuery,
+    widget::WidgetQuery,
+    chat::ChatQuery,
+);

@@ -1,0 +1,9 @@
+//! Live streams, merged into the root `Subscription`.
+
+mod org;
+
+use async_graphql::MergedSubscription;
+
+/// Every subscription.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(org::OrgSubscription);

@@ -1,0 +1,208 @@
+//! Bots, sites, flows and tooltips.
+
+use async_graphql::{ComplexObject, Context, Json, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{
+    domain::{Audience, ContentSource, ContentStatus, MappingStatus},
+    error::{AppError, GqlResult},
+    graphql::ContextExt,
+    service::{
+        bot::{BotLabels, knowledge_base_ids},
+        content::{FlowStep, steps},
+        site::{AppMapPage, pages},
+    },
+};
+
+/// A bot: who answers in a chat widget, and from what.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Bot {
+    /// Bot id.
+    pub id: Uuid,
+    /// Name in the dashboard.
+    pub name: String,
+    /// Instructions that come first in every prompt.
+    pub system_prompt: String,
+    /// The name visitors see.
+    pub persona_name: String,
+    /// First message of every conversation.
+    pub greeting: String,
+    /// Main widget colour.
+    pub primary_color: String,
+    /// Accent widget colour.
+    pub accent_color: String,
+    /// Widget UI labels.
+    pub labels: BotLabels,
+    /// Whether a hand-off to a human is offered when the bot cannot answer.
+    pub fallback_to_human: bool,
+    /// Reply when a visitor is handed off.
+    pub handoff_message: String,
+    /// Canned reply when AI is off or unavailable.
+    pub fallback_message: String,
+    /// The site whose flows and tooltips the bot may start.
+    pub site_id: Option<Uuid>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl Bot {
+    /// The knowledge bases it answers from.
+    async fn knowledge_base_ids(&self, ctx: &Context<'_>) -> GqlResult<Vec<Uuid>> {
+        Ok(knowledge_base_ids(&ctx.state()?.db, self.id).await?)
+    }
+}
+
+impl From<entity::bot::Model> for Bot {
+    fn from(m: entity::bot::Model) -> Self {
+        Self {
+            labels: BotLabels::from_stored(&m.labels),
+            id: m.id,
+            name: m.name,
+            system_prompt: m.system_prompt,
+            persona_name: m.persona_name,
+            greeting: m.greeting,
+            primary_color: m.primary_color,
+            accent_color: m.accent_color,
+            fallback_to_human: m.fallback_to_human,
+            handoff_message: m.handoff_message,
+            fallback_message: m.fallback_message,
+            site_id: m.site_id,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// A site the widget runs on, with its app map.
+#[derive(SimpleObject)]
+pub struct Site {
+    /// Site id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Base URL.
+    pub base_url: String,
+    /// Where mapping stands.
+    pub mapping_status: MappingStatus,
+    /// The mapped pages and their interactive elements.
+    pub pages: Vec<AppMapPage>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<entity::site::Model> for Site {
+    type Error = AppError;
+    fn try_from(m: entity::site::Model) -> Result<Self, AppError> {
+        Ok(Self {
+            pages: pages(&m),
+            mapping_status: MappingStatus::from_stored(&m.mapping_status)?,
+            id: m.id,
+            name: m.name,
+            base_url: m.base_url,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
+/// A product tour.
+#[derive(SimpleObject)]
+pub struct Flow {
+    /// Flow id.
+    pub id: Uuid,
+    /// The site it runs on.
+    pub site_id: Option<Uuid>,
+    /// Name; the chat matcher looks for it verbatim in questions.
+    pub name: String,
+    /// What it walks a visitor through.
+    pub description: String,
+    /// Its steps, in order.
+    pub steps: Vec<FlowStep>,
+    /// Draft or published.
+    pub status: ContentStatus,
+    /// Made by a person or generated.
+    pub source: ContentSource,
+    /// Who it auto-shows to.
+    pub audience: Audience,
+    /// Targeting rules when `audience` is `RULES`.
+    pub audience_rules: Json<serde_json::Value>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<entity::flow::Model> for Flow {
+    type Error = AppError;
+    fn try_from(m: entity::flow::Model) -> Result<Self, AppError> {
+        Ok(Self {
+            steps: steps(&m),
+            status: ContentStatus::from_stored(&m.status)?,
+            source: ContentSource::from_stored(&m.source)?,
+            audience: Audience::from_stored(&m.audience)?,
+            id: m.id,
+            site_id: m.site_id,
+            name: m.name,
+            description: m.description,
+            audience_rules: Json(m.audience_rules),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
+/// A tooltip pinned to one element of one page.
+#[derive(SimpleObject)]
+pub struct Tooltip {
+    /// Tooltip id.
+    pub id: Uuid,
+    /// The site it runs on.
+    pub site_id: Option<Uuid>,
+    /// Name; the chat matcher looks for it verbatim in questions.
+    pub name: String,
+    /// The page it shows on.
+    pub page_url: String,
+    /// CSS selector of its element.
+    pub target_selector: String,
+    /// Its text.
+    pub body: String,
+    /// Draft or published.
+    pub status: ContentStatus,
+    /// Made by a person or generated.
+    pub source: ContentSource,
+    /// Who it auto-shows to.
+    pub audience: Audience,
+    /// Targeting rules when `audience` is `RULES`.
+    pub audience_rules: Json<serde_json::Value>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<entity::tooltip::Model> for Tooltip {
+    type Error = AppError;
+    fn try_from(m: entity::tooltip::Model) -> Result<Self, AppError> {
+        Ok(Self {
+            status: ContentStatus::from_stored(&m.status)?,
+            source: ContentSource::from_stored(&m.source)?,
+            audience: Audience::from_stored(&m.audience)?,
+            id: m.id,
+            site_id: m.site_id,
+            name: m.name,
+            page_url: m.page_url,
+            target_selector: m.target_selector,
+            body: m.body,
+            audience_rules: Json(m.audience_rules),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! Knowledge bases and articles.
+
+use async_graphql::{ComplexObject, Context, SimpleObject, connection::Connection};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{
+    error::GqlResult,
+    graphql::{ContextExt, connection},
+    service::{self, PageArgs},
+};
+
+/// A collection of articles a bot can answer from.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct KnowledgeBase {
+    /// Knowledge base id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// What it covers.
+    pub description: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl KnowledgeBase {
+    /// Its articles, oldest first.
+    async fn articles(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the article to start after.")] after: Option<String>,
+    ) -> GqlResult<Connection<String, KbArticle>> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let page = service::kb::list_articles(st, &scope, Some(self.id), None, &PageArgs { first, after }).await?;
+        Ok(connection(page, |m| m.id))
+    }
+}
+
+impl From<entity::knowledge_base::Model> for KnowledgeBase {
+    fn from(m: entity::knowledge_base::Model) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            description: m.description,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// One knowledge base article.
+#[derive(SimpleObject)]
+pub struct KbArticle {
+    /// Article id.
+    pub id: Uuid,
+    /// The knowledge base it belongs to.
+    pub knowledge_base_id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Body (Markdown or plain text).
+    pub body: String,
+    /// Only published articles are searched and cited.
+    pub published: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<entity::kb_article::Model> for KbArticle {
+    fn from(m: entity::kb_article::Model) -> Self {
+        Self {
+            id: m.id,
+            knowledge_base_id: m.knowledge_base_id,
+            title: m.title,
+            body: m.body,
+            published: m.published,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The object types of the schema, mapped from entities. Field docs become
+//! the schema's descriptions.
+
+mod chat;
+mod content;
+mod kb;
+mod org;
+mod widget;
+
+pub use chat::*;
+pub use content::*;
+pub use kb::*;
+pub use org::*;
+pub use widget::*;
+
+/// `Deleted` is what delete mutations return.
+#[derive(async_graphql::SimpleObject)]
+pub struct Deleted {
+    /// The id of the deleted object.
+    pub id: uuid::Uuid,
+}

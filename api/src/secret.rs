@@ -1,0 +1,227 @@
+//! The server secret and everything derived from it: signed tokens (session
+//! tokens, contact challenges) and API key hashing.
+//!
+//! One root secret, never used directly: each purpose gets its own key,
+//! `HMAC-SHA256(root, purpose)`, so a token minted for one purpose can never
+//! verify for another.
+
+use std::path::Path;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Shortest accepted `WAYFINDER_SECRET`.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The root secret. `Debug` never prints it.
+#[derive(Clone)]
+pub struct ServerSecret {
+    root: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecret(…)")
+    }
+}
+
+/// Why the secret could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("WAYFINDER_SECRET must be at least {MIN_SECRET_LEN} characters")]
+    TooShort,
+    #[error("secret file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no randomness available: {0}")]
+    Random(String),
+}
+
+impl ServerSecret {
+    /// Uses `configured` when set; otherwise reads, or creates, `data_dir/secret.key`.
+    pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<Self, SecretError> {
+        if let Some(s) = configured {
+            if s.len() < MIN_SECRET_LEN {
+                return Err(SecretError::TooShort);
+            }
+            return Ok(Self {
+                root: s.as_bytes().to_vec(),
+            });
+        }
+        let path = data_dir.join("secret.key");
+        let io = |source| SecretError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            let existing = existing.trim();
+            if existing.len() >= MIN_SECRET_LEN {
+                return Ok(Self {
+                    root: existing.as_bytes().to_vec(),
+                });
+            }
+        }
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        let generated = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+        write_private(&path, &generated).map_err(io)?;
+        tracing::warn!(
+            path = %path.display(),
+            "generated a local secret; production deployments should set WAYFINDER_SECRET"
+        );
+        Ok(Self {
+            root: generated.into_bytes(),
+        })
+    }
+
+    /// A secret from raw bytes (tests).
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Self {
+            root: bytes.to_vec(),
+        }
+    }
+
+    fn mac(&self, purpose: &str) -> HmacSha256 {
+        let mut derive = hmac_with(&self.root);
+        derive.update(purpose.as_bytes());
+        hmac_with(&derive.finalize().into_bytes())
+    }
+
+    /// `payload.tag`, both base64url: a token only this server can mint for `purpose`.
+    pub fn sign(&self, purpose: &str, payload: &[u8]) -> String {
+        let mut mac = self.mac(purpose);
+        mac.update(payload);
+        let tag = mac.finalize().into_bytes();
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The payload of a token minted by [`Self::sign`] for the same purpose; `None` if forged or malformed.
+    pub fn verify(&self, purpose: &str, token: &str) -> Option<Vec<u8>> {
+        if token.len() > 4096 {
+            return None;
+        }
+        let (payload, tag) = token.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        let mut mac = self.mac(purpose);
+        mac.update(&payload);
+        mac.verify_slice(&tag).ok()?;
+        Some(payload)
+    }
+}
+
+fn hmac_with(key: &[u8]) -> HmacSha256 {
+    match HmacSha256::new_from_slice(key) {
+        Ok(mac) => mac,
+        // HMAC takes keys of any length; this arm cannot be reached.
+        Err(_) => unreachable!("HMAC accepts any key length"),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// `N` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| SecretError::Random(e.to_string()))?;
+    Ok(buf)
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+/// The prefix every API key starts with.
+pub const API_KEY_PREFIX: &str = "wf_live_";
+/// Random characters after the prefix.
+const API_KEY_RANDOM_LEN: usize = 40;
+/// How many characters of a key are kept to show humans.
+const API_KEY_SHOWN_LEN: usize = API_KEY_PREFIX.len() + 6;
+
+/// A freshly minted API key: the full key is shown once and never stored.
+pub struct NewApiKey {
+    pub key: String,
+    pub prefix: String,
+    pub hash: String,
+}
+
+/// Mints `wf_live_` followed by 40 base62 characters (about 238 bits).
+pub fn generate_api_key() -> Result<NewApiKey, SecretError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut key = String::from(API_KEY_PREFIX);
+    while key.len() < API_KEY_PREFIX.len() + API_KEY_RANDOM_LEN {
+        for b in random_bytes::<64>()? {
+            // Rejection sampling keeps every character equally likely.
+            if (b as usize) < 62 * 4 && key.len() < API_KEY_PREFIX.len() + API_KEY_RANDOM_LEN {
+                key.push(ALPHABET[(b as usize) % 62] as char);
+            }
+        }
+    }
+    Ok(NewApiKey {
+        prefix: key[..API_KEY_SHOWN_LEN].to_string(),
+        hash: hash_api_key(&key),
+        key,
+    })
+}
+
+/// SHA-256 of an API key. Keys carry ~238 random bits, so a fast hash is
+/// enough: there is nothing to brute-force.
+pub fn hash_api_key(key: &str) -> String {
+    hex(&Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_for_their_purpose_and_secret() {
+        let a = ServerSecret::from_bytes(b"0123456789abcdef0123456789abcdef");
+        let b = ServerSecret::from_bytes(b"fedcba9876543210fedcba9876543210");
+        let token = a.sign("session", b"hello");
+        assert_eq!(a.verify("session", &token).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(a.verify("contact", &token), None);
+        assert_eq!(b.verify("session", &token), None);
+        let mut tampered = token.clone();
+        tampered.replace_range(0..1, if token.starts_with('a') { "b" } else { "a" });
+        assert_eq!(a.verify("session", &tampered), None);
+    }
+
+    #[test]
+    fn api_keys_have_the_documented_shape() {
+        let k = generate_api_key().unwrap();
+        assert!(k.key.starts_with("wf_live_"));
+        assert_eq!(k.key.len(), 48);
+        assert!(k.key[8..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(k.key.starts_with(&k.prefix));
+        assert_eq!(k.hash, hash_api_key(&k.key));
+        assert_ne!(generate_api_key().unwrap().key, k.key);
+    }
+}

@@ -1,0 +1,172 @@
+//! Chat widgets: the public UUID a `<script>` tag carries, and the public
+//! configuration a widget loads.
+
+use async_graphql::InputObject;
+use chrono::Utc;
+use entity::{bot, chat_widget, site};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped};
+use crate::{auth::OrgScope, domain, error::AppError, secret::hex, state::State};
+
+/// Most allowed origins on one widget.
+pub const MAX_ORIGINS: usize = 50;
+
+/// A new chat widget.
+#[derive(Debug, InputObject)]
+pub struct CreateChatWidgetInput {
+    /// The bot that answers in this widget.
+    pub bot_id: Uuid,
+    /// The site it is embedded on (for flows and tooltips).
+    pub site_id: Option<Uuid>,
+    /// Shown in the dashboard. Default: "Chat widget".
+    pub name: Option<String>,
+    /// Origins allowed to use the widget, e.g. `https://www.example.com`; `*` allows any.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Whether the widget answers visitors. Default: true.
+    pub published: Option<bool>,
+}
+
+/// Changes to a chat widget; omitted fields stay as they are.
+#[derive(Debug, InputObject)]
+pub struct UpdateChatWidgetInput {
+    /// The widget (its public id).
+    pub id: Uuid,
+    /// New bot.
+    pub bot_id: Option<Uuid>,
+    /// New site.
+    pub site_id: Option<Uuid>,
+    /// New name.
+    pub name: Option<String>,
+    /// Replaces the allowed origins.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Publish or unpublish.
+    pub published: Option<bool>,
+}
+
+fn origins(list: Vec<String>) -> Result<serde_json::Value, AppError> {
+    if list.len() > MAX_ORIGINS {
+        return Err(AppError::bad_input("input.allowedOrigins", format!("at most {MAX_ORIGINS} origins")));
+    }
+    let mut out = list
+        .iter()
+        .enumerate()
+        .map(|(i, o)| domain::origin(&format!("input.allowedOrigins[{i}]"), o))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(serde_json::json!(out))
+}
+
+/// The stored allowed origins.
+pub fn allowed_origins(w: &chat_widget::Model) -> Vec<String> {
+    serde_json::from_value(w.allowed_origins.clone()).unwrap_or_default()
+}
+
+/// The caller's widgets.
+pub async fn list(st: &State, scope: &OrgScope, page: &PageArgs) -> Result<Page<chat_widget::Model>, AppError> {
+    paginate(&st.db, scoped::<chat_widget::Entity>(scope), page).await
+}
+
+/// A new widget for one of the caller's bots.
+pub async fn create(st: &State, scope: &OrgScope, input: CreateChatWidgetInput) -> Result<chat_widget::Model, AppError> {
+    let allowed = origins(input.allowed_origins.unwrap_or_default())?;
+    let name = domain::name("input.name", input.name.as_deref().unwrap_or("Chat widget"))?;
+    let txn = st.db.begin().await?;
+    get_ref::<bot::Entity>(&txn, scope, input.bot_id, "input.botId").await?;
+    if let Some(s) = input.site_id {
+        get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
+    }
+    let now = Utc::now();
+    let model = chat_widget::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(scope.org_id()),
+        bot_id: Set(input.bot_id),
+        site_id: Set(input.site_id),
+        name: Set(name),
+        allowed_origins: Set(allowed),
+        published: Set(input.published.unwrap_or(true)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    Ok(model)
+}
+
+/// Applies `input` to one of the caller's widgets.
+pub async fn update(st: &State, scope: &OrgScope, input: UpdateChatWidgetInput) -> Result<chat_widget::Model, AppError> {
+    let txn = st.db.begin().await?;
+    let mut am: chat_widget::ActiveModel = get::<chat_widget::Entity>(&txn, scope, input.id).await?.into();
+    if let Some(b) = input.bot_id {
+        get_ref::<bot::Entity>(&txn, scope, b, "input.botId").await?;
+        am.bot_id = Set(b);
+    }
+    if let Some(s) = input.site_id {
+        get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
+        am.site_id = Set(Some(s));
+    }
+    if let Some(v) = input.name {
+        am.name = Set(domain::name("input.name", &v)?);
+    }
+    if let Some(v) = input.allowed_origins {
+        am.allowed_origins = Set(origins(v)?);
+    }
+    if let Some(v) = input.published {
+        am.published = Set(v);
+    }
+    am.updated_at = Set(Utc::now());
+    let model = am.update(&txn).await?;
+    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    Ok(model)
+}
+
+/// Deletes one of the caller's widgets and its conversations.
+pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
+    let txn = st.db.begin().await?;
+    super::delete::<chat_widget::Entity>(&txn, scope, id).await?;
+    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "deleted", id).await
+}
+
+/// A published widget and its bot, by public id. Unpublished and unknown ids are both `NOT_FOUND`.
+pub async fn public(st: &State, widget_id: Uuid) -> Result<(chat_widget::Model, bot::Model), AppError> {
+    let widget = chat_widget::Entity::find_by_id(widget_id)
+        .one(&st.db)
+        .await?
+        .filter(|w| w.published)
+        .ok_or_else(|| AppError::not_found_in("chat widget", "widgetId"))?;
+    let bot = bot::Entity::find_by_id(widget.bot_id)
+        .one(&st.db)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("chat widget", "widgetId"))?;
+    Ok((widget, bot))
+}
+
+/// What a contact challenge token carries.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ContactChallenge {
+    /// The widget it was minted for.
+    pub w: Uuid,
+    /// When it was minted (Unix milliseconds).
+    pub t: i64,
+    /// A random nonce, so each token is single-use.
+    pub n: String,
+}
+
+/// Token purpose of contact challenges.
+pub const CONTACT_PURPOSE: &str = "contact-challenge";
+
+/// Mints a signed contact-form challenge bound to `widget_id`.
+pub fn mint_contact_challenge(st: &State, widget_id: Uuid) -> Result<String, AppError> {
+    let nonce = crate::secret::random_bytes::<12>().map_err(AppError::internal)?;
+    let claims = ContactChallenge {
+        w: widget_id,
+        t: Utc::now().timestamp_millis(),
+        n: hex(&nonce),
+    };
+    let payload = serde_json::to_vec(&claims).map_err(AppError::internal)?;
+    Ok(st.secret.sign(CONTACT_PURPOSE, &payload))
+}

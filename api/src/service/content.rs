@@ -1,0 +1,353 @@
+//! Product-tour content: flows (ordered steps) and tooltips.
+//!
+//! A flow's steps are stored as one JSON array on the flow row: they are
+//! always read and written whole, and order is the array's order.
+
+use async_graphql::{InputObject, Json, SimpleObject};
+use chrono::Utc;
+use entity::{flow, site, tooltip};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped};
+use crate::{
+    auth::OrgScope,
+    domain::{self, Audience, ContentSource, ContentStatus, Placement},
+    error::AppError,
+    state::State,
+};
+
+/// Most steps in one flow.
+pub const MAX_STEPS: usize = 50;
+/// Largest audience rules document, serialised.
+const MAX_RULES_BYTES: usize = 10_000;
+
+/// One step of a flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, SimpleObject, InputObject)]
+#[graphql(input_name = "FlowStepInput")]
+#[serde(rename_all = "camelCase")]
+pub struct FlowStep {
+    /// The page the step runs on (absolute URL or a path on the site).
+    pub page_url: String,
+    /// CSS selector of the element the step points at.
+    pub target_selector: String,
+    /// Step title.
+    pub title: String,
+    /// Step text.
+    pub body: String,
+    /// Where the step's bubble sits.
+    pub placement: Placement,
+}
+
+/// Reads a flow's stored steps.
+pub fn steps(flow: &flow::Model) -> Vec<FlowStep> {
+    serde_json::from_value(flow.steps.clone()).unwrap_or_default()
+}
+
+fn validate_steps(steps: Vec<FlowStep>) -> Result<Vec<FlowStep>, AppError> {
+    if steps.len() > MAX_STEPS {
+        return Err(AppError::bad_input("input.steps", format!("at most {MAX_STEPS} steps")));
+    }
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok(FlowStep {
+                page_url: domain::page_url(&format!("input.steps[{i}].pageUrl"), &s.page_url)?,
+                target_selector: domain::selector(&format!("input.steps[{i}].targetSelector"), &s.target_selector)?,
+                title: domain::text(&format!("input.steps[{i}].title"), &s.title, 1, 200)?,
+                body: domain::text(&format!("input.steps[{i}].body"), &s.body, 0, domain::SHORT_TEXT_MAX)?,
+                placement: s.placement,
+            })
+        })
+        .collect()
+}
+
+fn rules(field: &str, v: Option<Json<serde_json::Value>>) -> Result<serde_json::Value, AppError> {
+    let v = v.map(|j| j.0).unwrap_or(serde_json::Value::Null);
+    if !(v.is_null() || v.is_object() || v.is_array()) {
+        return Err(AppError::bad_input(field, "must be an object or an array"));
+    }
+    if serde_json::to_string(&v).map(|s| s.len()).unwrap_or(usize::MAX) > MAX_RULES_BYTES {
+        return Err(AppError::bad_input(field, format!("must be at most {MAX_RULES_BYTES} bytes")));
+    }
+    Ok(v)
+}
+
+/// A new flow.
+#[derive(Debug, InputObject)]
+pub struct CreateFlowInput {
+    /// The flow's name; the chat matcher looks for it verbatim in questions.
+    pub name: String,
+    /// What the flow walks a visitor through.
+    pub description: Option<String>,
+    /// The site it runs on.
+    pub site_id: Option<Uuid>,
+    /// The steps, in order.
+    pub steps: Vec<FlowStep>,
+    /// Default: `DRAFT`.
+    pub status: Option<ContentStatus>,
+    /// Default: `ALL`.
+    pub audience: Option<Audience>,
+    /// Targeting rules when `audience` is `RULES`.
+    pub audience_rules: Option<Json<serde_json::Value>>,
+}
+
+/// Changes to a flow; omitted fields stay as they are, `steps` replaces all steps.
+#[derive(Debug, InputObject)]
+pub struct UpdateFlowInput {
+    /// The flow to change.
+    pub id: Uuid,
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New site.
+    pub site_id: Option<Uuid>,
+    /// Replaces every step.
+    pub steps: Option<Vec<FlowStep>>,
+    /// New status.
+    pub status: Option<ContentStatus>,
+    /// New audience.
+    pub audience: Option<Audience>,
+    /// New audience rules.
+    pub audience_rules: Option<Json<serde_json::Value>>,
+}
+
+/// A new tooltip.
+#[derive(Debug, InputObject)]
+pub struct CreateTooltipInput {
+    /// The tooltip's name; the chat matcher looks for it verbatim in questions.
+    pub name: String,
+    /// The site it runs on.
+    pub site_id: Option<Uuid>,
+    /// The page it shows on.
+    pub page_url: String,
+    /// CSS selector of the element it points at.
+    pub target_selector: String,
+    /// Its text.
+    pub body: String,
+    /// Default: `DRAFT`.
+    pub status: Option<ContentStatus>,
+    /// Default: `ALL`.
+    pub audience: Option<Audience>,
+    /// Targeting rules when `audience` is `RULES`.
+    pub audience_rules: Option<Json<serde_json::Value>>,
+}
+
+/// Changes to a tooltip; omitted fields stay as they are.
+#[derive(Debug, InputObject)]
+pub struct UpdateTooltipInput {
+    /// The tooltip to change.
+    pub id: Uuid,
+    /// New name.
+    pub name: Option<String>,
+    /// New site.
+    pub site_id: Option<Uuid>,
+    /// New page.
+    pub page_url: Option<String>,
+    /// New target.
+    pub target_selector: Option<String>,
+    /// New text.
+    pub body: Option<String>,
+    /// New status.
+    pub status: Option<ContentStatus>,
+    /// New audience.
+    pub audience: Option<Audience>,
+    /// New audience rules.
+    pub audience_rules: Option<Json<serde_json::Value>>,
+}
+
+/// Filters for content lists.
+#[derive(Debug, Default, InputObject)]
+pub struct ContentFilter {
+    /// Only this site's content.
+    pub site_id: Option<Uuid>,
+    /// Only content with this status.
+    pub status: Option<ContentStatus>,
+    /// Only content from this source.
+    pub source: Option<ContentSource>,
+}
+
+/// The caller's flows.
+pub async fn list_flows(st: &State, scope: &OrgScope, filter: ContentFilter, page: &PageArgs) -> Result<Page<flow::Model>, AppError> {
+    let mut q = scoped::<flow::Entity>(scope);
+    if let Some(s) = filter.site_id {
+        q = q.filter(flow::Column::SiteId.eq(s));
+    }
+    if let Some(s) = filter.status {
+        q = q.filter(flow::Column::Status.eq(s.as_str()));
+    }
+    if let Some(s) = filter.source {
+        q = q.filter(flow::Column::Source.eq(s.as_str()));
+    }
+    paginate(&st.db, q, page).await
+}
+
+/// A new manual flow.
+pub async fn create_flow(st: &State, scope: &OrgScope, input: CreateFlowInput) -> Result<flow::Model, AppError> {
+    let steps = validate_steps(input.steps)?;
+    let txn = st.db.begin().await?;
+    if let Some(s) = input.site_id {
+        get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
+    }
+    let now = Utc::now();
+    let model = flow::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(scope.org_id()),
+        site_id: Set(input.site_id),
+        name: Set(domain::name("input.name", &input.name)?),
+        description: Set(domain::text("input.description", input.description.as_deref().unwrap_or(""), 0, domain::SHORT_TEXT_MAX)?),
+        status: Set(input.status.unwrap_or(ContentStatus::Draft).as_str().into()),
+        source: Set(ContentSource::Manual.as_str().into()),
+        audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
+        audience_rules: Set(rules("input.audienceRules", input.audience_rules)?),
+        steps: Set(serde_json::to_value(steps).map_err(AppError::internal)?),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    event::commit_with_event::<flow::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    Ok(model)
+}
+
+/// Applies `input` to one of the caller's flows.
+pub async fn update_flow(st: &State, scope: &OrgScope, input: UpdateFlowInput) -> Result<flow::Model, AppError> {
+    let txn = st.db.begin().await?;
+    let mut am: flow::ActiveModel = get::<flow::Entity>(&txn, scope, input.id).await?.into();
+    if let Some(v) = input.name {
+        am.name = Set(domain::name("input.name", &v)?);
+    }
+    if let Some(v) = input.description {
+        am.description = Set(domain::text("input.description", &v, 0, domain::SHORT_TEXT_MAX)?);
+    }
+    if let Some(s) = input.site_id {
+        get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
+        am.site_id = Set(Some(s));
+    }
+    if let Some(steps) = input.steps {
+        am.steps = Set(serde_json::to_value(validate_steps(steps)?).map_err(AppError::internal)?);
+    }
+    if let Some(v) = input.status {
+        am.status = Set(v.as_str().into());
+    }
+    if let Some(v) = input.audience {
+        am.audience = Set(v.as_str().into());
+    }
+    if input.audience_rules.is_some() {
+        am.audience_rules = Set(rules("input.audienceRules", input.audience_rules)?);
+    }
+    am.updated_at = Set(Utc::now());
+    let model = am.update(&txn).await?;
+    event::commit_with_event::<flow::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    Ok(model)
+}
+
+/// Publishes one of the caller's flows; a flow without steps cannot be published.
+pub async fn publish_flow(st: &State, scope: &OrgScope, id: Uuid) -> Result<flow::Model, AppError> {
+    let txn = st.db.begin().await?;
+    let current = get::<flow::Entity>(&txn, scope, id).await?;
+    if steps(&current).is_empty() {
+        return Err(AppError::bad_input("id", "a flow needs at least one step to be published"));
+    }
+    let mut am: flow::ActiveModel = current.into();
+    am.status = Set(ContentStatus::Published.as_str().into());
+    am.updated_at = Set(Utc::now());
+    let model = am.update(&txn).await?;
+    event::commit_with_event::<flow::Entity>(st, txn, scope.org_id(), "published", id).await?;
+    Ok(model)
+}
+
+/// Deletes one of the caller's flows.
+pub async fn delete_flow(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
+    let txn = st.db.begin().await?;
+    super::delete::<flow::Entity>(&txn, scope, id).await?;
+    event::commit_with_event::<flow::Entity>(st, txn, scope.org_id(), "deleted", id).await
+}
+
+/// The caller's tooltips.
+pub async fn list_tooltips(st: &State, scope: &OrgScope, filter: ContentFilter, page: &PageArgs) -> Result<Page<tooltip::Model>, AppError> {
+    let mut q = scoped::<tooltip::Entity>(scope);
+    if let Some(s) = filter.site_id {
+        q = q.filter(tooltip::Column::SiteId.eq(s));
+    }
+    if let Some(s) = filter.status {
+        q = q.filter(tooltip::Column::Status.eq(s.as_str()));
+    }
+    if let Some(s) = filter.source {
+        q = q.filter(tooltip::Column::Source.eq(s.as_str()));
+    }
+    paginate(&st.db, q, page).await
+}
+
+/// A new manual tooltip.
+pub async fn create_tooltip(st: &State, scope: &OrgScope, input: CreateTooltipInput) -> Result<tooltip::Model, AppError> {
+    let txn = st.db.begin().await?;
+    if let Some(s) = input.site_id {
+        get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
+    }
+    let now = Utc::now();
+    let model = tooltip::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(scope.org_id()),
+        site_id: Set(input.site_id),
+        name: Set(domain::name("input.name", &input.name)?),
+        page_url: Set(domain::page_url("input.pageUrl", &input.page_url)?),
+        target_selector: Set(domain::selector("input.targetSelector", &input.target_selector)?),
+        body: Set(domain::text("input.body", &input.body, 1, domain::LONG_TEXT_MAX)?),
+        status: Set(input.status.unwrap_or(ContentStatus::Draft).as_str().into()),
+        source: Set(ContentSource::Manual.as_str().into()),
+        audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
+        audience_rules: Set(rules("input.audienceRules", input.audience_rules)?),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    Ok(model)
+}
+
+/// Applies `input` to one of the caller's tooltips.
+pub async fn update_tooltip(st: &State, scope: &OrgScope, input: UpdateTooltipInput) -> Result<tooltip::Model, AppError> {
+    let txn = st.db.begin().await?;
+    let mut am: tooltip::ActiveModel = get::<tooltip::Entity>(&txn, scope, input.id).await?.into();
+    if let Some(v) = input.name {
+        am.name = Set(domain::name("input.name", &v)?);
+    }
+    if let Some(s) = input.site_id {
+        get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
+        am.site_id = Set(Some(s));
+    }
+    if let Some(v) = input.page_url {
+        am.page_url = Set(domain::page_url("input.pageUrl", &v)?);
+    }
+    if let Some(v) = input.target_selector {
+        am.target_selector = Set(domain::selector("input.targetSelector", &v)?);
+    }
+    if let Some(v) = input.body {
+        am.body = Set(domain::text("input.body", &v, 1, domain::LONG_TEXT_MAX)?);
+    }
+    if let Some(v) = input.status {
+        am.status = Set(v.as_str().into());
+    }
+    if let Some(v) = input.audience {
+        am.audience = Set(v.as_str().into());
+    }
+    if input.audience_rules.is_some() {
+        am.audience_rules = Set(rules("input.audienceRules", input.audience_rules)?);
+    }
+    am.updated_at = Set(Utc::now());
+    let model = am.update(&txn).await?;
+    event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    Ok(model)
+}
+
+/// Deletes one of the caller's tooltips.
+pub async fn delete_tooltip(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
+    let txn = st.db.begin().await?;
+    super::delete::<tooltip::Entity>(&txn, scope, id).await?;
+    event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "deleted", id).await
+}

@@ -1,0 +1,183 @@
+//! Knowledge bases and their articles.
+
+use async_graphql::InputObject;
+use chrono::Utc;
+use entity::{kb_article, knowledge_base};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, TransactionTrait};
+use uuid::Uuid;
+
+use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped};
+use crate::{auth::OrgScope, domain, error::AppError, state::State};
+
+/// A new knowledge base.
+#[derive(Debug, InputObject)]
+pub struct CreateKnowledgeBaseInput {
+    /// Shown in the dashboard.
+    pub name: String,
+    /// What the knowledge base covers.
+    pub description: Option<String>,
+}
+
+/// Changes to a knowledge base; omitted fields stay as they are.
+#[derive(Debug, InputObject)]
+pub struct UpdateKnowledgeBaseInput {
+    /// The knowledge base to change.
+    pub id: Uuid,
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+}
+
+/// A new article.
+#[derive(Debug, InputObject)]
+pub struct CreateKbArticleInput {
+    /// The knowledge base it belongs to.
+    pub knowledge_base_id: Uuid,
+    /// Title, weighted above the body in search.
+    pub title: String,
+    /// Body in Markdown or plain text.
+    pub body: String,
+    /// Only published articles are searched and cited. Default: true.
+    pub published: Option<bool>,
+}
+
+/// Changes to an article; omitted fields stay as they are.
+#[derive(Debug, InputObject)]
+pub struct UpdateKbArticleInput {
+    /// The article to change.
+    pub id: Uuid,
+    /// New title.
+    pub title: Option<String>,
+    /// New body.
+    pub body: Option<String>,
+    /// Publish or unpublish.
+    pub published: Option<bool>,
+    /// Move the article to another knowledge base of the org.
+    pub knowledge_base_id: Option<Uuid>,
+}
+
+/// The caller's knowledge bases.
+pub async fn list(st: &State, scope: &OrgScope, page: &PageArgs) -> Result<Page<knowledge_base::Model>, AppError> {
+    paginate(&st.db, scoped::<knowledge_base::Entity>(scope), page).await
+}
+
+/// A new knowledge base.
+pub async fn create(st: &State, scope: &OrgScope, input: CreateKnowledgeBaseInput) -> Result<knowledge_base::Model, AppError> {
+    let now = Utc::now();
+    let txn = st.db.begin().await?;
+    let model = knowledge_base::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(scope.org_id()),
+        name: Set(domain::name("input.name", &input.name)?),
+        description: Set(domain::text("input.description", input.description.as_deref().unwrap_or(""), 0, domain::SHORT_TEXT_MAX)?),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    event::commit_with_event::<knowledge_base::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    Ok(model)
+}
+
+/// Applies `input` to one of the caller's knowledge bases.
+pub async fn update(st: &State, scope: &OrgScope, input: UpdateKnowledgeBaseInput) -> Result<knowledge_base::Model, AppError> {
+    let txn = st.db.begin().await?;
+    let mut am: knowledge_base::ActiveModel = get::<knowledge_base::Entity>(&txn, scope, input.id).await?.into();
+    if let Some(v) = input.name {
+        am.name = Set(domain::name("input.name", &v)?);
+    }
+    if let Some(v) = input.description {
+        am.description = Set(domain::text("input.description", &v, 0, domain::SHORT_TEXT_MAX)?);
+    }
+    am.updated_at = Set(Utc::now());
+    let model = am.update(&txn).await?;
+    event::commit_with_event::<knowledge_base::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    Ok(model)
+}
+
+/// Deletes a knowledge base and its articles.
+pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
+    let txn = st.db.begin().await?;
+    super::delete::<knowledge_base::Entity>(&txn, scope, id).await?;
+    event::commit_with_event::<knowledge_base::Entity>(st, txn, scope.org_id(), "deleted", id).await
+}
+
+/// The caller's articles, optionally of one knowledge base and/or only published ones.
+pub async fn list_articles(
+    st: &State,
+    scope: &OrgScope,
+    knowledge_base_id: Option<Uuid>,
+    published: Option<bool>,
+    page: &PageArgs,
+) -> Result<Page<kb_article::Model>, AppError> {
+    let mut select = scoped::<kb_article::Entity>(scope);
+    if let Some(kb) = knowledge_base_id {
+        select = select.filter(kb_article::Column::KnowledgeBaseId.eq(kb));
+    }
+    if let Some(p) = published {
+        select = select.filter(kb_article::Column::Published.eq(p));
+    }
+    paginate(&st.db, select, page).await
+}
+
+fn title(field: &str, v: &str) -> Result<String, AppError> {
+    domain::text(field, v, 1, 300)
+}
+
+fn body(field: &str, v: &str) -> Result<String, AppError> {
+    domain::text(field, v, 0, domain::ARTICLE_BODY_MAX)
+}
+
+/// A new article in one of the caller's knowledge bases.
+pub async fn create_article(st: &State, scope: &OrgScope, input: CreateKbArticleInput) -> Result<kb_article::Model, AppError> {
+    let title = title("input.title", &input.title)?;
+    let body = body("input.body", &input.body)?;
+    let txn = st.db.begin().await?;
+    get_ref::<knowledge_base::Entity>(&txn, scope, input.knowledge_base_id, "input.knowledgeBaseId").await?;
+    let now = Utc::now();
+    let model = kb_article::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(scope.org_id()),
+        knowledge_base_id: Set(input.knowledge_base_id),
+        title: Set(title),
+        body: Set(body),
+        published: Set(input.published.unwrap_or(true)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    Ok(model)
+}
+
+/// Applies `input` to one of the caller's articles.
+pub async fn update_article(st: &State, scope: &OrgScope, input: UpdateKbArticleInput) -> Result<kb_article::Model, AppError> {
+    let txn = st.db.begin().await?;
+    let mut am: kb_article::ActiveModel = get::<kb_article::Entity>(&txn, scope, input.id).await?.into();
+    if let Some(v) = input.title {
+        am.title = Set(title("input.title", &v)?);
+    }
+    if let Some(v) = input.body {
+        am.body = Set(body("input.body", &v)?);
+    }
+    if let Some(v) = input.published {
+        am.published = Set(v);
+    }
+    if let Some(kb) = input.knowledge_base_id {
+        get_ref::<knowledge_base::Entity>(&txn, scope, kb, "input.knowledgeBaseId").await?;
+        am.knowledge_base_id = Set(kb);
+    }
+    am.updated_at = Set(Utc::now());
+    let model = am.update(&txn).await?;
+    event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    Ok(model)
+}
+
+/// Deletes one of the caller's articles.
+pub async fn delete_article(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
+    let txn = st.db.begin().await?;
+    super::delete::<kb_article::Entity>(&txn, scope, id).await?;
+    event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "deleted", id).await
+}

@@ -1,0 +1,105 @@
+//! Orgs: creation by the operator, settings by the org itself.
+
+use chrono::Utc;
+use entity::{api_key, org};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
+use uuid::Uuid;
+
+use super::{api_key::insert_key, event, new_id};
+use crate::{auth::OrgScope, domain, domain::Plan, error::AppError, secret::NewApiKey, state::State};
+
+/// The caller's org.
+pub async fn get(db: &DatabaseConnection, scope: &OrgScope) -> Result<org::Model, AppError> {
+    org::Entity::find_by_id(scope.org_id())
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("org"))
+}
+
+/// A new org and its first API key, made in one transaction.
+pub async fn create(
+    db: &DatabaseConnection,
+    name: &str,
+    plan: Plan,
+    owner_email: &str,
+) -> Result<(org::Model, api_key::Model, NewApiKey), AppError> {
+    let name = domain::name("name", name)?;
+    let owner_email = domain::email("ownerEmail", owner_email)?;
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let org = org::ActiveModel {
+        id: Set(new_id()),
+        name: Set(name),
+        plan: Set(plan.as_str().to_string()),
+        ai_chatbot_enabled: Set(true),
+        ai_auto_traits_enabled: Set(false),
+        llm_provider: Set(None),
+        llm_model: Set(None),
+        llm_base_url: Set(None),
+        llm_api_key_sealed: Set(None),
+        owner_email: Set(owner_email),
+        credit_balance: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let (key_row, key) = insert_key(&txn, org.id, "default").await?;
+    event::record(&txn, org.id, "org.created", serde_json::json!({ "id": org.id })).await?;
+    txn.commit().await?;
+    Ok((org, key_row, key))
+}
+
+/// The settings an org may change about itself. `None` leaves a setting as it is.
+#[derive(Debug, Default)]
+pub struct SettingsChange {
+    pub name: Option<String>,
+    pub owner_email: Option<String>,
+    pub ai_chatbot_enabled: Option<bool>,
+    pub ai_auto_traits_enabled: Option<bool>,
+}
+
+/// Applies `change` to the caller's org.
+pub async fn update_settings(
+    st: &State,
+    scope: &OrgScope,
+    change: SettingsChange,
+) -> Result<org::Model, AppError> {
+    let txn = st.db.begin().await?;
+    let current = org::Entity::find_by_id(scope.org_id())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("org"))?;
+    let mut am: org::ActiveModel = current.into();
+    if let Some(name) = change.name {
+        am.name = Set(domain::name("input.name", &name)?);
+    }
+    if let Some(email) = change.owner_email {
+        am.owner_email = Set(domain::email("input.ownerEmail", &email)?);
+    }
+    if let Some(v) = change.ai_chatbot_enabled {
+        am.ai_chatbot_enabled = Set(v);
+    }
+    if let Some(v) = change.ai_auto_traits_enabled {
+        am.ai_auto_traits_enabled = Set(v);
+    }
+    am.updated_at = Set(Utc::now());
+    let updated = am.update(&txn).await?;
+    let ev = event::record(&txn, scope.org_id(), "org.updated", serde_json::json!({ "id": updated.id })).await?;
+    txn.commit().await?;
+    event::publish(st, &[ev]).await;
+    Ok(updated)
+}
+
+/// An org by id, for the operator's CLI.
+pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<org::Model, AppError> {
+    org::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("org"))
+}
+
+/// The org's plan.
+pub fn plan(org: &org::Model) -> Result<Plan, AppError> {
+    Plan::from_stored(&org.plan)
+}

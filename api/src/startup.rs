@@ -1,0 +1,163 @@
+//! Building the application as a value: [`App::build`] connects, migrates,
+//! binds (port 0 in tests) and exposes its address; [`App::run_until`] serves
+//! until a shutdown future resolves, then drains gracefully.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config,
+    db,
+    graphql,
+    http,
+    pubsub::{Bus, MemoryBus, RedisBus},
+    secret::ServerSecret,
+    service::{demo, event},
+    state::{AppState, State},
+};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("secret: {0}")]
+    Secret(#[from] crate::secret::SecretError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("data directory: {0}")]
+    DataDir(std::io::Error),
+    #[error("demo seed: {0}")]
+    Demo(String),
+}
+
+/// A built, bound, not yet serving application.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    /// The demo seeded on this start, if any.
+    pub demo: Option<demo::Demo>,
+}
+
+/// The shared state for `config`: database (migrated), bus, secret, schema.
+pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
+    }
+    let secret = ServerSecret::load(config.secret.as_deref(), &config.data_dir)?;
+    let db = db::connect(&config.database_url()).await?;
+    db::migrate(&db).await?;
+    let (bus, redis): (Arc<dyn Bus>, _) = match &config.redis_url {
+        Some(url) => {
+            let client = redis::Client::open(url.as_str())?;
+            let conn = client.get_connection_manager().await?;
+            let bus = RedisBus::connect(client, config.redis_prefix.clone()).await?;
+            (Arc::new(bus), Some(conn))
+        }
+        None => (Arc::new(MemoryBus::default()), None),
+    };
+    let schema = graphql::builder(&config).finish();
+    Ok(Arc::new(State {
+        db,
+        config,
+        secret,
+        bus,
+        redis,
+        schema,
+    }))
+}
+
+impl App {
+    /// Connects, migrates, seeds the demo when asked and the database is empty, and binds.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let addr = config.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let demo_enabled = config.demo;
+        let state = build_state(config).await?;
+        let demo = if demo_enabled {
+            demo::seed_if_empty(&state, &format!("http://{addr}"))
+                .await
+                .map_err(|e| StartError::Demo(e.to_string()))?
+        } else {
+            None
+        };
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            demo,
+        })
+    }
+
+    /// The bound address (the real port when built with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests reach the database through it).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace period.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let relay = tokio::spawn(event::relay(
+            self.state.clone(),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        ));
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let app = http::router(self.state.clone());
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stop_tx.send(true);
+        });
+        let mut stop_rx_deadline = stop_rx.clone();
+        let result = tokio::select! {
+            r = server => r,
+            _ = async move {
+                let _ = stop_rx_deadline.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        relay.abort();
+        drop(stop_rx);
+        result
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,23 @@
+//! What every request handler shares: the database, the bus, the secret and
+//! the configuration.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::{config::Config, graphql::WayfinderSchema, pubsub::Bus, secret::ServerSecret};
+
+/// Shared application state; cheap to clone.
+pub type AppState = Arc<State>;
+
+/// See [`AppState`].
+pub struct State {
+    pub db: DatabaseConnection,
+    pub config: Config,
+    pub secret: ServerSecret,
+    pub bus: Arc<dyn Bus>,
+    /// A Redis connection for readiness checks (and shared limits), when `REDIS_URL` is set.
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// The GraphQL schema; requests carry this state and their caller as data.
+    pub schema: WayfinderSchema,
+}

@@ -1,0 +1,21 @@
+//! SeaORM entities, one file per table. Generated-style models only: the
+//! behaviour that uses them lives in `wayfinder::service`.
+
+pub mod api_key;
+pub mod bot;
+pub mod bot_knowledge_base;
+pub mod chat_feedback;
+pub mod chat_message;
+pub mod chat_session;
+pub mod chat_widget;
+pub mod credit_ledger;
+pub mod end_user;
+pub mod event;
+pub mod flow;
+pub mod kb_article;
+pub mod knowledge_base;
+pub mod notification;
+pub mod org;
+pub mod site;
+pub mod support_ticket;
+pub mod tooltip;

@@ -1,0 +1,16 @@
+//! SeaORM migrations, one file per change. Each runs forward on SQLite and
+//! PostgreSQL; `wayfinder migrate` (and every `wayfinder serve`) applies them.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+/// The ordered list of every migration.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}
