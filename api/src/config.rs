@@ -49,11 +49,11 @@ pub struct Config {
     pub body_limit: usize,
 
     /// Deepest accepted GraphQL selection nesting.
-    #[arg(long, env = "WAYFINDER_MAX_QUERY_DEPTH", default_value_t = 12)]
+    #[arg(long, env = "WAYFINDER_MAX_QUERY_DEPTH", default_value_t = 15)]
     pub max_query_depth: usize,
 
-    /// Highest accepted GraphQL query complexity (one point per field, list fields times `first`).
-    #[arg(long, env = "WAYFINDER_MAX_QUERY_COMPLEXITY", default_value_t = 2000)]
+    /// Highest accepted GraphQL query complexity (one point per field; a list counts its fields once per item asked for).
+    #[arg(long, env = "WAYFINDER_MAX_QUERY_COMPLEXITY", default_value_t = 5000)]
     pub max_query_complexity: usize,
 
     /// Most operations accepted in one batched HTTP request.
@@ -73,7 +73,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
 
     /// Minimum milliseconds between minting a contact-form challenge and accepting it.
-    #[arg(long, env = "WAYFINDER_CONTACT_MIN_FILL_MS", default_value_t = 2000)]
+    #[arg(long, env = "WAYFINDER_CONTACT_MIN_FILL_MS", default_value_t = 5000)]
     pub contact_min_fill_ms: u64,
 }
 

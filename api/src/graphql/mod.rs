@@ -9,10 +9,7 @@ pub mod query;
 pub mod subscription;
 pub mod types;
 
-use async_graphql::{
-    Context, OutputType, Schema, SchemaBuilder,
-    connection::{Connection, Edge},
-};
+use async_graphql::{Context, Schema, SchemaBuilder, connection::PageInfo};
 use uuid::Uuid;
 
 use crate::{
@@ -77,32 +74,54 @@ impl ContextExt for Context<'_> {
     }
 }
 
+/// A connection type made by [`connections!`](types): edges with cursors, nodes, page info.
+pub trait Paged: Sized {
+    /// The item type.
+    type Node;
+    /// Builds the connection from (cursor, node) pairs.
+    fn assemble(edges: Vec<(String, Self::Node)>, page_info: PageInfo) -> Self;
+}
+
+fn page_info(cursors: &[String], has_previous: bool, has_next: bool) -> PageInfo {
+    PageInfo {
+        has_previous_page: has_previous,
+        has_next_page: has_next,
+        start_cursor: cursors.first().cloned(),
+        end_cursor: cursors.last().cloned(),
+    }
+}
+
 /// A relay-style connection of `page`, cursors being row ids.
-pub fn connection<M, T>(page: Page<M>, id: impl Fn(&M) -> Uuid) -> Connection<String, T>
+pub fn connection<M, C>(page: Page<M>, id: impl Fn(&M) -> Uuid) -> C
 where
-    T: OutputType + From<M>,
+    C: Paged,
+    C::Node: From<M>,
 {
-    let mut conn = Connection::new(page.has_previous, page.has_next);
-    conn.edges.extend(
-        page.items
-            .into_iter()
-            .map(|m| Edge::new(id(&m).to_string(), T::from(m))),
-    );
-    conn
+    let edges: Vec<(String, C::Node)> = page
+        .items
+        .into_iter()
+        .map(|m| (id(&m).to_string(), C::Node::from(m)))
+        .collect();
+    let cursors: Vec<String> = edges.iter().map(|(c, _)| c.clone()).collect();
+    C::assemble(edges, page_info(&cursors, page.has_previous, page.has_next))
 }
 
 /// Like [`connection`], for types whose mapping can fail on corrupt rows.
-pub fn try_connection<M, T>(
-    page: Page<M>,
-    id: impl Fn(&M) -> Uuid,
-) -> Result<Connection<String, T>, AppError>
+pub fn try_connection<M, C>(page: Page<M>, id: impl Fn(&M) -> Uuid) -> Result<C, AppError>
 where
-    T: OutputType + TryFrom<M, Error = AppError>,
+    C: Paged,
+    C::Node: TryFrom<M, Error = AppError>,
 {
-    let mut conn = Connection::new(page.has_previous, page.has_next);
+    let mut edges = Vec::with_capacity(page.items.len());
     for m in page.items {
-        let cursor = id(&m).to_string();
-        conn.edges.push(Edge::new(cursor, T::try_from(m)?));
+        edges.push((id(&m).to_string(), C::Node::try_from(m)?));
     }
-    Ok(conn)
+    let cursors: Vec<String> = edges.iter().map(|(c, _)| c.clone()).collect();
+    Ok(C::assemble(edges, page_info(&cursors, page.has_previous, page.has_next)))
+}
+
+/// The complexity of a list field: its children once per item asked for.
+pub fn list_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let items = first.unwrap_or(20).clamp(1, 100) as usize;
+    1 + items.saturating_mul(child_complexity)
 }

@@ -69,7 +69,15 @@ pub async fn post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    // Decide single vs batch by the first byte: serde would also read a JSON
+    // array as a (defaulted) single request.
+    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if is_batch {
+        serde_json::from_slice::<Vec<async_graphql::Request>>(&body).map(BatchRequest::Batch)
+    } else {
+        serde_json::from_slice::<async_graphql::Request>(&body).map(BatchRequest::Single)
+    };
+    let batch = match parsed {
         Ok(b) => b,
         Err(err) => {
             return error(

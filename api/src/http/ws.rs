@@ -40,7 +40,7 @@ use crate::{
 /// The only subprotocol spoken here.
 pub const PROTOCOL: &str = "graphql-transport-ws";
 
-/// Close codes of the protocol (and the one generic code used besides).
+/// Close codes of the protocol, and the two generic ones used besides.
 mod close_code {
     /// A message that is not valid JSON, not an object, or not a protocol message.
     pub const BAD_REQUEST: u16 = 4400;
@@ -56,6 +56,8 @@ mod close_code {
     pub const SUBSCRIBER_EXISTS: u16 = 4409;
     /// A second `connection_init`.
     pub const TOO_MANY_INITS: u16 = 4429;
+    /// A frame or message over the size limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server failed (the database, while checking the API key).
     pub const INTERNAL_ERROR: u16 = 1011;
 }
@@ -139,14 +141,18 @@ async fn serve(st: AppState, mut socket: WebSocket) {
                     None => break None,
                     Some(Err(err)) => {
                         tracing::debug!(%err, "graphql-ws socket failed");
-                        break None;
+                        break too_big(&err);
                     }
                     Some(Ok(Message::Close(_))) => break None,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
                     Some(Ok(Message::Binary(bytes))) => match String::from_utf8(bytes.to_vec()) {
                         Ok(text) => text,
-                        Err(_) => break Some(Close::bad_request("Invalid message received: binary frame is not valid UTF-8")),
+                        Err(_) => {
+                            break Some(Close::bad_request(
+                                "Invalid message received: binary frame is not valid UTF-8",
+                            ));
+                        }
                     },
                 };
                 match conn.handle(&text).await {
@@ -170,7 +176,10 @@ async fn serve(st: AppState, mut socket: WebSocket) {
             }
             Some((key, id)) = gone_rx.recv() => conn.forget(key, &id),
             () = &mut deadline, if !conn.init_received && !init_timeout.is_zero() => {
-                break Some(Close::new(close_code::INIT_TIMEOUT, "Connection initialisation timeout"));
+                break Some(Close::new(
+                    close_code::INIT_TIMEOUT,
+                    "Connection initialisation timeout",
+                ));
             }
         }
     };
@@ -182,6 +191,15 @@ async fn serve(st: AppState, mut socket: WebSocket) {
         Some(reason) => close(&mut socket, reason).await,
         None => drain(&mut socket).await,
     }
+}
+
+/// The close for a read error: 1009 when the client exceeded the size limit
+/// (the connection is still usable for a close frame then), nothing otherwise.
+/// axum hides tungstenite's error type, so this goes by its message.
+fn too_big(err: &axum::Error) -> Option<Close> {
+    err.to_string()
+        .starts_with("Space limit exceeded")
+        .then(|| Close::new(close_code::MESSAGE_TOO_BIG, "Message too big"))
 }
 
 /// Sends a close frame, then waits (briefly) for the client's.
@@ -325,7 +343,7 @@ impl Connection {
             })));
         }
 
-        let mut request = Request::new(payload.query).data(caller.clone());
+        let mut request = Request::new(payload.query).data(caller.clone()).data(self.st.clone());
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);
         }

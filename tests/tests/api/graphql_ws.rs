@@ -360,6 +360,17 @@ async fn binary_frames_are_json_too() {
 }
 
 #[tokio::test]
+async fn oversized_message_closes_1009() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut ws = connect(&app).await;
+    init(&mut ws, None).await;
+    // Twice the default 256 KiB body limit.
+    let query = format!("{{ __typename }} #{}", "x".repeat(512 * 1024));
+    subscribe(&mut ws, "big", &query).await;
+    assert_closed_with(&mut ws, 1009).await;
+}
+
+#[tokio::test]
 async fn ping_gets_pong_before_and_after_init() {
     let app = spawn_app(Backend::Sqlite).await;
     let mut ws = connect(&app).await;
@@ -414,6 +425,14 @@ async fn syntax_error_gives_error_and_no_complete() {
     let errors = error["payload"].as_array().cloned().unwrap_or_default();
     assert!(!errors.is_empty(), "{error}");
     assert!(errors[0]["message"].is_string(), "{error}");
+    let later = round_trip(&mut ws).await;
+    assert!(later.is_empty(), "sent after the error: {later:?}");
+    // A validation error is reported the same way, and frees the id.
+    subscribe(&mut ws, "bad", "{ noSuchField }").await;
+    let error = recv(&mut ws).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["id"], "bad");
+    assert!(error["payload"][0]["message"].is_string(), "{error}");
     let later = round_trip(&mut ws).await;
     assert!(later.is_empty(), "sent after the error: {later:?}");
 }

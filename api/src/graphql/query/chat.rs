@@ -1,11 +1,11 @@
 //! Conversations, feedback and tickets.
 
-use async_graphql::{Context, Object, connection::Connection};
+use async_graphql::{Context, Object};
 use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection, try_connection, types::{ChatSession, Feedback, SupportTicket}},
+    graphql::{ContextExt, connection, try_connection, types::{ChatSession, ChatSessionConnection, FeedbackConnection, SupportTicketConnection}},
     service::{self, PageArgs, ticket::TicketFilter},
 };
 
@@ -15,6 +15,7 @@ pub struct ChatQuery;
 #[Object]
 impl ChatQuery {
     /// The org's chat sessions, oldest first.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn chat_sessions(
         &self,
         ctx: &Context<'_>,
@@ -22,7 +23,7 @@ impl ChatQuery {
         #[graphql(desc = "Only this bot's sessions.")] bot_id: Option<Uuid>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, ChatSession>> {
+    ) -> GqlResult<ChatSessionConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(connection(service::session::list(st, &scope, widget_id, bot_id, &PageArgs { first, after }).await?, |m| m.id))
     }
@@ -34,25 +35,27 @@ impl ChatQuery {
     }
 
     /// Votes on bot messages, oldest first.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn feedback(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only `UP` or only `DOWN` votes.")] vote: Option<String>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, Feedback>> {
+    ) -> GqlResult<FeedbackConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(connection(service::session::feedback(st, &scope, vote.as_deref(), &PageArgs { first, after }).await?, |m| m.id))
     }
 
     /// Support tickets, oldest first.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn support_tickets(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Filters.")] filter: Option<TicketFilter>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, SupportTicket>> {
+    ) -> GqlResult<SupportTicketConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::ticket::list(st, &scope, filter.unwrap_or_default(), &PageArgs { first, after }).await?;
         Ok(try_connection(page, |m| m.id)?)

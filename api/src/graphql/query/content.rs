@@ -1,12 +1,12 @@
 //! Bots, sites, flows and tooltips.
 
-use async_graphql::{Context, Object, connection::Connection};
+use async_graphql::{Context, Object};
 use entity::{bot, flow, site, tooltip};
 use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection, try_connection, types::{Bot, Flow, Site, Tooltip}},
+    graphql::{ContextExt, connection, try_connection, types::{Bot, BotConnection, Flow, FlowConnection, Site, SiteConnection, Tooltip, TooltipConnection}},
     service::{self, PageArgs, content::ContentFilter},
 };
 
@@ -16,12 +16,13 @@ pub struct ContentQuery;
 #[Object]
 impl ContentQuery {
     /// The org's bots.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn bots(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, Bot>> {
+    ) -> GqlResult<BotConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(connection(service::bot::list(st, &scope, &PageArgs { first, after }).await?, |m| m.id))
     }
@@ -33,12 +34,13 @@ impl ContentQuery {
     }
 
     /// The org's sites.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn sites(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, Site>> {
+    ) -> GqlResult<SiteConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(try_connection(service::site::list(st, &scope, &PageArgs { first, after }).await?, |m| m.id)?)
     }
@@ -50,13 +52,14 @@ impl ContentQuery {
     }
 
     /// The org's flows.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn flows(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Filters.")] filter: Option<ContentFilter>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, Flow>> {
+    ) -> GqlResult<FlowConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::content::list_flows(st, &scope, filter.unwrap_or_default(), &PageArgs { first, after }).await?;
         Ok(try_connection(page, |m| m.id)?)
@@ -69,13 +72,14 @@ impl ContentQuery {
     }
 
     /// The org's tooltips.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn tooltips(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Filters.")] filter: Option<ContentFilter>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, Tooltip>> {
+    ) -> GqlResult<TooltipConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::content::list_tooltips(st, &scope, filter.unwrap_or_default(), &PageArgs { first, after }).await?;
         Ok(try_connection(page, |m| m.id)?)

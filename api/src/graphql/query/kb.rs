@@ -1,12 +1,12 @@
 //! Knowledge bases and articles.
 
-use async_graphql::{Context, Object, connection::Connection};
+use async_graphql::{Context, Object};
 use entity::{kb_article, knowledge_base};
 use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection, types::{KbArticle, KnowledgeBase}},
+    graphql::{ContextExt, connection, types::{KbArticle, KbArticleConnection, KnowledgeBase, KnowledgeBaseConnection}},
     service::{self, PageArgs},
 };
 
@@ -16,12 +16,13 @@ pub struct KbQuery;
 #[Object]
 impl KbQuery {
     /// The org's knowledge bases.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn knowledge_bases(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, KnowledgeBase>> {
+    ) -> GqlResult<KnowledgeBaseConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(connection(service::kb::list(st, &scope, &PageArgs { first, after }).await?, |m| m.id))
     }
@@ -33,6 +34,7 @@ impl KbQuery {
     }
 
     /// The org's articles, optionally of one knowledge base.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn kb_articles(
         &self,
         ctx: &Context<'_>,
@@ -40,7 +42,7 @@ impl KbQuery {
         #[graphql(desc = "Only published (true) or unpublished (false) articles.")] published: Option<bool>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, KbArticle>> {
+    ) -> GqlResult<KbArticleConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::kb::list_articles(st, &scope, knowledge_base_id, published, &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))

@@ -1,10 +1,10 @@
 //! The caller's org, its API keys, credits and events.
 
-use async_graphql::{Context, Object, connection::Connection};
+use async_graphql::{Context, Object};
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection, types::{ApiKey, Credits, Org, OrgEvent}},
+    graphql::{ContextExt, connection, types::{ApiKeyConnection, Credits, Org, OrgEventConnection}},
     service::{self, PageArgs},
 };
 
@@ -20,13 +20,14 @@ impl OrgQuery {
     }
 
     /// The org's API keys (secrets are never shown again).
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn api_keys(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Include revoked keys.", default = false)] include_revoked: bool,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, ApiKey>> {
+    ) -> GqlResult<ApiKeyConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::api_key::list(st, &scope, include_revoked, &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))
@@ -41,13 +42,14 @@ impl OrgQuery {
     }
 
     /// The org's outbox events, oldest first.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only events of this kind, e.g. `ticket.created_via_widget`.")] kind: Option<String>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, OrgEvent>> {
+    ) -> GqlResult<OrgEventConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::event::list(st, &scope, kind.as_deref(), &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))

@@ -1,12 +1,12 @@
 //! Chat widgets, and the public widget configuration.
 
-use async_graphql::{Context, Object, connection::Connection};
+use async_graphql::{Context, Object};
 use entity::chat_widget;
 use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection, types::{ChatWidget, WidgetConfig}},
+    graphql::{ContextExt, connection, types::{ChatWidget, ChatWidgetConnection, WidgetConfig}},
     service::{self, PageArgs, bot::BotLabels},
 };
 
@@ -16,12 +16,13 @@ pub struct WidgetQuery;
 #[Object]
 impl WidgetQuery {
     /// The org's chat widgets.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn chat_widgets(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, ChatWidget>> {
+    ) -> GqlResult<ChatWidgetConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(connection(service::chat_widget::list(st, &scope, &PageArgs { first, after }).await?, |m| m.id))
     }

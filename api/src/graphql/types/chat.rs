@@ -1,18 +1,18 @@
 //! Conversations, feedback and support tickets, as dashboards read them.
 
-use async_graphql::{ComplexObject, Context, Json, SimpleObject, connection::Connection};
+use async_graphql::{ComplexObject, Context, Json, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
     domain::{TicketSource, TicketStatus},
     error::{AppError, GqlResult},
-    graphql::{ContextExt, connection},
+    graphql::{ContextExt, connection, types::ChatMessageConnection},
     service::{self, PageArgs},
 };
 
 /// One conversation of a visitor with a bot.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct ChatSession {
     /// Session id.
@@ -32,12 +32,13 @@ pub struct ChatSession {
 #[ComplexObject]
 impl ChatSession {
     /// Every stored step of every turn, in order.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the message to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, ChatMessage>> {
+    ) -> GqlResult<ChatMessageConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::session::messages(st, &scope, self.id, &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))
@@ -58,7 +59,7 @@ impl From<entity::chat_session::Model> for ChatSession {
 }
 
 /// One stored step of a chat turn.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct ChatMessage {
     /// Message id.
     pub id: Uuid,
@@ -103,7 +104,7 @@ impl From<entity::chat_message::Model> for ChatMessage {
 }
 
 /// An up or down vote on a bot message.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct Feedback {
     /// Feedback id.
     pub id: Uuid,
@@ -133,7 +134,7 @@ impl From<entity::chat_feedback::Model> for Feedback {
 }
 
 /// A support ticket.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct SupportTicket {
     /// Ticket id.
     pub id: Uuid,

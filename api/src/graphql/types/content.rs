@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// A bot: who answers in a chat widget, and from what.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Bot {
     /// Bot id.
@@ -79,7 +79,7 @@ impl From<entity::bot::Model> for Bot {
 }
 
 /// A site the widget runs on, with its app map.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct Site {
     /// Site id.
     pub id: Uuid,
@@ -113,7 +113,7 @@ impl TryFrom<entity::site::Model> for Site {
 }
 
 /// A product tour.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct Flow {
     /// Flow id.
     pub id: Uuid,
@@ -159,7 +159,7 @@ impl TryFrom<entity::flow::Model> for Flow {
 }
 
 /// A tooltip pinned to one element of one page.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct Tooltip {
     /// Tooltip id.
     pub id: Uuid,

@@ -1,17 +1,17 @@
 //! Knowledge bases and articles.
 
-use async_graphql::{ComplexObject, Context, SimpleObject, connection::Connection};
+use async_graphql::{ComplexObject, Context, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection},
+    graphql::{ContextExt, connection, types::KbArticleConnection},
     service::{self, PageArgs},
 };
 
 /// A collection of articles a bot can answer from.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct KnowledgeBase {
     /// Knowledge base id.
@@ -29,12 +29,13 @@ pub struct KnowledgeBase {
 #[ComplexObject]
 impl KnowledgeBase {
     /// Its articles, oldest first.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn articles(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the article to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, KbArticle>> {
+    ) -> GqlResult<KbArticleConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::kb::list_articles(st, &scope, Some(self.id), None, &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))
@@ -54,7 +55,7 @@ impl From<entity::knowledge_base::Model> for KnowledgeBase {
 }
 
 /// One knowledge base article.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct KbArticle {
     /// Article id.
     pub id: Uuid,

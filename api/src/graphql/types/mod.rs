@@ -2,12 +2,14 @@
 //! the schema's descriptions.
 
 mod chat;
+mod connections;
 mod content;
 mod kb;
 mod org;
 mod widget;
 
 pub use chat::*;
+pub use connections::*;
 pub use content::*;
 pub use kb::*;
 pub use org::*;

@@ -1,18 +1,18 @@
 //! Org, API keys, credits and outbox events.
 
-use async_graphql::{ComplexObject, Context, Json, SimpleObject, connection::Connection};
+use async_graphql::{ComplexObject, Context, Json, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
     domain::Plan,
     error::GqlResult,
-    graphql::{ContextExt, connection},
+    graphql::{ContextExt, connection, types::LedgerEntryConnection},
     service::{self, PageArgs, event::BusEvent},
 };
 
 /// The caller's organisation.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct Org {
     /// Org id.
     pub id: Uuid,
@@ -52,7 +52,7 @@ impl TryFrom<entity::org::Model> for Org {
 }
 
 /// An API key. The secret itself is only ever shown once, in `CreatedApiKey.key`.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct ApiKey {
     /// Key id.
     pub id: Uuid,
@@ -91,7 +91,7 @@ pub struct CreatedApiKey {
 }
 
 /// One credit ledger entry.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct LedgerEntry {
     /// Entry id.
     pub id: Uuid,
@@ -127,7 +127,7 @@ impl From<entity::credit_ledger::Model> for LedgerEntry {
 }
 
 /// The org's credit balance and ledger.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Credits {
     /// Credits left.
@@ -137,12 +137,13 @@ pub struct Credits {
 #[ComplexObject]
 impl Credits {
     /// Every grant and charge, oldest first.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn ledger(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the entry to start after.")] after: Option<String>,
-    ) -> GqlResult<Connection<String, LedgerEntry>> {
+    ) -> GqlResult<LedgerEntryConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let page = service::credits::ledger(st, &scope, &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::service::{bot::BotLabels, chat_widget::allowed_origins};
 
 /// A chat widget; its `id` is the public UUID of the `<script>` tag.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct ChatWidget {
     /// The public widget id.
     pub id: Uuid,

@@ -1,0 +1,225 @@
+//! `spawn_app()`: a real server on a random port over a fresh, migrated
+//! database (SQLite file or PostgreSQL database of its own), with one PRO org
+//! and its API key. Logs only with `TEST_LOG=1`. Everything is removed when
+//! the `TestApp` drops.
+
+use std::{path::PathBuf, sync::Once};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+use wayfinder::{
+    config::Config,
+    domain::Plan,
+    service,
+    startup::App,
+    state::AppState,
+};
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an `async fn(Backend)` test once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The Redis server tests use (each with its own key prefix).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A database of this test's own; dropped with it.
+pub struct TestDatabase {
+    pub url: String,
+    pub dir: PathBuf,
+    pg_name: Option<String>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        let dir = std::env::temp_dir().join(format!("wayfinder-test-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        match backend {
+            Backend::Sqlite => Self {
+                url: format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+                dir,
+                pg_name: None,
+            },
+            Backend::Postgres => {
+                use sea_orm::ConnectionTrait;
+                let name = format!("wf_test_{}", Uuid::new_v4().simple());
+                let admin = sea_orm::Database::connect(postgres_admin_url()).await.expect("PostgreSQL must answer for tests");
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+                admin.close().await.unwrap();
+                let base = postgres_admin_url();
+                let url = match base.rsplit_once('/') {
+                    Some((server, _)) => format!("{server}/{name}"),
+                    None => panic!("TEST_POSTGRES_URL needs a database path"),
+                };
+                Self { url, dir, pg_name: Some(name) }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs inside the test's runtime: clean up on a thread of our own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    use sea_orm::ConnectionTrait;
+                    if let Ok(admin) = sea_orm::Database::connect(postgres_admin_url()).await {
+                        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                        let _ = admin.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A running server and what tests need to talk to it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// `ws://127.0.0.1:PORT/graphql`
+    pub ws_url: String,
+    /// A valid key of `org_id`.
+    pub api_key: String,
+    /// The org made for the test (plan PRO).
+    pub org_id: Uuid,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    // Declared last: dropped after the server has been told to stop.
+    pub db: TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+static TRACING: Once = Once::new();
+
+/// The configuration every test server starts from.
+pub fn test_config(db: &TestDatabase) -> Config {
+    TRACING.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            wayfinder::telemetry::init("text");
+        }
+    });
+    let mut config = Config::defaults();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.database_url = Some(db.url.clone());
+    config.data_dir = db.dir.clone();
+    config.secret = Some("test-secret-test-secret-test-secret-0123".into());
+    config.demo = false;
+    config.redis_url = None;
+    config.ws_init_timeout_ms = 500;
+    config.shutdown_grace_secs = 1;
+    config
+}
+
+/// A server on `backend` with default test configuration.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// A server on `backend`, configuration adjusted by `tweak`.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDatabase::create(backend).await;
+    let mut config = test_config(&db);
+    tweak(&mut config);
+    spawn_on(db, config, backend).await
+}
+
+/// A server over an existing test database (a second replica, say).
+pub async fn spawn_on(db: TestDatabase, config: Config, backend: Backend) -> TestApp {
+    let app = App::build(config).await.expect("app builds");
+    let addr = app.addr();
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let (org, _, key) = service::org::create(&state.db, "Test org", Plan::Pro, "owner@example.com").await.unwrap();
+    TestApp {
+        address: format!("http://{addr}"),
+        ws_url: format!("ws://{addr}/graphql"),
+        api_key: key.key,
+        org_id: org.id,
+        state,
+        client: reqwest::Client::new(),
+        backend,
+        shutdown: Some(tx),
+        db,
+    }
+}
+
+impl TestApp {
+    /// POSTs a GraphQL operation with `key` (or none); returns the JSON answer.
+    pub async fn gql_as(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let resp = req.send().await.unwrap();
+        resp.json().await.unwrap()
+    }
+
+    /// POSTs with the test org's key.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.gql_as(Some(&self.api_key), query, variables).await
+    }
+
+    /// POSTs with the test org's key and fails the test on any GraphQL error.
+    pub async fn gql_ok(&self, query: &str, variables: Value) -> Value {
+        let v = self.gql(query, variables).await;
+        assert!(v.get("errors").is_none(), "unexpected errors: {v}");
+        v["data"].clone()
+    }
+
+    /// Another org with its own key.
+    pub async fn create_org(&self, plan: Plan) -> (Uuid, String) {
+        let (org, _, key) = service::org::create(&self.state.db, "Other org", plan, "other@example.com").await.unwrap();
+        (org.id, key.key)
+    }
+}
+
+/// The `code` extension of the first error of a GraphQL answer.
+pub fn error_code(v: &Value) -> Option<&str> {
+    v["errors"][0]["extensions"]["code"].as_str()
+}
