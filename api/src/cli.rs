@@ -12,8 +12,7 @@ use crate::{
     db,
     domain::Plan,
     error::AppError,
-    graphql,
-    service,
+    graphql, service,
     startup::{App, StartError, shutdown_signal},
 };
 
@@ -171,33 +170,68 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             state.db.clone().close().await?;
             Ok(())
         }
-        Command::Org { command: OrgCommand::Create { name, plan, owner_email, json } } => {
+        Command::Org {
+            command:
+                OrgCommand::Create {
+                    name,
+                    plan,
+                    owner_email,
+                    json,
+                },
+        } => {
             let conn = admin_db(&config).await?;
-            let (org, _, key) = service::org::create(&conn, &name, plan.into(), &owner_email).await.map_err(fail)?;
+            let (org, _, key) = service::org::create(&conn, &name, plan.into(), &owner_email)
+                .await
+                .map_err(fail)?;
             if json {
-                writeln!(out, "{}", json!({ "orgId": org.id, "name": org.name, "plan": org.plan, "apiKey": key.key }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "orgId": org.id, "name": org.name, "plan": org.plan, "apiKey": key.key })
+                )?;
             } else {
-                writeln!(out, "org id:  {}\napi key: {}   (shown once: store it now)", org.id, key.key)?;
+                writeln!(
+                    out,
+                    "org id:  {}\napi key: {}   (shown once: store it now)",
+                    org.id, key.key
+                )?;
             }
             Ok(())
         }
-        Command::Apikey { command: ApikeyCommand::Create { org, name, json } } => {
+        Command::Apikey {
+            command: ApikeyCommand::Create { org, name, json },
+        } => {
             let conn = admin_db(&config).await?;
             service::org::find(&conn, org).await.map_err(fail)?;
             let name = crate::domain::name("--name", &name).map_err(fail)?;
-            let (row, key) = service::api_key::insert_key(&conn, org, &name).await.map_err(fail)?;
+            let (row, key) = service::api_key::insert_key(&conn, org, &name)
+                .await
+                .map_err(fail)?;
             if json {
-                writeln!(out, "{}", json!({ "orgId": org, "apiKeyId": row.id, "apiKey": key.key }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "orgId": org, "apiKeyId": row.id, "apiKey": key.key })
+                )?;
             } else {
                 writeln!(out, "api key: {}   (shown once: store it now)", key.key)?;
             }
             Ok(())
         }
-        Command::Credits { command: CreditsCommand::Grant { org, amount, json } } => {
+        Command::Credits {
+            command: CreditsCommand::Grant { org, amount, json },
+        } => {
             let conn = admin_db(&config).await?;
-            let (balance, _) = service::credits::grant(&conn, org, amount, Some("granted by operator".into())).await.map_err(fail)?;
+            let (balance, _) =
+                service::credits::grant(&conn, org, amount, Some("granted by operator".into()))
+                    .await
+                    .map_err(fail)?;
             if json {
-                writeln!(out, "{}", json!({ "orgId": org, "granted": amount, "balance": balance }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "orgId": org, "granted": amount, "balance": balance })
+                )?;
             } else {
                 writeln!(out, "granted {amount} credits; balance {balance}")?;
             }
@@ -217,7 +251,9 @@ async fn admin_db(config: &Config) -> Result<sea_orm::DatabaseConnection, CliErr
 
 async fn serve(config: Config, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
     if config.secret.is_none() {
-        tracing::warn!("WAYFINDER_SECRET is not set: using a generated local secret (fine for development; set one in production)");
+        tracing::warn!(
+            "WAYFINDER_SECRET is not set: using a generated local secret (fine for development; set one in production)"
+        );
     }
     let app = App::build(config).await?;
     let base = format!("http://{}", app.addr());
@@ -229,7 +265,11 @@ async fn serve(config: Config, out: &mut (dyn Write + Send)) -> Result<(), CliEr
         writeln!(out, "  org id:     {}", demo.org_id)?;
         writeln!(out, "  API key:    {}", demo.api_key)?;
         writeln!(out, "  widget id:  {}", demo.widget_id)?;
-        writeln!(out, "  try:        curl -s {base}/graphql -H 'x-api-key: {}' -H 'content-type: application/json' -d '{{\"query\":\"{{ org {{ name plan }} }}\"}}'", demo.api_key)?;
+        writeln!(
+            out,
+            "  try:        curl -s {base}/graphql -H 'x-api-key: {}' -H 'content-type: application/json' -d '{{\"query\":\"{{ org {{ name plan }} }}\"}}'",
+            demo.api_key
+        )?;
     }
     out.flush()?;
     app.run_until(shutdown_signal()).await?;

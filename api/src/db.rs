@@ -20,8 +20,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         // the file, so one connection sets it for all). sqlx already turns on
         // foreign keys and a busy timeout on every connection.
         use sea_orm::ConnectionTrait;
-        db.execute_unprepared("PRAGMA journal_mode=WAL")
-            .await?;
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
     }
     Ok(db)
 }

@@ -96,7 +96,11 @@ impl ServerSecret {
         let mut mac = self.mac(purpose);
         mac.update(payload);
         let tag = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     /// The payload of a token minted by [`Self::sign`] for the same purpose; `None` if forged or malformed.

@@ -8,9 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
-    db,
-    graphql,
-    http,
+    db, graphql, http,
     pubsub::{Bus, MemoryBus, RedisBus},
     secret::ServerSecret,
     service::{demo, event},
@@ -27,7 +25,10 @@ pub enum StartError {
     #[error("secret: {0}")]
     Secret(#[from] crate::secret::SecretError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("data directory: {0}")]
     DataDir(std::io::Error),
     #[error("demo seed: {0}")]
@@ -109,7 +110,10 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace period.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let relay = tokio::spawn(event::relay(
             self.state.clone(),
             Duration::from_secs(5),

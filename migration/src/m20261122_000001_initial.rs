@@ -7,7 +7,12 @@ use sea_orm_migration::{prelude::*, schema::*};
 pub struct Migration;
 
 /// A foreign key from `table.column` to `target.id`.
-fn fk(table: &'static str, column: &'static str, target: &'static str, on_delete: ForeignKeyAction) -> ForeignKeyCreateStatement {
+fn fk(
+    table: &'static str,
+    column: &'static str,
+    target: &'static str,
+    on_delete: ForeignKeyAction,
+) -> ForeignKeyCreateStatement {
     ForeignKey::create()
         .name(format!("fk_{table}_{column}"))
         .from(table, column)
@@ -37,7 +42,8 @@ fn created_updated(t: &mut TableCreateStatement) -> &mut TableCreateStatement {
 
 fn index(table: &'static str, columns: &[&'static str]) -> IndexCreateStatement {
     let mut idx = Index::create();
-    idx.name(format!("idx_{table}_{}", columns.join("_"))).table(table);
+    idx.name(format!("idx_{table}_{}", columns.join("_")))
+        .table(table);
     for c in columns {
         idx.col(*c);
     }
@@ -84,7 +90,12 @@ impl MigrationTrait for Migration {
             .col(string("title"))
             .col(text("body"))
             .col(boolean("published"))
-            .foreign_key(&mut fk("kb_articles", "knowledge_base_id", "knowledge_bases", Cascade));
+            .foreign_key(&mut fk(
+                "kb_articles",
+                "knowledge_base_id",
+                "knowledge_bases",
+                Cascade,
+            ));
         created_updated(&mut t);
         m.create_table(t).await?;
 
@@ -119,7 +130,12 @@ impl MigrationTrait for Migration {
             .col(uuid("org_id"))
             .primary_key(Index::create().col("bot_id").col("knowledge_base_id"))
             .foreign_key(&mut fk("bot_knowledge_bases", "bot_id", "bots", Cascade))
-            .foreign_key(&mut fk("bot_knowledge_bases", "knowledge_base_id", "knowledge_bases", Cascade))
+            .foreign_key(&mut fk(
+                "bot_knowledge_bases",
+                "knowledge_base_id",
+                "knowledge_bases",
+                Cascade,
+            ))
             .foreign_key(&mut fk("bot_knowledge_bases", "org_id", "orgs", Cascade));
         m.create_table(t).await?;
 
@@ -129,7 +145,9 @@ impl MigrationTrait for Migration {
             if name == "flows" {
                 t.col(text("description")).col(json("steps"));
             } else {
-                t.col(string("page_url")).col(string("target_selector")).col(text("body"));
+                t.col(string("page_url"))
+                    .col(string("target_selector"))
+                    .col(text("body"));
             }
             t.col(string("status"))
                 .col(string("source"))
@@ -156,7 +174,12 @@ impl MigrationTrait for Migration {
             .col(string_null("external_id"))
             .col(boolean("anonymous"))
             .col(json("traits"))
-            .foreign_key(&mut fk("end_users", "chat_widget_id", "chat_widgets", Cascade));
+            .foreign_key(&mut fk(
+                "end_users",
+                "chat_widget_id",
+                "chat_widgets",
+                Cascade,
+            ));
         created_updated(&mut t);
         m.create_table(t).await?;
 
@@ -165,8 +188,18 @@ impl MigrationTrait for Migration {
             .col(uuid_null("chat_widget_id"))
             .col(uuid_null("end_user_id"))
             .foreign_key(&mut fk("chat_sessions", "bot_id", "bots", Cascade))
-            .foreign_key(&mut fk("chat_sessions", "chat_widget_id", "chat_widgets", Cascade))
-            .foreign_key(&mut fk("chat_sessions", "end_user_id", "end_users", Cascade));
+            .foreign_key(&mut fk(
+                "chat_sessions",
+                "chat_widget_id",
+                "chat_widgets",
+                Cascade,
+            ))
+            .foreign_key(&mut fk(
+                "chat_sessions",
+                "end_user_id",
+                "end_users",
+                Cascade,
+            ));
         created_updated(&mut t);
         m.create_table(t).await?;
 
@@ -180,7 +213,12 @@ impl MigrationTrait for Migration {
             .col(json("payload"))
             .col(string_null("model"))
             .col(integer("tokens_used"))
-            .foreign_key(&mut fk("chat_messages", "session_id", "chat_sessions", Cascade));
+            .foreign_key(&mut fk(
+                "chat_messages",
+                "session_id",
+                "chat_sessions",
+                Cascade,
+            ));
         created(&mut t);
         m.create_table(t).await?;
 
@@ -189,8 +227,18 @@ impl MigrationTrait for Migration {
             .col(uuid("session_id"))
             .col(string("vote"))
             .col(text_null("comment"))
-            .foreign_key(&mut fk("chat_feedback", "message_id", "chat_messages", Cascade))
-            .foreign_key(&mut fk("chat_feedback", "session_id", "chat_sessions", Cascade));
+            .foreign_key(&mut fk(
+                "chat_feedback",
+                "message_id",
+                "chat_messages",
+                Cascade,
+            ))
+            .foreign_key(&mut fk(
+                "chat_feedback",
+                "session_id",
+                "chat_sessions",
+                Cascade,
+            ));
         created_updated(&mut t);
         m.create_table(t).await?;
 
@@ -202,7 +250,12 @@ impl MigrationTrait for Migration {
             .col(text("message"))
             .col(uuid_null("session_id"))
             .col(text_null("assignee_note"))
-            .foreign_key(&mut fk("support_tickets", "session_id", "chat_sessions", SetNull));
+            .foreign_key(&mut fk(
+                "support_tickets",
+                "session_id",
+                "chat_sessions",
+                SetNull,
+            ));
         created_updated(&mut t);
         m.create_table(t).await?;
 
@@ -287,9 +340,23 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for table in [
-            "notifications", "events", "credit_ledger", "support_tickets", "chat_feedback",
-            "chat_messages", "chat_sessions", "end_users", "chat_widgets", "tooltips", "flows",
-            "bot_knowledge_bases", "bots", "sites", "kb_articles", "knowledge_bases", "api_keys",
+            "notifications",
+            "events",
+            "credit_ledger",
+            "support_tickets",
+            "chat_feedback",
+            "chat_messages",
+            "chat_sessions",
+            "end_users",
+            "chat_widgets",
+            "tooltips",
+            "flows",
+            "bot_knowledge_bases",
+            "bots",
+            "sites",
+            "kb_articles",
+            "knowledge_bases",
+            "api_keys",
             "orgs",
         ] {
             m.drop_table(Table::drop().table(table).to_owned()).await?;

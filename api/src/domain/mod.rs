@@ -38,8 +38,13 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, 
             format!("must be at most {max} characters"),
         ));
     }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
-        return Err(AppError::bad_input(field, "must not contain control characters"));
+    if v.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(AppError::bad_input(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(v.to_string())
 }
@@ -154,7 +159,10 @@ pub fn colour(field: &str, value: &str) -> Result<String, AppError> {
         && (v.len() == 4 || v.len() == 7)
         && v[1..].chars().all(|c| c.is_ascii_hexdigit());
     if !ok {
-        return Err(AppError::bad_input(field, "must be a hex colour like #1f6feb"));
+        return Err(AppError::bad_input(
+            field,
+            "must be a hex colour like #1f6feb",
+        ));
     }
     Ok(v.to_ascii_lowercase())
 }
@@ -193,10 +201,19 @@ mod tests {
     fn urls_and_origins() {
         assert!(http_url("u", "https://example.com/a?b#c").is_ok());
         assert!(http_url("u", "http://127.0.0.1:8080/demo").is_ok());
-        for bad in ["ftp://x.io", "https://", "example.com", "https://a b.io", "javascript:alert(1)"] {
+        for bad in [
+            "ftp://x.io",
+            "https://",
+            "example.com",
+            "https://a b.io",
+            "javascript:alert(1)",
+        ] {
             assert!(http_url("u", bad).is_err(), "{bad}");
         }
-        assert_eq!(origin("o", "https://Example.com/").unwrap(), "https://example.com");
+        assert_eq!(
+            origin("o", "https://Example.com/").unwrap(),
+            "https://example.com"
+        );
         assert!(origin("o", "https://example.com/path").is_err());
         assert!(origin("o", "*").is_ok());
     }

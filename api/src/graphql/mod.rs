@@ -29,11 +29,15 @@ pub type WayfinderSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema with its limits, before any data is attached.
 pub fn builder(config: &Config) -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(config.max_query_depth)
-        .limit_complexity(config.max_query_complexity)
-        .limit_recursive_depth(64)
-        .limit_directives(20)
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(config.max_query_depth)
+    .limit_complexity(config.max_query_complexity)
+    .limit_recursive_depth(64)
+    .limit_directives(20)
 }
 
 /// The schema in SDL, sorted: what `schema.graphql` holds.
@@ -64,9 +68,11 @@ impl ContextExt for Context<'_> {
     }
 
     fn caller(&self) -> Caller {
-        self.data_opt::<Caller>().cloned().unwrap_or(Caller::Public {
-            session_token: None,
-        })
+        self.data_opt::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Public {
+                session_token: None,
+            })
     }
 
     fn scope(&self) -> GqlResult<OrgScope> {
@@ -117,7 +123,10 @@ where
         edges.push((id(&m).to_string(), C::Node::try_from(m)?));
     }
     let cursors: Vec<String> = edges.iter().map(|(c, _)| c.clone()).collect();
-    Ok(C::assemble(edges, page_info(&cursors, page.has_previous, page.has_next)))
+    Ok(C::assemble(
+        edges,
+        page_info(&cursors, page.has_previous, page.has_next),
+    ))
 }
 
 /// The complexity of a list field: its children once per item asked for.

@@ -40,19 +40,30 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
 }
 
 /// Resolves the caller; a key that is present but wrong is an error, not a public call.
 async fn caller(st: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
     match api_key(headers) {
-        None => Ok(Caller::Public { session_token: None }),
+        None => Ok(Caller::Public {
+            session_token: None,
+        }),
         Some(key) => match authenticate(&st.db, key).await {
             Ok(scope) => Ok(Caller::Org(scope)),
-            Err(AppError::Unauthenticated(msg)) => Err(error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", msg)),
+            Err(AppError::Unauthenticated(msg)) => {
+                Err(error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", msg))
+            }
             Err(err) => {
                 tracing::error!(%err, "authentication failed");
-                Err(error(StatusCode::SERVICE_UNAVAILABLE, "INTERNAL", "internal error"))
+                Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "INTERNAL",
+                    "internal error",
+                ))
             }
         },
     }
@@ -87,8 +98,10 @@ pub async fn post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -
             );
         }
     };
-    if let BatchRequest::Batch(items) = &batch {
-        if items.is_empty() || items.len() > st.config.max_batch {
+    if let BatchRequest::Batch(items) = &batch
+        && (items.is_empty() || items.len() > st.config.max_batch)
+    {
+        {
             return error(
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
@@ -132,12 +145,20 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
         .into_response();
     }
     if query.len() > st.config.body_limit {
-        return error(StatusCode::URI_TOO_LONG, "BAD_REQUEST", "the query string is too long");
+        return error(
+            StatusCode::URI_TOO_LONG,
+            "BAD_REQUEST",
+            "the query string is too long",
+        );
     }
     let request = match async_graphql::http::parse_query_string(query) {
         Ok(r) => r,
         Err(err) => {
-            return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("not a GraphQL request: {err}"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("not a GraphQL request: {err}"),
+            );
         }
     };
     // GET must never change anything (links and prefetches are GETs).

@@ -24,7 +24,9 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
         None => "not configured",
         Some(conn) => {
             let mut conn = conn.clone();
-            match tokio::time::timeout(std::time::Duration::from_secs(2), redis_ping(&mut conn)).await {
+            match tokio::time::timeout(std::time::Duration::from_secs(2), redis_ping(&mut conn))
+                .await
+            {
                 Ok(Ok(())) => "ok",
                 Ok(Err(err)) => {
                     tracing::warn!(%err, "readiness: redis ping failed");
@@ -35,6 +37,15 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
         }
     };
     let ready = database == "ok" && redis != "unavailable";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if ready { "ready" } else { "unavailable" }, "database": database, "redis": redis })))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(
+            json!({ "status": if ready { "ready" } else { "unavailable" }, "database": database, "redis": redis }),
+        ),
+    )
 }

@@ -343,7 +343,9 @@ impl Connection {
             })));
         }
 
-        let mut request = Request::new(payload.query).data(caller.clone()).data(self.st.clone());
+        let mut request = Request::new(payload.query)
+            .data(caller.clone())
+            .data(self.st.clone());
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);
         }

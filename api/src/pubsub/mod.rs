@@ -59,10 +59,10 @@ impl Fanout {
     /// Delivers to local subscribers; forgets topics nobody listens to any more.
     pub fn deliver(&self, topic: &str, message: Arc<str>) {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(sender) = topics.get(topic) {
-            if sender.send(message).is_err() {
-                topics.remove(topic);
-            }
+        if let Some(sender) = topics.get(topic)
+            && sender.send(message).is_err()
+        {
+            topics.remove(topic);
         }
     }
 }

@@ -95,7 +95,10 @@ impl Bus for RedisBus {
     fn publish(&self, topic: &str, message: String) {
         let channel = format!("{}{topic}", self.prefix);
         if self.outbox.try_send((channel, message)).is_err() {
-            tracing::warn!(topic, "redis publish queue full; message dropped (subscribers replay from the database)");
+            tracing::warn!(
+                topic,
+                "redis publish queue full; message dropped (subscribers replay from the database)"
+            );
         }
     }
 

@@ -3,8 +3,7 @@
 use chrono::Utc;
 use entity::api_key;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -53,7 +52,12 @@ pub async fn create(
 }
 
 /// Renames a key.
-pub async fn rename(st: &State, scope: &OrgScope, id: Uuid, name: &str) -> Result<api_key::Model, AppError> {
+pub async fn rename(
+    st: &State,
+    scope: &OrgScope,
+    id: Uuid,
+    name: &str,
+) -> Result<api_key::Model, AppError> {
     let name = domain::name("input.name", name)?;
     let txn = st.db.begin().await?;
     let mut am: api_key::ActiveModel = get::<api_key::Entity>(&txn, scope, id).await?.into();
@@ -78,7 +82,12 @@ pub async fn revoke(st: &State, scope: &OrgScope, id: Uuid) -> Result<api_key::M
 }
 
 /// The caller's org's keys (revoked ones too, flagged).
-pub async fn list(st: &State, scope: &OrgScope, include_revoked: bool, page: &PageArgs) -> Result<Page<api_key::Model>, AppError> {
+pub async fn list(
+    st: &State,
+    scope: &OrgScope,
+    include_revoked: bool,
+    page: &PageArgs,
+) -> Result<Page<api_key::Model>, AppError> {
     let mut select = scoped::<api_key::Entity>(scope);
     if !include_revoked {
         select = select.filter(api_key::Column::RevokedAt.is_null());

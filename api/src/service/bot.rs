@@ -117,16 +117,25 @@ pub struct UpdateBotInput {
 
 const DEFAULT_PROMPT: &str = "You are a friendly, concise support assistant.";
 const DEFAULT_GREETING: &str = "Hi! How can I help you today?";
-const DEFAULT_HANDOFF: &str = "I've passed your question to our team; they will get back to you by email.";
-const DEFAULT_FALLBACK: &str = "Sorry, I can't answer that right now. You can ask again later or talk to our team.";
+const DEFAULT_HANDOFF: &str =
+    "I've passed your question to our team; they will get back to you by email.";
+const DEFAULT_FALLBACK: &str =
+    "Sorry, I can't answer that right now. You can ask again later or talk to our team.";
 
 /// The bots of the caller's org.
-pub async fn list(st: &State, scope: &OrgScope, page: &PageArgs) -> Result<Page<bot::Model>, AppError> {
+pub async fn list(
+    st: &State,
+    scope: &OrgScope,
+    page: &PageArgs,
+) -> Result<Page<bot::Model>, AppError> {
     paginate(&st.db, scoped::<bot::Entity>(scope), page).await
 }
 
 /// Ids of the knowledge bases bound to `bot_id`.
-pub async fn knowledge_base_ids(db: &impl ConnectionTrait, bot_id: Uuid) -> Result<Vec<Uuid>, AppError> {
+pub async fn knowledge_base_ids(
+    db: &impl ConnectionTrait,
+    bot_id: Uuid,
+) -> Result<Vec<Uuid>, AppError> {
     Ok(bot_knowledge_base::Entity::find()
         .filter(bot_knowledge_base::Column::BotId.eq(bot_id))
         .all(db)
@@ -159,10 +168,12 @@ async fn bind_knowledge_bases(
         .exec(db)
         .await?;
     if !unique.is_empty() {
-        bot_knowledge_base::Entity::insert_many(unique.into_iter().map(|kb| bot_knowledge_base::ActiveModel {
-            bot_id: Set(bot_id),
-            knowledge_base_id: Set(kb),
-            org_id: Set(scope.org_id()),
+        bot_knowledge_base::Entity::insert_many(unique.into_iter().map(|kb| {
+            bot_knowledge_base::ActiveModel {
+                bot_id: Set(bot_id),
+                knowledge_base_id: Set(kb),
+                org_id: Set(scope.org_id()),
+            }
         }))
         .exec(db)
         .await?;
@@ -176,7 +187,11 @@ fn opt_text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>
 
 /// A new bot; needs the GROWTH plan or higher.
 #[tracing::instrument(skip_all, fields(org_id = %scope.org_id()))]
-pub async fn create(st: &State, scope: &OrgScope, input: CreateBotInput) -> Result<bot::Model, AppError> {
+pub async fn create(
+    st: &State,
+    scope: &OrgScope,
+    input: CreateBotInput,
+) -> Result<bot::Model, AppError> {
     let org = org::get(&st.db, scope).await?;
     org::plan(&org)?.require(Plan::Growth)?;
     let name = domain::name("input.name", &input.name)?;
@@ -190,36 +205,79 @@ pub async fn create(st: &State, scope: &OrgScope, input: CreateBotInput) -> Resu
     let model = bot::ActiveModel {
         id: Set(id),
         org_id: Set(scope.org_id()),
-        persona_name: Set(opt_text("input.personaName", input.persona_name, domain::NAME_MAX)?.unwrap_or_else(|| name.clone())),
+        persona_name: Set(
+            opt_text("input.personaName", input.persona_name, domain::NAME_MAX)?
+                .unwrap_or_else(|| name.clone()),
+        ),
         name: Set(name),
-        system_prompt: Set(opt_text("input.systemPrompt", input.system_prompt, domain::LONG_TEXT_MAX)?.unwrap_or_else(|| DEFAULT_PROMPT.into())),
-        greeting: Set(opt_text("input.greeting", input.greeting, domain::SHORT_TEXT_MAX)?.unwrap_or_else(|| DEFAULT_GREETING.into())),
-        primary_color: Set(input.primary_color.map(|c| domain::colour("input.primaryColor", &c)).transpose()?.unwrap_or_else(|| "#1f6feb".into())),
-        accent_color: Set(input.accent_color.map(|c| domain::colour("input.accentColor", &c)).transpose()?.unwrap_or_else(|| "#ffffff".into())),
+        system_prompt: Set(opt_text(
+            "input.systemPrompt",
+            input.system_prompt,
+            domain::LONG_TEXT_MAX,
+        )?
+        .unwrap_or_else(|| DEFAULT_PROMPT.into())),
+        greeting: Set(
+            opt_text("input.greeting", input.greeting, domain::SHORT_TEXT_MAX)?
+                .unwrap_or_else(|| DEFAULT_GREETING.into()),
+        ),
+        primary_color: Set(input
+            .primary_color
+            .map(|c| domain::colour("input.primaryColor", &c))
+            .transpose()?
+            .unwrap_or_else(|| "#1f6feb".into())),
+        accent_color: Set(input
+            .accent_color
+            .map(|c| domain::colour("input.accentColor", &c))
+            .transpose()?
+            .unwrap_or_else(|| "#ffffff".into())),
         labels: Set(serde_json::to_value(labels).map_err(AppError::internal)?),
         fallback_to_human: Set(input.fallback_to_human.unwrap_or(true)),
-        handoff_message: Set(opt_text("input.handoffMessage", input.handoff_message, domain::SHORT_TEXT_MAX)?.unwrap_or_else(|| DEFAULT_HANDOFF.into())),
-        fallback_message: Set(opt_text("input.fallbackMessage", input.fallback_message, domain::SHORT_TEXT_MAX)?.unwrap_or_else(|| DEFAULT_FALLBACK.into())),
+        handoff_message: Set(opt_text(
+            "input.handoffMessage",
+            input.handoff_message,
+            domain::SHORT_TEXT_MAX,
+        )?
+        .unwrap_or_else(|| DEFAULT_HANDOFF.into())),
+        fallback_message: Set(opt_text(
+            "input.fallbackMessage",
+            input.fallback_message,
+            domain::SHORT_TEXT_MAX,
+        )?
+        .unwrap_or_else(|| DEFAULT_FALLBACK.into())),
         site_id: Set(input.site_id),
         created_at: Set(now),
         updated_at: Set(now),
     }
     .insert(&txn)
     .await?;
-    bind_knowledge_bases(&txn, scope, id, &input.knowledge_base_ids.unwrap_or_default()).await?;
+    bind_knowledge_bases(
+        &txn,
+        scope,
+        id,
+        &input.knowledge_base_ids.unwrap_or_default(),
+    )
+    .await?;
     event::commit_with_event::<bot::Entity>(st, txn, scope.org_id(), "created", id).await?;
     Ok(model)
 }
 
 /// Applies `input` to one of the caller's bots.
 #[tracing::instrument(skip_all, fields(org_id = %scope.org_id(), bot_id = %input.id))]
-pub async fn update(st: &State, scope: &OrgScope, input: UpdateBotInput) -> Result<bot::Model, AppError> {
+pub async fn update(
+    st: &State,
+    scope: &OrgScope,
+    input: UpdateBotInput,
+) -> Result<bot::Model, AppError> {
     let txn = st.db.begin().await?;
     let mut am: bot::ActiveModel = get::<bot::Entity>(&txn, scope, input.id).await?.into();
     if let Some(v) = input.name {
         am.name = Set(domain::name("input.name", &v)?);
     }
-    if let Some(v) = opt_text("input.systemPrompt", input.system_prompt, domain::LONG_TEXT_MAX)? {
+    if let Some(v) = opt_text(
+        "input.systemPrompt",
+        input.system_prompt,
+        domain::LONG_TEXT_MAX,
+    )? {
         am.system_prompt = Set(v);
     }
     if let Some(v) = input.persona_name {
@@ -239,10 +297,18 @@ pub async fn update(st: &State, scope: &OrgScope, input: UpdateBotInput) -> Resu
     if let Some(v) = input.fallback_to_human {
         am.fallback_to_human = Set(v);
     }
-    if let Some(v) = opt_text("input.handoffMessage", input.handoff_message, domain::SHORT_TEXT_MAX)? {
+    if let Some(v) = opt_text(
+        "input.handoffMessage",
+        input.handoff_message,
+        domain::SHORT_TEXT_MAX,
+    )? {
         am.handoff_message = Set(v);
     }
-    if let Some(v) = opt_text("input.fallbackMessage", input.fallback_message, domain::SHORT_TEXT_MAX)? {
+    if let Some(v) = opt_text(
+        "input.fallbackMessage",
+        input.fallback_message,
+        domain::SHORT_TEXT_MAX,
+    )? {
         am.fallback_message = Set(v);
     }
     if let Some(v) = input.primary_color {

@@ -48,7 +48,10 @@ pub struct UpdateChatWidgetInput {
 
 fn origins(list: Vec<String>) -> Result<serde_json::Value, AppError> {
     if list.len() > MAX_ORIGINS {
-        return Err(AppError::bad_input("input.allowedOrigins", format!("at most {MAX_ORIGINS} origins")));
+        return Err(AppError::bad_input(
+            "input.allowedOrigins",
+            format!("at most {MAX_ORIGINS} origins"),
+        ));
     }
     let mut out = list
         .iter()
@@ -66,12 +69,20 @@ pub fn allowed_origins(w: &chat_widget::Model) -> Vec<String> {
 }
 
 /// The caller's widgets.
-pub async fn list(st: &State, scope: &OrgScope, page: &PageArgs) -> Result<Page<chat_widget::Model>, AppError> {
+pub async fn list(
+    st: &State,
+    scope: &OrgScope,
+    page: &PageArgs,
+) -> Result<Page<chat_widget::Model>, AppError> {
     paginate(&st.db, scoped::<chat_widget::Entity>(scope), page).await
 }
 
 /// A new widget for one of the caller's bots.
-pub async fn create(st: &State, scope: &OrgScope, input: CreateChatWidgetInput) -> Result<chat_widget::Model, AppError> {
+pub async fn create(
+    st: &State,
+    scope: &OrgScope,
+    input: CreateChatWidgetInput,
+) -> Result<chat_widget::Model, AppError> {
     let allowed = origins(input.allowed_origins.unwrap_or_default())?;
     let name = domain::name("input.name", input.name.as_deref().unwrap_or("Chat widget"))?;
     let txn = st.db.begin().await?;
@@ -93,14 +104,21 @@ pub async fn create(st: &State, scope: &OrgScope, input: CreateChatWidgetInput) 
     }
     .insert(&txn)
     .await?;
-    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "created", model.id)
+        .await?;
     Ok(model)
 }
 
 /// Applies `input` to one of the caller's widgets.
-pub async fn update(st: &State, scope: &OrgScope, input: UpdateChatWidgetInput) -> Result<chat_widget::Model, AppError> {
+pub async fn update(
+    st: &State,
+    scope: &OrgScope,
+    input: UpdateChatWidgetInput,
+) -> Result<chat_widget::Model, AppError> {
     let txn = st.db.begin().await?;
-    let mut am: chat_widget::ActiveModel = get::<chat_widget::Entity>(&txn, scope, input.id).await?.into();
+    let mut am: chat_widget::ActiveModel = get::<chat_widget::Entity>(&txn, scope, input.id)
+        .await?
+        .into();
     if let Some(b) = input.bot_id {
         get_ref::<bot::Entity>(&txn, scope, b, "input.botId").await?;
         am.bot_id = Set(b);
@@ -120,7 +138,8 @@ pub async fn update(st: &State, scope: &OrgScope, input: UpdateChatWidgetInput) 
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
-    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "updated", input.id)
+        .await?;
     Ok(model)
 }
 
@@ -132,7 +151,10 @@ pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppErr
 }
 
 /// A published widget and its bot, by public id. Unpublished and unknown ids are both `NOT_FOUND`.
-pub async fn public(st: &State, widget_id: Uuid) -> Result<(chat_widget::Model, bot::Model), AppError> {
+pub async fn public(
+    st: &State,
+    widget_id: Uuid,
+) -> Result<(chat_widget::Model, bot::Model), AppError> {
     let widget = chat_widget::Entity::find_by_id(widget_id)
         .one(&st.db)
         .await?

@@ -47,7 +47,10 @@ pub fn steps(flow: &flow::Model) -> Vec<FlowStep> {
 
 fn validate_steps(steps: Vec<FlowStep>) -> Result<Vec<FlowStep>, AppError> {
     if steps.len() > MAX_STEPS {
-        return Err(AppError::bad_input("input.steps", format!("at most {MAX_STEPS} steps")));
+        return Err(AppError::bad_input(
+            "input.steps",
+            format!("at most {MAX_STEPS} steps"),
+        ));
     }
     steps
         .into_iter()
@@ -55,9 +58,17 @@ fn validate_steps(steps: Vec<FlowStep>) -> Result<Vec<FlowStep>, AppError> {
         .map(|(i, s)| {
             Ok(FlowStep {
                 page_url: domain::page_url(&format!("input.steps[{i}].pageUrl"), &s.page_url)?,
-                target_selector: domain::selector(&format!("input.steps[{i}].targetSelector"), &s.target_selector)?,
+                target_selector: domain::selector(
+                    &format!("input.steps[{i}].targetSelector"),
+                    &s.target_selector,
+                )?,
                 title: domain::text(&format!("input.steps[{i}].title"), &s.title, 1, 200)?,
-                body: domain::text(&format!("input.steps[{i}].body"), &s.body, 0, domain::SHORT_TEXT_MAX)?,
+                body: domain::text(
+                    &format!("input.steps[{i}].body"),
+                    &s.body,
+                    0,
+                    domain::SHORT_TEXT_MAX,
+                )?,
                 placement: s.placement,
             })
         })
@@ -69,8 +80,15 @@ fn rules(field: &str, v: Option<Json<serde_json::Value>>) -> Result<serde_json::
     if !(v.is_null() || v.is_object() || v.is_array()) {
         return Err(AppError::bad_input(field, "must be an object or an array"));
     }
-    if serde_json::to_string(&v).map(|s| s.len()).unwrap_or(usize::MAX) > MAX_RULES_BYTES {
-        return Err(AppError::bad_input(field, format!("must be at most {MAX_RULES_BYTES} bytes")));
+    if serde_json::to_string(&v)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX)
+        > MAX_RULES_BYTES
+    {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {MAX_RULES_BYTES} bytes"),
+        ));
     }
     Ok(v)
 }
@@ -171,7 +189,12 @@ pub struct ContentFilter {
 }
 
 /// The caller's flows.
-pub async fn list_flows(st: &State, scope: &OrgScope, filter: ContentFilter, page: &PageArgs) -> Result<Page<flow::Model>, AppError> {
+pub async fn list_flows(
+    st: &State,
+    scope: &OrgScope,
+    filter: ContentFilter,
+    page: &PageArgs,
+) -> Result<Page<flow::Model>, AppError> {
     let mut q = scoped::<flow::Entity>(scope);
     if let Some(s) = filter.site_id {
         q = q.filter(flow::Column::SiteId.eq(s));
@@ -186,7 +209,11 @@ pub async fn list_flows(st: &State, scope: &OrgScope, filter: ContentFilter, pag
 }
 
 /// A new manual flow.
-pub async fn create_flow(st: &State, scope: &OrgScope, input: CreateFlowInput) -> Result<flow::Model, AppError> {
+pub async fn create_flow(
+    st: &State,
+    scope: &OrgScope,
+    input: CreateFlowInput,
+) -> Result<flow::Model, AppError> {
     let steps = validate_steps(input.steps)?;
     let txn = st.db.begin().await?;
     if let Some(s) = input.site_id {
@@ -198,7 +225,12 @@ pub async fn create_flow(st: &State, scope: &OrgScope, input: CreateFlowInput) -
         org_id: Set(scope.org_id()),
         site_id: Set(input.site_id),
         name: Set(domain::name("input.name", &input.name)?),
-        description: Set(domain::text("input.description", input.description.as_deref().unwrap_or(""), 0, domain::SHORT_TEXT_MAX)?),
+        description: Set(domain::text(
+            "input.description",
+            input.description.as_deref().unwrap_or(""),
+            0,
+            domain::SHORT_TEXT_MAX,
+        )?),
         status: Set(input.status.unwrap_or(ContentStatus::Draft).as_str().into()),
         source: Set(ContentSource::Manual.as_str().into()),
         audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
@@ -214,14 +246,23 @@ pub async fn create_flow(st: &State, scope: &OrgScope, input: CreateFlowInput) -
 }
 
 /// Applies `input` to one of the caller's flows.
-pub async fn update_flow(st: &State, scope: &OrgScope, input: UpdateFlowInput) -> Result<flow::Model, AppError> {
+pub async fn update_flow(
+    st: &State,
+    scope: &OrgScope,
+    input: UpdateFlowInput,
+) -> Result<flow::Model, AppError> {
     let txn = st.db.begin().await?;
     let mut am: flow::ActiveModel = get::<flow::Entity>(&txn, scope, input.id).await?.into();
     if let Some(v) = input.name {
         am.name = Set(domain::name("input.name", &v)?);
     }
     if let Some(v) = input.description {
-        am.description = Set(domain::text("input.description", &v, 0, domain::SHORT_TEXT_MAX)?);
+        am.description = Set(domain::text(
+            "input.description",
+            &v,
+            0,
+            domain::SHORT_TEXT_MAX,
+        )?);
     }
     if let Some(s) = input.site_id {
         get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
@@ -250,7 +291,10 @@ pub async fn publish_flow(st: &State, scope: &OrgScope, id: Uuid) -> Result<flow
     let txn = st.db.begin().await?;
     let current = get::<flow::Entity>(&txn, scope, id).await?;
     if steps(&current).is_empty() {
-        return Err(AppError::bad_input("id", "a flow needs at least one step to be published"));
+        return Err(AppError::bad_input(
+            "id",
+            "a flow needs at least one step to be published",
+        ));
     }
     let mut am: flow::ActiveModel = current.into();
     am.status = Set(ContentStatus::Published.as_str().into());
@@ -268,7 +312,12 @@ pub async fn delete_flow(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), A
 }
 
 /// The caller's tooltips.
-pub async fn list_tooltips(st: &State, scope: &OrgScope, filter: ContentFilter, page: &PageArgs) -> Result<Page<tooltip::Model>, AppError> {
+pub async fn list_tooltips(
+    st: &State,
+    scope: &OrgScope,
+    filter: ContentFilter,
+    page: &PageArgs,
+) -> Result<Page<tooltip::Model>, AppError> {
     let mut q = scoped::<tooltip::Entity>(scope);
     if let Some(s) = filter.site_id {
         q = q.filter(tooltip::Column::SiteId.eq(s));
@@ -283,7 +332,11 @@ pub async fn list_tooltips(st: &State, scope: &OrgScope, filter: ContentFilter, 
 }
 
 /// A new manual tooltip.
-pub async fn create_tooltip(st: &State, scope: &OrgScope, input: CreateTooltipInput) -> Result<tooltip::Model, AppError> {
+pub async fn create_tooltip(
+    st: &State,
+    scope: &OrgScope,
+    input: CreateTooltipInput,
+) -> Result<tooltip::Model, AppError> {
     let txn = st.db.begin().await?;
     if let Some(s) = input.site_id {
         get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
@@ -295,8 +348,16 @@ pub async fn create_tooltip(st: &State, scope: &OrgScope, input: CreateTooltipIn
         site_id: Set(input.site_id),
         name: Set(domain::name("input.name", &input.name)?),
         page_url: Set(domain::page_url("input.pageUrl", &input.page_url)?),
-        target_selector: Set(domain::selector("input.targetSelector", &input.target_selector)?),
-        body: Set(domain::text("input.body", &input.body, 1, domain::LONG_TEXT_MAX)?),
+        target_selector: Set(domain::selector(
+            "input.targetSelector",
+            &input.target_selector,
+        )?),
+        body: Set(domain::text(
+            "input.body",
+            &input.body,
+            1,
+            domain::LONG_TEXT_MAX,
+        )?),
         status: Set(input.status.unwrap_or(ContentStatus::Draft).as_str().into()),
         source: Set(ContentSource::Manual.as_str().into()),
         audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
@@ -306,12 +367,17 @@ pub async fn create_tooltip(st: &State, scope: &OrgScope, input: CreateTooltipIn
     }
     .insert(&txn)
     .await?;
-    event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "created", model.id)
+        .await?;
     Ok(model)
 }
 
 /// Applies `input` to one of the caller's tooltips.
-pub async fn update_tooltip(st: &State, scope: &OrgScope, input: UpdateTooltipInput) -> Result<tooltip::Model, AppError> {
+pub async fn update_tooltip(
+    st: &State,
+    scope: &OrgScope,
+    input: UpdateTooltipInput,
+) -> Result<tooltip::Model, AppError> {
     let txn = st.db.begin().await?;
     let mut am: tooltip::ActiveModel = get::<tooltip::Entity>(&txn, scope, input.id).await?.into();
     if let Some(v) = input.name {
@@ -341,7 +407,8 @@ pub async fn update_tooltip(st: &State, scope: &OrgScope, input: UpdateTooltipIn
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
-    event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "updated", input.id)
+        .await?;
     Ok(model)
 }
 

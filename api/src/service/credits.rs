@@ -3,8 +3,9 @@
 use chrono::Utc;
 use entity::{credit_ledger, org};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    TransactionTrait,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -21,18 +22,33 @@ pub async fn balance(db: &DatabaseConnection, scope: &OrgScope) -> Result<i64, A
 }
 
 /// The caller's ledger, oldest first.
-pub async fn ledger(st: &State, scope: &OrgScope, page: &PageArgs) -> Result<Page<credit_ledger::Model>, AppError> {
+pub async fn ledger(
+    st: &State,
+    scope: &OrgScope,
+    page: &PageArgs,
+) -> Result<Page<credit_ledger::Model>, AppError> {
     paginate(&st.db, scoped::<credit_ledger::Entity>(scope), page).await
 }
 
 /// Adds `amount` credits to `org_id` with a `GRANT` ledger row, atomically; returns the new balance.
-pub async fn grant(db: &DatabaseConnection, org_id: Uuid, amount: i64, note: Option<String>) -> Result<(i64, Vec<entity::event::Model>), AppError> {
+pub async fn grant(
+    db: &DatabaseConnection,
+    org_id: Uuid,
+    amount: i64,
+    note: Option<String>,
+) -> Result<(i64, Vec<entity::event::Model>), AppError> {
     if !(1..=MAX_GRANT).contains(&amount) {
-        return Err(AppError::bad_input("input.amount", format!("must be between 1 and {MAX_GRANT}")));
+        return Err(AppError::bad_input(
+            "input.amount",
+            format!("must be between 1 and {MAX_GRANT}"),
+        ));
     }
     let txn = db.begin().await?;
     let res = org::Entity::update_many()
-        .col_expr(org::Column::CreditBalance, Expr::col(org::Column::CreditBalance).add(amount))
+        .col_expr(
+            org::Column::CreditBalance,
+            Expr::col(org::Column::CreditBalance).add(amount),
+        )
         .col_expr(org::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(org::Column::Id.eq(org_id))
         .exec(&txn)
@@ -58,14 +74,27 @@ pub async fn grant(db: &DatabaseConnection, org_id: Uuid, amount: i64, note: Opt
         .await?
         .map(|o| o.credit_balance)
         .ok_or_else(|| AppError::not_found("org"))?;
-    let ev = event::record(&txn, org_id, "credits.granted", serde_json::json!({ "ledgerEntryId": entry.id, "amount": amount, "balance": balance })).await?;
+    let ev = event::record(
+        &txn,
+        org_id,
+        "credits.granted",
+        serde_json::json!({ "ledgerEntryId": entry.id, "amount": amount, "balance": balance }),
+    )
+    .await?;
     txn.commit().await?;
     Ok((balance, vec![ev]))
 }
 
 /// [`grant`] for the caller's own org, publishing the event.
-pub async fn grant_own(st: &State, scope: &OrgScope, amount: i64, note: Option<String>) -> Result<i64, AppError> {
-    let note = note.map(|n| crate::domain::text("input.note", &n, 0, 500)).transpose()?;
+pub async fn grant_own(
+    st: &State,
+    scope: &OrgScope,
+    amount: i64,
+    note: Option<String>,
+) -> Result<i64, AppError> {
+    let note = note
+        .map(|n| crate::domain::text("input.note", &n, 0, 500))
+        .transpose()?;
     let (balance, events) = grant(&st.db, scope.org_id(), amount, note).await?;
     event::publish(st, &events).await;
     Ok(balance)

@@ -17,13 +17,34 @@ pub struct Demo {
 }
 
 const ARTICLES: &[(&str, &str)] = &[
-    ("What is Wayfinder?", "Wayfinder is an open-source backend for an embeddable AI support chat widget. Add one script tag to your site and visitors get a chat bubble that answers from your knowledge base, with citations to the articles it used."),
-    ("Installing the chat widget", "Paste <script src=\"https://YOUR-HOST/chat.js\" data-widget-id=\"WIDGET-ID\" async></script> before the closing body tag. The widget id is the public UUID of a chat widget; create one with the createChatWidget mutation and list the origins allowed to use it."),
-    ("API keys and authentication", "Dashboards and integrators call the GraphQL API at /graphql with an org API key in the x-api-key header or as Authorization: Bearer. Keys start with wf_live_, are shown once when created, and can be revoked at any time. Visitors never need a key."),
-    ("Knowledge bases and articles", "A knowledge base is a collection of articles. Bots answer from the knowledge bases bound to them and cite the published articles they used. Unpublished articles are never searched or cited."),
-    ("When the AI is off or unavailable", "If AI is switched off for your org, or the language model is down or too slow, the bot answers with its canned fallback message and, when hand-off is enabled, offers to pass the conversation to a human as a support ticket."),
-    ("Credits and billing", "Every AI call is paid from your org's credit balance. Credits are reserved before a call and settled by the tokens actually used; every grant and charge appears in the credit ledger. When credits run out the owner gets one email per day."),
-    ("Contact form and support tickets", "widget.js renders a contact form protected by a honeypot field and a signed challenge instead of a CAPTCHA. Each submission, hand-off and flagged downvote becomes a support ticket you can list with the supportTickets query."),
+    (
+        "What is Wayfinder?",
+        "Wayfinder is an open-source backend for an embeddable AI support chat widget. Add one script tag to your site and visitors get a chat bubble that answers from your knowledge base, with citations to the articles it used.",
+    ),
+    (
+        "Installing the chat widget",
+        "Paste <script src=\"https://YOUR-HOST/chat.js\" data-widget-id=\"WIDGET-ID\" async></script> before the closing body tag. The widget id is the public UUID of a chat widget; create one with the createChatWidget mutation and list the origins allowed to use it.",
+    ),
+    (
+        "API keys and authentication",
+        "Dashboards and integrators call the GraphQL API at /graphql with an org API key in the x-api-key header or as Authorization: Bearer. Keys start with wf_live_, are shown once when created, and can be revoked at any time. Visitors never need a key.",
+    ),
+    (
+        "Knowledge bases and articles",
+        "A knowledge base is a collection of articles. Bots answer from the knowledge bases bound to them and cite the published articles they used. Unpublished articles are never searched or cited.",
+    ),
+    (
+        "When the AI is off or unavailable",
+        "If AI is switched off for your org, or the language model is down or too slow, the bot answers with its canned fallback message and, when hand-off is enabled, offers to pass the conversation to a human as a support ticket.",
+    ),
+    (
+        "Credits and billing",
+        "Every AI call is paid from your org's credit balance. Credits are reserved before a call and settled by the tokens actually used; every grant and charge appears in the credit ledger. When credits run out the owner gets one email per day.",
+    ),
+    (
+        "Contact form and support tickets",
+        "widget.js renders a contact form protected by a honeypot field and a signed challenge instead of a CAPTCHA. Each submission, hand-off and flagged downvote becomes a support ticket you can list with the supportTickets query.",
+    ),
 ];
 
 /// Seeds the demo when the database has no org yet; `None` when it already has one.
@@ -31,27 +52,45 @@ pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>,
     if org::Entity::find().count(&st.db).await? > 0 {
         return Ok(None);
     }
-    let (org, _, key) = orgs::create(&st.db, "Wayfinder Demo", Plan::Pro, "owner@demo.wayfinder.dev").await?;
+    let (org, _, key) = orgs::create(
+        &st.db,
+        "Wayfinder Demo",
+        Plan::Pro,
+        "owner@demo.wayfinder.dev",
+    )
+    .await?;
     let scope = OrgScope::operator(org.id);
     credits::grant(&st.db, org.id, 10_000, Some("demo starting balance".into())).await?;
-    let knowledge = kb::create(st, &scope, kb::CreateKnowledgeBaseInput {
-        name: "Wayfinder Help".into(),
-        description: Some("How Wayfinder works".into()),
-    })
+    let knowledge = kb::create(
+        st,
+        &scope,
+        kb::CreateKnowledgeBaseInput {
+            name: "Wayfinder Help".into(),
+            description: Some("How Wayfinder works".into()),
+        },
+    )
     .await?;
     for (title, body) in ARTICLES {
-        kb::create_article(st, &scope, kb::CreateKbArticleInput {
-            knowledge_base_id: knowledge.id,
-            title: (*title).into(),
-            body: (*body).into(),
-            published: Some(true),
-        })
+        kb::create_article(
+            st,
+            &scope,
+            kb::CreateKbArticleInput {
+                knowledge_base_id: knowledge.id,
+                title: (*title).into(),
+                body: (*body).into(),
+                published: Some(true),
+            },
+        )
         .await?;
     }
-    let demo_site = site::create(st, &scope, site::CreateSiteInput {
-        name: "Demo site".into(),
-        base_url: format!("{public_url}/demo"),
-    })
+    let demo_site = site::create(
+        st,
+        &scope,
+        site::CreateSiteInput {
+            name: "Demo site".into(),
+            base_url: format!("{public_url}/demo"),
+        },
+    )
     .await?;
     let demo_bot = bot::create(st, &scope, bot::CreateBotInput {
         name: "Demo bot".into(),
@@ -63,13 +102,17 @@ pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>,
         ..Default::default()
     })
     .await?;
-    let widget = chat_widget::create(st, &scope, chat_widget::CreateChatWidgetInput {
-        bot_id: demo_bot.id,
-        site_id: Some(demo_site.id),
-        name: Some("Demo widget".into()),
-        allowed_origins: Some(vec![public_url.to_string()]),
-        published: Some(true),
-    })
+    let widget = chat_widget::create(
+        st,
+        &scope,
+        chat_widget::CreateChatWidgetInput {
+            bot_id: demo_bot.id,
+            site_id: Some(demo_site.id),
+            name: Some("Demo widget".into()),
+            allowed_origins: Some(vec![public_url.to_string()]),
+            published: Some(true),
+        },
+    )
     .await?;
     Ok(Some(Demo {
         org_id: org.id,

@@ -54,9 +54,7 @@ pub async fn record(
         created_at: Set(Utc::now()),
         published_at: Set(None),
     };
-    Ok(event::Entity::insert(model)
-        .exec_with_returning(db)
-        .await?)
+    Ok(event::Entity::insert(model).exec_with_returning(db).await?)
 }
 
 /// Publishes committed events and marks them published. Failures are logged:

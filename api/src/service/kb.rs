@@ -58,41 +58,79 @@ pub struct UpdateKbArticleInput {
 }
 
 /// The caller's knowledge bases.
-pub async fn list(st: &State, scope: &OrgScope, page: &PageArgs) -> Result<Page<knowledge_base::Model>, AppError> {
+pub async fn list(
+    st: &State,
+    scope: &OrgScope,
+    page: &PageArgs,
+) -> Result<Page<knowledge_base::Model>, AppError> {
     paginate(&st.db, scoped::<knowledge_base::Entity>(scope), page).await
 }
 
 /// A new knowledge base.
-pub async fn create(st: &State, scope: &OrgScope, input: CreateKnowledgeBaseInput) -> Result<knowledge_base::Model, AppError> {
+pub async fn create(
+    st: &State,
+    scope: &OrgScope,
+    input: CreateKnowledgeBaseInput,
+) -> Result<knowledge_base::Model, AppError> {
     let now = Utc::now();
     let txn = st.db.begin().await?;
     let model = knowledge_base::ActiveModel {
         id: Set(new_id()),
         org_id: Set(scope.org_id()),
         name: Set(domain::name("input.name", &input.name)?),
-        description: Set(domain::text("input.description", input.description.as_deref().unwrap_or(""), 0, domain::SHORT_TEXT_MAX)?),
+        description: Set(domain::text(
+            "input.description",
+            input.description.as_deref().unwrap_or(""),
+            0,
+            domain::SHORT_TEXT_MAX,
+        )?),
         created_at: Set(now),
         updated_at: Set(now),
     }
     .insert(&txn)
     .await?;
-    event::commit_with_event::<knowledge_base::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    event::commit_with_event::<knowledge_base::Entity>(
+        st,
+        txn,
+        scope.org_id(),
+        "created",
+        model.id,
+    )
+    .await?;
     Ok(model)
 }
 
 /// Applies `input` to one of the caller's knowledge bases.
-pub async fn update(st: &State, scope: &OrgScope, input: UpdateKnowledgeBaseInput) -> Result<knowledge_base::Model, AppError> {
+pub async fn update(
+    st: &State,
+    scope: &OrgScope,
+    input: UpdateKnowledgeBaseInput,
+) -> Result<knowledge_base::Model, AppError> {
     let txn = st.db.begin().await?;
-    let mut am: knowledge_base::ActiveModel = get::<knowledge_base::Entity>(&txn, scope, input.id).await?.into();
+    let mut am: knowledge_base::ActiveModel = get::<knowledge_base::Entity>(&txn, scope, input.id)
+        .await?
+        .into();
     if let Some(v) = input.name {
         am.name = Set(domain::name("input.name", &v)?);
     }
     if let Some(v) = input.description {
-        am.description = Set(domain::text("input.description", &v, 0, domain::SHORT_TEXT_MAX)?);
+        am.description = Set(domain::text(
+            "input.description",
+            &v,
+            0,
+            domain::SHORT_TEXT_MAX,
+        )?);
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
-    event::commit_with_event::<knowledge_base::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    event::commit_with_event::<knowledge_base::Entity>(
+        st,
+        txn,
+        scope.org_id(),
+        "updated",
+        input.id,
+    )
+    .await?;
     Ok(model)
 }
 
@@ -130,11 +168,21 @@ fn body(field: &str, v: &str) -> Result<String, AppError> {
 }
 
 /// A new article in one of the caller's knowledge bases.
-pub async fn create_article(st: &State, scope: &OrgScope, input: CreateKbArticleInput) -> Result<kb_article::Model, AppError> {
+pub async fn create_article(
+    st: &State,
+    scope: &OrgScope,
+    input: CreateKbArticleInput,
+) -> Result<kb_article::Model, AppError> {
     let title = title("input.title", &input.title)?;
     let body = body("input.body", &input.body)?;
     let txn = st.db.begin().await?;
-    get_ref::<knowledge_base::Entity>(&txn, scope, input.knowledge_base_id, "input.knowledgeBaseId").await?;
+    get_ref::<knowledge_base::Entity>(
+        &txn,
+        scope,
+        input.knowledge_base_id,
+        "input.knowledgeBaseId",
+    )
+    .await?;
     let now = Utc::now();
     let model = kb_article::ActiveModel {
         id: Set(new_id()),
@@ -148,14 +196,21 @@ pub async fn create_article(st: &State, scope: &OrgScope, input: CreateKbArticle
     }
     .insert(&txn)
     .await?;
-    event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "created", model.id).await?;
+    event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "created", model.id)
+        .await?;
     Ok(model)
 }
 
 /// Applies `input` to one of the caller's articles.
-pub async fn update_article(st: &State, scope: &OrgScope, input: UpdateKbArticleInput) -> Result<kb_article::Model, AppError> {
+pub async fn update_article(
+    st: &State,
+    scope: &OrgScope,
+    input: UpdateKbArticleInput,
+) -> Result<kb_article::Model, AppError> {
     let txn = st.db.begin().await?;
-    let mut am: kb_article::ActiveModel = get::<kb_article::Entity>(&txn, scope, input.id).await?.into();
+    let mut am: kb_article::ActiveModel = get::<kb_article::Entity>(&txn, scope, input.id)
+        .await?
+        .into();
     if let Some(v) = input.title {
         am.title = Set(title("input.title", &v)?);
     }
@@ -171,7 +226,8 @@ pub async fn update_article(st: &State, scope: &OrgScope, input: UpdateKbArticle
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
-    event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "updated", input.id).await?;
+    event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "updated", input.id)
+        .await?;
     Ok(model)
 }
 

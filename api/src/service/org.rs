@@ -2,11 +2,15 @@
 
 use chrono::Utc;
 use entity::{api_key, org};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait,
+};
 use uuid::Uuid;
 
 use super::{api_key::insert_key, event, new_id};
-use crate::{auth::OrgScope, domain, domain::Plan, error::AppError, secret::NewApiKey, state::State};
+use crate::{
+    auth::OrgScope, domain, domain::Plan, error::AppError, secret::NewApiKey, state::State,
+};
 
 /// The caller's org.
 pub async fn get(db: &DatabaseConnection, scope: &OrgScope) -> Result<org::Model, AppError> {
@@ -45,7 +49,13 @@ pub async fn create(
     .insert(&txn)
     .await?;
     let (key_row, key) = insert_key(&txn, org.id, "default").await?;
-    event::record(&txn, org.id, "org.created", serde_json::json!({ "id": org.id })).await?;
+    event::record(
+        &txn,
+        org.id,
+        "org.created",
+        serde_json::json!({ "id": org.id }),
+    )
+    .await?;
     txn.commit().await?;
     Ok((org, key_row, key))
 }
@@ -85,7 +95,13 @@ pub async fn update_settings(
     }
     am.updated_at = Set(Utc::now());
     let updated = am.update(&txn).await?;
-    let ev = event::record(&txn, scope.org_id(), "org.updated", serde_json::json!({ "id": updated.id })).await?;
+    let ev = event::record(
+        &txn,
+        scope.org_id(),
+        "org.updated",
+        serde_json::json!({ "id": updated.id }),
+    )
+    .await?;
     txn.commit().await?;
     event::publish(st, &[ev]).await;
     Ok(updated)

@@ -57,7 +57,10 @@ pub fn pages(site: &site::Model) -> Vec<AppMapPage> {
 
 fn validate_pages(pages: Vec<AppMapPage>) -> Result<Vec<AppMapPage>, AppError> {
     if pages.len() > MAX_PAGES {
-        return Err(AppError::bad_input("input.pages", format!("at most {MAX_PAGES} pages")));
+        return Err(AppError::bad_input(
+            "input.pages",
+            format!("at most {MAX_PAGES} pages"),
+        ));
     }
     pages
         .into_iter()
@@ -71,16 +74,37 @@ fn validate_pages(pages: Vec<AppMapPage>) -> Result<Vec<AppMapPage>, AppError> {
             }
             Ok(AppMapPage {
                 url: domain::page_url(&format!("input.pages[{i}].url"), &p.url)?,
-                title: p.title.map(|t| domain::text(&format!("input.pages[{i}].title"), &t, 0, 300)).transpose()?,
+                title: p
+                    .title
+                    .map(|t| domain::text(&format!("input.pages[{i}].title"), &t, 0, 300))
+                    .transpose()?,
                 elements: p
                     .elements
                     .into_iter()
                     .enumerate()
                     .map(|(j, e)| {
                         Ok(AppMapElement {
-                            label: domain::text(&format!("input.pages[{i}].elements[{j}].label"), &e.label, 1, 300)?,
-                            selector: domain::selector(&format!("input.pages[{i}].elements[{j}].selector"), &e.selector)?,
-                            role: e.role.map(|r| domain::text(&format!("input.pages[{i}].elements[{j}].role"), &r, 1, 50)).transpose()?,
+                            label: domain::text(
+                                &format!("input.pages[{i}].elements[{j}].label"),
+                                &e.label,
+                                1,
+                                300,
+                            )?,
+                            selector: domain::selector(
+                                &format!("input.pages[{i}].elements[{j}].selector"),
+                                &e.selector,
+                            )?,
+                            role: e
+                                .role
+                                .map(|r| {
+                                    domain::text(
+                                        &format!("input.pages[{i}].elements[{j}].role"),
+                                        &r,
+                                        1,
+                                        50,
+                                    )
+                                })
+                                .transpose()?,
                         })
                     })
                     .collect::<Result<_, AppError>>()?,
@@ -121,12 +145,20 @@ pub struct UpdateSiteMapInput {
 }
 
 /// The caller's sites.
-pub async fn list(st: &State, scope: &OrgScope, page: &PageArgs) -> Result<Page<site::Model>, AppError> {
+pub async fn list(
+    st: &State,
+    scope: &OrgScope,
+    page: &PageArgs,
+) -> Result<Page<site::Model>, AppError> {
     paginate(&st.db, scoped::<site::Entity>(scope), page).await
 }
 
 /// A new, unmapped site.
-pub async fn create(st: &State, scope: &OrgScope, input: CreateSiteInput) -> Result<site::Model, AppError> {
+pub async fn create(
+    st: &State,
+    scope: &OrgScope,
+    input: CreateSiteInput,
+) -> Result<site::Model, AppError> {
     let now = Utc::now();
     let txn = st.db.begin().await?;
     let model = site::ActiveModel {
@@ -146,7 +178,11 @@ pub async fn create(st: &State, scope: &OrgScope, input: CreateSiteInput) -> Res
 }
 
 /// Applies `input` to one of the caller's sites.
-pub async fn update(st: &State, scope: &OrgScope, input: UpdateSiteInput) -> Result<site::Model, AppError> {
+pub async fn update(
+    st: &State,
+    scope: &OrgScope,
+    input: UpdateSiteInput,
+) -> Result<site::Model, AppError> {
     let txn = st.db.begin().await?;
     let mut am: site::ActiveModel = get::<site::Entity>(&txn, scope, input.id).await?.into();
     if let Some(v) = input.name {
@@ -162,15 +198,26 @@ pub async fn update(st: &State, scope: &OrgScope, input: UpdateSiteInput) -> Res
 }
 
 /// Replaces a site's app map and mapping status.
-pub async fn update_map(st: &State, scope: &OrgScope, input: UpdateSiteMapInput) -> Result<site::Model, AppError> {
+pub async fn update_map(
+    st: &State,
+    scope: &OrgScope,
+    input: UpdateSiteMapInput,
+) -> Result<site::Model, AppError> {
     let pages = validate_pages(input.pages)?;
     let txn = st.db.begin().await?;
-    let mut am: site::ActiveModel = get::<site::Entity>(&txn, scope, input.site_id).await?.into();
+    let mut am: site::ActiveModel = get::<site::Entity>(&txn, scope, input.site_id)
+        .await?
+        .into();
     am.app_map = Set(serde_json::json!({ "pages": pages }));
-    am.mapping_status = Set(input.mapping_status.unwrap_or(MappingStatus::Completed).as_str().into());
+    am.mapping_status = Set(input
+        .mapping_status
+        .unwrap_or(MappingStatus::Completed)
+        .as_str()
+        .into());
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
-    event::commit_with_event::<site::Entity>(st, txn, scope.org_id(), "mapped", input.site_id).await?;
+    event::commit_with_event::<site::Entity>(st, txn, scope.org_id(), "mapped", input.site_id)
+        .await?;
     Ok(model)
 }
 

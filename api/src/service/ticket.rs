@@ -26,7 +26,12 @@ pub struct TicketFilter {
 }
 
 /// The caller's tickets, oldest first.
-pub async fn list(st: &State, scope: &OrgScope, filter: TicketFilter, page: &PageArgs) -> Result<Page<support_ticket::Model>, AppError> {
+pub async fn list(
+    st: &State,
+    scope: &OrgScope,
+    filter: TicketFilter,
+    page: &PageArgs,
+) -> Result<Page<support_ticket::Model>, AppError> {
     let mut q = scoped::<support_ticket::Entity>(scope);
     if let Some(s) = filter.status {
         q = q.filter(support_ticket::Column::Status.eq(s.as_str()));

@@ -5,13 +5,20 @@ use serde_json::json;
 
 use crate::{helpers::*, on_both_databases};
 
-on_both_databases!(dashboard_objects_round_trip, lists_paginate_with_cursors, org_settings_and_credits);
+on_both_databases!(
+    dashboard_objects_round_trip,
+    lists_paginate_with_cursors,
+    org_settings_and_credits
+);
 
 async fn dashboard_objects_round_trip(backend: Backend) {
     let app = spawn_app(backend).await;
 
     let kb = app.gql_ok(r#"mutation { createKnowledgeBase(input: {name: "Help", description: "How to"}) { id name } }"#, json!({})).await;
-    let kb_id = kb["createKnowledgeBase"]["id"].as_str().unwrap().to_string();
+    let kb_id = kb["createKnowledgeBase"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let art = app
         .gql_ok(
             r#"mutation($kb: UUID!) { createKbArticle(input: {knowledgeBaseId: $kb, title: "Reset password", body: "Click Forgot password."}) { id title published knowledgeBaseId } }"#,
@@ -31,7 +38,10 @@ async fn dashboard_objects_round_trip(backend: Backend) {
         )
         .await;
     assert_eq!(mapped["updateSiteMap"]["mappingStatus"], "COMPLETED");
-    assert_eq!(mapped["updateSiteMap"]["pages"][0]["elements"][0]["selector"], "button#save");
+    assert_eq!(
+        mapped["updateSiteMap"]["pages"][0]["elements"][0]["selector"],
+        "button#save"
+    );
 
     let bot = app
         .gql_ok(
@@ -44,7 +54,10 @@ async fn dashboard_objects_round_trip(backend: Backend) {
     let updated = app
         .gql_ok(r#"mutation($id: UUID!) { updateBot(input: {id: $id, greeting: "Hello!", siteId: null}) { greeting siteId personaName } }"#, json!({ "id": bot_id }))
         .await;
-    assert_eq!(updated["updateBot"], json!({ "greeting": "Hello!", "siteId": null, "personaName": "Ava" }));
+    assert_eq!(
+        updated["updateBot"],
+        json!({ "greeting": "Hello!", "siteId": null, "personaName": "Ava" })
+    );
 
     let flow = app
         .gql_ok(
@@ -55,7 +68,12 @@ async fn dashboard_objects_round_trip(backend: Backend) {
     assert_eq!(flow["createFlow"]["status"], "DRAFT");
     assert_eq!(flow["createFlow"]["source"], "MANUAL");
     let flow_id = flow["createFlow"]["id"].as_str().unwrap().to_string();
-    let published = app.gql_ok(r#"mutation($id: UUID!) { publishFlow(id: $id) { status } }"#, json!({ "id": flow_id })).await;
+    let published = app
+        .gql_ok(
+            r#"mutation($id: UUID!) { publishFlow(id: $id) { status } }"#,
+            json!({ "id": flow_id }),
+        )
+        .await;
     assert_eq!(published["publishFlow"]["status"], "PUBLISHED");
 
     let tip = app
@@ -69,8 +87,14 @@ async fn dashboard_objects_round_trip(backend: Backend) {
             json!({ "b": bot_id }),
         )
         .await;
-    assert_eq!(widget["createChatWidget"]["allowedOrigins"], json!(["https://www.example.com"]));
-    let widget_id = widget["createChatWidget"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        widget["createChatWidget"]["allowedOrigins"],
+        json!(["https://www.example.com"])
+    );
+    let widget_id = widget["createChatWidget"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The public config needs no key and carries a contact challenge.
     let config = app
@@ -78,7 +102,12 @@ async fn dashboard_objects_round_trip(backend: Backend) {
         .await;
     assert_eq!(config["data"]["widgetConfig"]["personaName"], "Ava");
     assert_eq!(config["data"]["widgetConfig"]["greeting"], "Hello!");
-    assert!(config["data"]["widgetConfig"]["contactChallenge"].as_str().unwrap().contains('.'));
+    assert!(
+        config["data"]["widgetConfig"]["contactChallenge"]
+            .as_str()
+            .unwrap()
+            .contains('.')
+    );
 
     // Reads.
     let read = app
@@ -92,22 +121,67 @@ async fn dashboard_objects_round_trip(backend: Backend) {
             json!({ "kb": kb_id, "a": art_id, "b": bot_id, "f": flow_id, "t": tip_id, "w": widget_id }),
         )
         .await;
-    assert_eq!(read["knowledgeBase"]["articles"]["nodes"][0]["id"], art_id.as_str());
+    assert_eq!(
+        read["knowledgeBase"]["articles"]["nodes"][0]["id"],
+        art_id.as_str()
+    );
     assert_eq!(read["flows"]["nodes"].as_array().unwrap().len(), 1);
     assert_eq!(read["chatWidget"]["botId"], bot_id.as_str());
 
     // Deletes, then the objects are gone.
-    for (m, id) in [("deleteChatWidget", &widget_id), ("deleteTooltip", &tip_id), ("deleteFlow", &flow_id), ("deleteBot", &bot_id), ("deleteSite", &site_id), ("deleteKbArticle", &art_id), ("deleteKnowledgeBase", &kb_id)] {
-        let d = app.gql_ok(&format!("mutation($id: UUID!) {{ {m}(id: $id) {{ id }} }}"), json!({ "id": id })).await;
+    for (m, id) in [
+        ("deleteChatWidget", &widget_id),
+        ("deleteTooltip", &tip_id),
+        ("deleteFlow", &flow_id),
+        ("deleteBot", &bot_id),
+        ("deleteSite", &site_id),
+        ("deleteKbArticle", &art_id),
+        ("deleteKnowledgeBase", &kb_id),
+    ] {
+        let d = app
+            .gql_ok(
+                &format!("mutation($id: UUID!) {{ {m}(id: $id) {{ id }} }}"),
+                json!({ "id": id }),
+            )
+            .await;
         assert_eq!(d[m]["id"], id.as_str());
     }
-    let gone = app.gql(r#"query($id: UUID!) { bot(id: $id) { id } }"#, json!({ "id": bot_id })).await;
+    let gone = app
+        .gql(
+            r#"query($id: UUID!) { bot(id: $id) { id } }"#,
+            json!({ "id": bot_id }),
+        )
+        .await;
     assert_eq!(error_code(&gone), Some("NOT_FOUND"));
 
     // Every change is in the outbox.
-    let events = app.gql_ok(r#"{ events(first: 100) { nodes { kind payload } } }"#, json!({})).await;
-    let kinds: Vec<&str> = events["events"]["nodes"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    for k in ["knowledge_base.created", "kb_article.created", "site.created", "site.mapped", "bot.created", "bot.updated", "flow.created", "flow.published", "tooltip.created", "chat_widget.created", "chat_widget.deleted", "bot.deleted", "knowledge_base.deleted"] {
+    let events = app
+        .gql_ok(
+            r#"{ events(first: 100) { nodes { kind payload } } }"#,
+            json!({}),
+        )
+        .await;
+    let kinds: Vec<&str> = events["events"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "knowledge_base.created",
+        "kb_article.created",
+        "site.created",
+        "site.mapped",
+        "bot.created",
+        "bot.updated",
+        "flow.created",
+        "flow.published",
+        "tooltip.created",
+        "chat_widget.created",
+        "chat_widget.deleted",
+        "bot.deleted",
+        "knowledge_base.deleted",
+    ] {
         assert!(kinds.contains(&k), "missing event {k} in {kinds:?}");
     }
 }
@@ -115,7 +189,11 @@ async fn dashboard_objects_round_trip(backend: Backend) {
 async fn lists_paginate_with_cursors(backend: Backend) {
     let app = spawn_app(backend).await;
     for i in 0..5 {
-        app.gql_ok(&format!(r#"mutation {{ createKnowledgeBase(input: {{name: "kb{i}"}}) {{ id }} }}"#), json!({})).await;
+        app.gql_ok(
+            &format!(r#"mutation {{ createKnowledgeBase(input: {{name: "kb{i}"}}) {{ id }} }}"#),
+            json!({}),
+        )
+        .await;
     }
     let first = app.gql_ok(r#"{ knowledgeBases(first: 2) { edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }"#, json!({})).await;
     let page = &first["knowledgeBases"];
@@ -133,29 +211,68 @@ async fn lists_paginate_with_cursors(backend: Backend) {
         if next["knowledgeBases"]["pageInfo"]["hasNextPage"] == false {
             break;
         }
-        after = next["knowledgeBases"]["pageInfo"]["endCursor"].as_str().unwrap().to_string();
+        after = next["knowledgeBases"]["pageInfo"]["endCursor"]
+            .as_str()
+            .unwrap()
+            .to_string();
     }
     assert_eq!(names, ["kb0", "kb1", "kb2", "kb3", "kb4"]);
-    let bad = app.gql(r#"{ knowledgeBases(first: 2, after: "nope") { nodes { name } } }"#, json!({})).await;
+    let bad = app
+        .gql(
+            r#"{ knowledgeBases(first: 2, after: "nope") { nodes { name } } }"#,
+            json!({}),
+        )
+        .await;
     assert_eq!(error_code(&bad), Some("BAD_USER_INPUT"));
-    let too_many = app.gql(r#"{ knowledgeBases(first: 1000) { nodes { name } } }"#, json!({})).await;
+    let too_many = app
+        .gql(
+            r#"{ knowledgeBases(first: 1000) { nodes { name } } }"#,
+            json!({}),
+        )
+        .await;
     assert_eq!(error_code(&too_many), Some("BAD_USER_INPUT"));
 }
 
 async fn org_settings_and_credits(backend: Backend) {
     let app = spawn_app(backend).await;
-    let org = app.gql_ok(r#"{ org { id plan aiChatbotEnabled creditBalance } }"#, json!({})).await;
+    let org = app
+        .gql_ok(
+            r#"{ org { id plan aiChatbotEnabled creditBalance } }"#,
+            json!({}),
+        )
+        .await;
     assert_eq!(org["org"]["plan"], "PRO");
     assert_eq!(org["org"]["id"], app.org_id.to_string());
     let upd = app
         .gql_ok(r#"mutation { updateOrgSettings(input: {aiChatbotEnabled: false, aiAutoTraitsEnabled: true, ownerEmail: "boss@example.com"}) { aiChatbotEnabled aiAutoTraitsEnabled ownerEmail } }"#, json!({}))
         .await;
-    assert_eq!(upd["updateOrgSettings"], json!({ "aiChatbotEnabled": false, "aiAutoTraitsEnabled": true, "ownerEmail": "boss@example.com" }));
-    let granted = app.gql_ok(r#"mutation { grantCredits(input: {amount: 250, note: "welcome"}) { balance } }"#, json!({})).await;
+    assert_eq!(
+        upd["updateOrgSettings"],
+        json!({ "aiChatbotEnabled": false, "aiAutoTraitsEnabled": true, "ownerEmail": "boss@example.com" })
+    );
+    let granted = app
+        .gql_ok(
+            r#"mutation { grantCredits(input: {amount: 250, note: "welcome"}) { balance } }"#,
+            json!({}),
+        )
+        .await;
     assert_eq!(granted["grantCredits"]["balance"], 250);
-    let credits = app.gql_ok(r#"{ credits { balance ledger { nodes { amount kind note } } } }"#, json!({})).await;
+    let credits = app
+        .gql_ok(
+            r#"{ credits { balance ledger { nodes { amount kind note } } } }"#,
+            json!({}),
+        )
+        .await;
     assert_eq!(credits["credits"]["balance"], 250);
-    assert_eq!(credits["credits"]["ledger"]["nodes"], json!([{ "amount": 250, "kind": "GRANT", "note": "welcome" }]));
-    let negative = app.gql(r#"mutation { grantCredits(input: {amount: -5}) { balance } }"#, json!({})).await;
+    assert_eq!(
+        credits["credits"]["ledger"]["nodes"],
+        json!([{ "amount": 250, "kind": "GRANT", "note": "welcome" }])
+    );
+    let negative = app
+        .gql(
+            r#"mutation { grantCredits(input: {amount: -5}) { balance } }"#,
+            json!({}),
+        )
+        .await;
     assert_eq!(error_code(&negative), Some("BAD_USER_INPUT"));
 }

@@ -7,13 +7,7 @@ use std::{path::PathBuf, sync::Once};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
-use wayfinder::{
-    config::Config,
-    domain::Plan,
-    service,
-    startup::App,
-    state::AppState,
-};
+use wayfinder::{config::Config, domain::Plan, service, startup::App, state::AppState};
 
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +35,8 @@ macro_rules! on_both_databases {
 
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// The Redis server tests use (each with its own key prefix).
@@ -69,15 +64,24 @@ impl TestDatabase {
             Backend::Postgres => {
                 use sea_orm::ConnectionTrait;
                 let name = format!("wf_test_{}", Uuid::new_v4().simple());
-                let admin = sea_orm::Database::connect(postgres_admin_url()).await.expect("PostgreSQL must answer for tests");
-                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+                let admin = sea_orm::Database::connect(postgres_admin_url())
+                    .await
+                    .expect("PostgreSQL must answer for tests");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
                 admin.close().await.unwrap();
                 let base = postgres_admin_url();
                 let url = match base.rsplit_once('/') {
                     Some((server, _)) => format!("{server}/{name}"),
                     None => panic!("TEST_POSTGRES_URL needs a database path"),
                 };
-                Self { url, dir, pg_name: Some(name) }
+                Self {
+                    url,
+                    dir,
+                    pg_name: Some(name),
+                }
             }
         }
     }
@@ -89,11 +93,18 @@ impl Drop for TestDatabase {
         if let Some(name) = self.pg_name.take() {
             // Drop runs inside the test's runtime: clean up on a thread of our own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     use sea_orm::ConnectionTrait;
                     if let Ok(admin) = sea_orm::Database::connect(postgres_admin_url()).await {
-                        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
                         let _ = admin.close().await;
                     }
                 });
@@ -172,7 +183,9 @@ pub async fn spawn_on(db: TestDatabase, config: Config, backend: Backend) -> Tes
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    let (org, _, key) = service::org::create(&state.db, "Test org", Plan::Pro, "owner@example.com").await.unwrap();
+    let (org, _, key) = service::org::create(&state.db, "Test org", Plan::Pro, "owner@example.com")
+        .await
+        .unwrap();
     TestApp {
         address: format!("http://{addr}"),
         ws_url: format!("ws://{addr}/graphql"),
@@ -214,7 +227,10 @@ impl TestApp {
 
     /// Another org with its own key.
     pub async fn create_org(&self, plan: Plan) -> (Uuid, String) {
-        let (org, _, key) = service::org::create(&self.state.db, "Other org", plan, "other@example.com").await.unwrap();
+        let (org, _, key) =
+            service::org::create(&self.state.db, "Other org", plan, "other@example.com")
+                .await
+                .unwrap();
         (org.id, key.key)
     }
 }

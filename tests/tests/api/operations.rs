@@ -12,23 +12,61 @@ use crate::helpers::*;
 #[tokio::test]
 async fn health_readiness_and_graphiql() {
     let app = spawn_app(Backend::Sqlite).await;
-    let h = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let h = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.status(), 200);
     assert!(h.headers().contains_key("x-request-id"));
-    let r: Value = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(r, json!({ "status": "ready", "database": "ok", "redis": "not configured" }));
-    let page = app.client.get(format!("{}/graphql", app.address)).header("accept", "text/html").send().await.unwrap();
+    let r: Value = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({ "status": "ready", "database": "ok", "redis": "not configured" })
+    );
+    let page = app
+        .client
+        .get(format!("{}/graphql", app.address))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().to_lowercase().contains("graphiql"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("graphiql")
+    );
 }
 
 #[tokio::test]
 async fn readiness_reports_a_broken_database() {
     let app = spawn_app(Backend::Sqlite).await;
     app.state.db.clone().close().await.unwrap();
-    let r = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
-    let h = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let h = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.status(), 200);
 }
 
@@ -39,12 +77,16 @@ async fn embedded_defaults_seed_a_working_demo_once() {
     config.database_url = None; // the embedded SQLite file in the data directory
     config.secret = None; // generated and kept in the data directory
     config.demo = true;
-    let app = wayfinder::startup::App::build(config.clone()).await.unwrap();
+    let app = wayfinder::startup::App::build(config.clone())
+        .await
+        .unwrap();
     let demo = app.demo.as_ref().expect("demo seeded on an empty database");
     let (key, widget) = (demo.api_key.clone(), demo.widget_id);
     let addr = app.addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move { let _ = rx.await; }));
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
     assert!(db.dir.join("wayfinder.db").exists());
     let secret = std::fs::read_to_string(db.dir.join("secret.key")).unwrap();
     assert!(secret.trim().len() >= 32);
@@ -55,13 +97,25 @@ async fn embedded_defaults_seed_a_working_demo_once() {
         .send().await.unwrap().json().await.unwrap();
     assert_eq!(r["data"]["org"]["plan"], "PRO");
     assert!(r["data"]["org"]["creditBalance"].as_i64().unwrap() > 0);
-    assert_eq!(r["data"]["bots"]["nodes"][0]["knowledgeBaseIds"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r["data"]["bots"]["nodes"][0]["knowledgeBaseIds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(r["data"]["kbArticles"]["nodes"].as_array().unwrap().len() >= 5);
-    assert_eq!(r["data"]["chatWidgets"]["nodes"][0]["id"], widget.to_string());
+    assert_eq!(
+        r["data"]["chatWidgets"]["nodes"][0]["id"],
+        widget.to_string()
+    );
     let cfg: Value = client.post(format!("http://{addr}/graphql"))
         .json(&json!({ "query": format!("{{ widgetConfig(widgetId: \"{widget}\") {{ personaName }} }}") }))
         .send().await.unwrap().json().await.unwrap();
-    assert_eq!(cfg["data"]["widgetConfig"]["personaName"], "Wayfinder Guide");
+    assert_eq!(
+        cfg["data"]["widgetConfig"]["personaName"],
+        "Wayfinder Guide"
+    );
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 
@@ -70,7 +124,10 @@ async fn embedded_defaults_seed_a_working_demo_once() {
     again.addr = "127.0.0.1:0".parse().unwrap();
     let app2 = wayfinder::startup::App::build(again).await.unwrap();
     assert!(app2.demo.is_none());
-    assert_eq!(std::fs::read_to_string(db.dir.join("secret.key")).unwrap(), secret);
+    assert_eq!(
+        std::fs::read_to_string(db.dir.join("secret.key")).unwrap(),
+        secret
+    );
 }
 
 #[tokio::test]
@@ -82,7 +139,12 @@ async fn shutdown_stops_serving() {
     drop(app);
     let mut stopped = false;
     for _ in 0..50 {
-        if reqwest::Client::new().get(format!("{address}/healthz")).send().await.is_err() {
+        if reqwest::Client::new()
+            .get(format!("{address}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
             stopped = true;
             break;
         }
@@ -91,14 +153,33 @@ async fn shutdown_stops_serving() {
     assert!(stopped, "server still answers after shutdown");
 }
 
-async fn ws_subscribe(url: &str, key: &str, query: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn ws_subscribe(
+    url: &str,
+    key: &str,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "apiKey": key } }).to_string())).await.unwrap();
-    let ack = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "apiKey": key } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(ack.to_text().unwrap().contains("connection_ack"));
-    ws.send(Message::text(json!({ "type": "subscribe", "id": "1", "payload": { "query": query } }).to_string())).await.unwrap();
+    ws.send(Message::text(
+        json!({ "type": "subscribe", "id": "1", "payload": { "query": query } }).to_string(),
+    ))
+    .await
+    .unwrap();
     ws
 }
 
@@ -116,19 +197,48 @@ async fn org_events_fan_out_across_replicas_through_redis() {
     let app_b = wayfinder::startup::App::build(config_b).await.unwrap();
     let addr_b = app_b.addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app_b.run_until(async move { let _ = rx.await; }));
+    tokio::spawn(app_b.run_until(async move {
+        let _ = rx.await;
+    }));
 
-    let r: Value = reqwest::Client::new().get(format!("http://{addr_b}/readyz")).send().await.unwrap().json().await.unwrap();
+    let r: Value = reqwest::Client::new()
+        .get(format!("http://{addr_b}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["redis"], "ok");
 
     // Subscribed on B, the change happens on A.
-    let mut ws = ws_subscribe(&format!("ws://{addr_b}/graphql"), &replica_a.api_key, "subscription { orgEvents { kind payload } }").await;
+    let mut ws = ws_subscribe(
+        &format!("ws://{addr_b}/graphql"),
+        &replica_a.api_key,
+        "subscription { orgEvents { kind payload } }",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let kb = replica_a.gql_ok(r#"mutation { createKnowledgeBase(input: {name: "fan-out"}) { id } }"#, json!({})).await;
-    let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("event crosses replicas").unwrap().unwrap();
+    let kb = replica_a
+        .gql_ok(
+            r#"mutation { createKnowledgeBase(input: {name: "fan-out"}) { id } }"#,
+            json!({}),
+        )
+        .await;
+    let next = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("event crosses replicas")
+        .unwrap()
+        .unwrap();
     let msg: Value = serde_json::from_str(next.to_text().unwrap()).unwrap();
     assert_eq!(msg["type"], "next");
-    assert_eq!(msg["payload"]["data"]["orgEvents"]["kind"], "knowledge_base.created");
-    assert_eq!(msg["payload"]["data"]["orgEvents"]["payload"]["id"], kb["createKnowledgeBase"]["id"]);
+    assert_eq!(
+        msg["payload"]["data"]["orgEvents"]["kind"],
+        "knowledge_base.created"
+    );
+    assert_eq!(
+        msg["payload"]["data"]["orgEvents"]["payload"]["id"],
+        kb["createKnowledgeBase"]["id"]
+    );
     let _ = tx.send(());
 }

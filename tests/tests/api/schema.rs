@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 fn repo_file(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -47,7 +49,10 @@ fn readme_documents_every_setting() {
             }
         }
     }
-    assert!(missing.is_empty(), "README's configuration table lacks: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README's configuration table lacks: {missing:?}"
+    );
     assert!(readme.contains("`RUST_LOG`"));
 }
 
@@ -72,7 +77,11 @@ async fn introspection_matches_and_everything_is_described() {
                 }
                 for a in f["args"].as_array().into_iter().flatten() {
                     if a["description"].as_str().unwrap_or("").is_empty() && a["name"] != "input" {
-                        undocumented.push(format!("{name}.{}({})", f["name"].as_str().unwrap(), a["name"].as_str().unwrap()));
+                        undocumented.push(format!(
+                            "{name}.{}({})",
+                            f["name"].as_str().unwrap(),
+                            a["name"].as_str().unwrap()
+                        ));
                     }
                 }
             }
@@ -81,15 +90,56 @@ async fn introspection_matches_and_everything_is_described() {
     assert!(undocumented.is_empty(), "undocumented: {undocumented:#?}");
     // The operation names of SPEC §4 exist.
     let names = |kind: &str| -> Vec<String> {
-        r["data"]["__schema"]["types"].as_array().unwrap().iter().find(|t| t["name"] == kind).unwrap()["fields"]
-            .as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect()
+        r["data"]["__schema"]["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == kind)
+            .unwrap()["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
     };
     let queries = names("Query");
-    for op in ["org", "bots", "bot", "knowledgeBases", "kbArticles", "sites", "flows", "tooltips", "chatWidgets", "widgetConfig", "chatSessions", "chatSession", "feedback", "supportTickets", "credits", "events"] {
+    for op in [
+        "org",
+        "bots",
+        "bot",
+        "knowledgeBases",
+        "kbArticles",
+        "sites",
+        "flows",
+        "tooltips",
+        "chatWidgets",
+        "widgetConfig",
+        "chatSessions",
+        "chatSession",
+        "feedback",
+        "supportTickets",
+        "credits",
+        "events",
+    ] {
         assert!(queries.contains(&op.to_string()), "missing query {op}");
     }
     let mutations = names("Mutation");
-    for op in ["createBot", "updateBot", "deleteBot", "createKnowledgeBase", "createKbArticle", "createSite", "createFlow", "createTooltip", "createChatWidget", "createApiKey", "updateOrgSettings", "grantCredits", "updateSiteMap", "publishFlow"] {
+    for op in [
+        "createBot",
+        "updateBot",
+        "deleteBot",
+        "createKnowledgeBase",
+        "createKbArticle",
+        "createSite",
+        "createFlow",
+        "createTooltip",
+        "createChatWidget",
+        "createApiKey",
+        "updateOrgSettings",
+        "grantCredits",
+        "updateSiteMap",
+        "publishFlow",
+    ] {
         assert!(mutations.contains(&op.to_string()), "missing mutation {op}");
     }
     assert!(names("Subscription").contains(&"orgEvents".to_string()));

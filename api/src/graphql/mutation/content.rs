@@ -5,7 +5,10 @@ use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, types::{Bot, Deleted, Flow, Site, Tooltip}},
+    graphql::{
+        ContextExt,
+        types::{Bot, Deleted, Flow, Site, Tooltip},
+    },
     service::{
         self,
         bot::{CreateBotInput, UpdateBotInput},
@@ -32,7 +35,11 @@ impl ContentMutation {
     }
 
     /// Deletes a bot, its widgets and their conversations.
-    async fn delete_bot(&self, ctx: &Context<'_>, #[graphql(desc = "Its id.")] id: Uuid) -> GqlResult<Deleted> {
+    async fn delete_bot(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its id.")] id: Uuid,
+    ) -> GqlResult<Deleted> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         service::bot::delete(st, &scope, id).await?;
         Ok(Deleted { id })
@@ -41,23 +48,37 @@ impl ContentMutation {
     /// Creates a site.
     async fn create_site(&self, ctx: &Context<'_>, input: CreateSiteInput) -> GqlResult<Site> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(Site::try_from(service::site::create(st, &scope, input).await?)?)
+        Ok(Site::try_from(
+            service::site::create(st, &scope, input).await?,
+        )?)
     }
 
     /// Changes a site.
     async fn update_site(&self, ctx: &Context<'_>, input: UpdateSiteInput) -> GqlResult<Site> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(Site::try_from(service::site::update(st, &scope, input).await?)?)
+        Ok(Site::try_from(
+            service::site::update(st, &scope, input).await?,
+        )?)
     }
 
     /// Replaces a site's app map and sets its mapping status.
-    async fn update_site_map(&self, ctx: &Context<'_>, input: UpdateSiteMapInput) -> GqlResult<Site> {
+    async fn update_site_map(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateSiteMapInput,
+    ) -> GqlResult<Site> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(Site::try_from(service::site::update_map(st, &scope, input).await?)?)
+        Ok(Site::try_from(
+            service::site::update_map(st, &scope, input).await?,
+        )?)
     }
 
     /// Deletes a site; what was bound to it is unbound.
-    async fn delete_site(&self, ctx: &Context<'_>, #[graphql(desc = "Its id.")] id: Uuid) -> GqlResult<Deleted> {
+    async fn delete_site(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its id.")] id: Uuid,
+    ) -> GqlResult<Deleted> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         service::site::delete(st, &scope, id).await?;
         Ok(Deleted { id })
@@ -66,42 +87,72 @@ impl ContentMutation {
     /// Creates a flow with its steps.
     async fn create_flow(&self, ctx: &Context<'_>, input: CreateFlowInput) -> GqlResult<Flow> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(Flow::try_from(service::content::create_flow(st, &scope, input).await?)?)
+        Ok(Flow::try_from(
+            service::content::create_flow(st, &scope, input).await?,
+        )?)
     }
 
     /// Changes a flow; `steps` replaces all steps.
     async fn update_flow(&self, ctx: &Context<'_>, input: UpdateFlowInput) -> GqlResult<Flow> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(Flow::try_from(service::content::update_flow(st, &scope, input).await?)?)
+        Ok(Flow::try_from(
+            service::content::update_flow(st, &scope, input).await?,
+        )?)
     }
 
     /// Publishes a flow (it needs at least one step).
-    async fn publish_flow(&self, ctx: &Context<'_>, #[graphql(desc = "Its id.")] id: Uuid) -> GqlResult<Flow> {
+    async fn publish_flow(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its id.")] id: Uuid,
+    ) -> GqlResult<Flow> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(Flow::try_from(service::content::publish_flow(st, &scope, id).await?)?)
+        Ok(Flow::try_from(
+            service::content::publish_flow(st, &scope, id).await?,
+        )?)
     }
 
     /// Deletes a flow.
-    async fn delete_flow(&self, ctx: &Context<'_>, #[graphql(desc = "Its id.")] id: Uuid) -> GqlResult<Deleted> {
+    async fn delete_flow(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its id.")] id: Uuid,
+    ) -> GqlResult<Deleted> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         service::content::delete_flow(st, &scope, id).await?;
         Ok(Deleted { id })
     }
 
     /// Creates a tooltip.
-    async fn create_tooltip(&self, ctx: &Context<'_>, input: CreateTooltipInput) -> GqlResult<Tooltip> {
+    async fn create_tooltip(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTooltipInput,
+    ) -> GqlResult<Tooltip> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(Tooltip::try_from(service::content::create_tooltip(st, &scope, input).await?)?)
+        Ok(Tooltip::try_from(
+            service::content::create_tooltip(st, &scope, input).await?,
+        )?)
     }
 
     /// Changes a tooltip.
-    async fn update_tooltip(&self, ctx: &Context<'_>, input: UpdateTooltipInput) -> GqlResult<Tooltip> {
+    async fn update_tooltip(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateTooltipInput,
+    ) -> GqlResult<Tooltip> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(Tooltip::try_from(service::content::update_tooltip(st, &scope, input).await?)?)
+        Ok(Tooltip::try_from(
+            service::content::update_tooltip(st, &scope, input).await?,
+        )?)
     }
 
     /// Deletes a tooltip.
-    async fn delete_tooltip(&self, ctx: &Context<'_>, #[graphql(desc = "Its id.")] id: Uuid) -> GqlResult<Deleted> {
+    async fn delete_tooltip(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its id.")] id: Uuid,
+    ) -> GqlResult<Deleted> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         service::content::delete_tooltip(st, &scope, id).await?;
         Ok(Deleted { id })

@@ -5,7 +5,10 @@ use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, types::{ApiKey, CreatedApiKey, Credits, Org}},
+    graphql::{
+        ContextExt,
+        types::{ApiKey, CreatedApiKey, Credits, Org},
+    },
     service::{self, org::SettingsChange},
 };
 
@@ -53,7 +56,11 @@ pub struct OrgMutation;
 #[Object]
 impl OrgMutation {
     /// Changes the caller's org settings.
-    async fn update_org_settings(&self, ctx: &Context<'_>, input: UpdateOrgSettingsInput) -> GqlResult<Org> {
+    async fn update_org_settings(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateOrgSettingsInput,
+    ) -> GqlResult<Org> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let change = SettingsChange {
             name: input.name,
@@ -61,11 +68,17 @@ impl OrgMutation {
             ai_chatbot_enabled: input.ai_chatbot_enabled,
             ai_auto_traits_enabled: input.ai_auto_traits_enabled,
         };
-        Ok(Org::try_from(service::org::update_settings(st, &scope, change).await?)?)
+        Ok(Org::try_from(
+            service::org::update_settings(st, &scope, change).await?,
+        )?)
     }
 
     /// Mints an API key; the key is in the answer and never shown again.
-    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> GqlResult<CreatedApiKey> {
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> GqlResult<CreatedApiKey> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let (row, key) = service::api_key::create(st, &scope, &input.name).await?;
         Ok(CreatedApiKey {
@@ -75,19 +88,33 @@ impl OrgMutation {
     }
 
     /// Renames an API key.
-    async fn update_api_key(&self, ctx: &Context<'_>, input: UpdateApiKeyInput) -> GqlResult<ApiKey> {
+    async fn update_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateApiKeyInput,
+    ) -> GqlResult<ApiKey> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(service::api_key::rename(st, &scope, input.id, &input.name).await?.into())
+        Ok(service::api_key::rename(st, &scope, input.id, &input.name)
+            .await?
+            .into())
     }
 
     /// Revokes an API key at once. Revoking the key you are using works too.
-    async fn delete_api_key(&self, ctx: &Context<'_>, #[graphql(desc = "The key's id.")] id: Uuid) -> GqlResult<ApiKey> {
+    async fn delete_api_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key's id.")] id: Uuid,
+    ) -> GqlResult<ApiKey> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(service::api_key::revoke(st, &scope, id).await?.into())
     }
 
     /// Adds credits to the caller's org, with a `GRANT` ledger entry.
-    async fn grant_credits(&self, ctx: &Context<'_>, input: GrantCreditsInput) -> GqlResult<Credits> {
+    async fn grant_credits(
+        &self,
+        ctx: &Context<'_>,
+        input: GrantCreditsInput,
+    ) -> GqlResult<Credits> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let balance = service::credits::grant_own(st, &scope, input.amount, input.note).await?;
         Ok(Credits { balance })

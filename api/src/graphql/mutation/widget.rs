@@ -5,8 +5,14 @@ use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, types::{ChatWidget, Deleted}},
-    service::{self, chat_widget::{CreateChatWidgetInput, UpdateChatWidgetInput}},
+    graphql::{
+        ContextExt,
+        types::{ChatWidget, Deleted},
+    },
+    service::{
+        self,
+        chat_widget::{CreateChatWidgetInput, UpdateChatWidgetInput},
+    },
 };
 
 #[derive(Default)]
@@ -15,19 +21,35 @@ pub struct WidgetMutation;
 #[Object]
 impl WidgetMutation {
     /// Creates a chat widget; its `id` is the public UUID for the `<script>` tag.
-    async fn create_chat_widget(&self, ctx: &Context<'_>, input: CreateChatWidgetInput) -> GqlResult<ChatWidget> {
+    async fn create_chat_widget(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateChatWidgetInput,
+    ) -> GqlResult<ChatWidget> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(service::chat_widget::create(st, &scope, input).await?.into())
+        Ok(service::chat_widget::create(st, &scope, input)
+            .await?
+            .into())
     }
 
     /// Changes a chat widget.
-    async fn update_chat_widget(&self, ctx: &Context<'_>, input: UpdateChatWidgetInput) -> GqlResult<ChatWidget> {
+    async fn update_chat_widget(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateChatWidgetInput,
+    ) -> GqlResult<ChatWidget> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(service::chat_widget::update(st, &scope, input).await?.into())
+        Ok(service::chat_widget::update(st, &scope, input)
+            .await?
+            .into())
     }
 
     /// Deletes a chat widget and its conversations.
-    async fn delete_chat_widget(&self, ctx: &Context<'_>, #[graphql(desc = "Its public id.")] id: Uuid) -> GqlResult<Deleted> {
+    async fn delete_chat_widget(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its public id.")] id: Uuid,
+    ) -> GqlResult<Deleted> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         service::chat_widget::delete(st, &scope, id).await?;
         Ok(Deleted { id })

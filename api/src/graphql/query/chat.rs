@@ -5,7 +5,10 @@ use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection, try_connection, types::{ChatSession, ChatSessionConnection, FeedbackConnection, SupportTicketConnection}},
+    graphql::{
+        ContextExt, connection, try_connection,
+        types::{ChatSession, ChatSessionConnection, FeedbackConnection, SupportTicketConnection},
+    },
     service::{self, PageArgs, ticket::TicketFilter},
 };
 
@@ -25,11 +28,19 @@ impl ChatQuery {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> GqlResult<ChatSessionConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(connection(service::session::list(st, &scope, widget_id, bot_id, &PageArgs { first, after }).await?, |m| m.id))
+        Ok(connection(
+            service::session::list(st, &scope, widget_id, bot_id, &PageArgs { first, after })
+                .await?,
+            |m| m.id,
+        ))
     }
 
     /// One chat session with its messages.
-    async fn chat_session(&self, ctx: &Context<'_>, #[graphql(desc = "Its id.")] id: Uuid) -> GqlResult<ChatSession> {
+    async fn chat_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its id.")] id: Uuid,
+    ) -> GqlResult<ChatSession> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(service::session::one(st, &scope, id).await?.into())
     }
@@ -44,7 +55,11 @@ impl ChatQuery {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> GqlResult<FeedbackConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(connection(service::session::feedback(st, &scope, vote.as_deref(), &PageArgs { first, after }).await?, |m| m.id))
+        Ok(connection(
+            service::session::feedback(st, &scope, vote.as_deref(), &PageArgs { first, after })
+                .await?,
+            |m| m.id,
+        ))
     }
 
     /// Support tickets, oldest first.
@@ -57,7 +72,13 @@ impl ChatQuery {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> GqlResult<SupportTicketConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let page = service::ticket::list(st, &scope, filter.unwrap_or_default(), &PageArgs { first, after }).await?;
+        let page = service::ticket::list(
+            st,
+            &scope,
+            filter.unwrap_or_default(),
+            &PageArgs { first, after },
+        )
+        .await?;
         Ok(try_connection(page, |m| m.id)?)
     }
 }

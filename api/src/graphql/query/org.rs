@@ -4,7 +4,10 @@ use async_graphql::{Context, Object};
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection, types::{ApiKeyConnection, Credits, Org, OrgEventConnection}},
+    graphql::{
+        ContextExt, connection,
+        types::{ApiKeyConnection, Credits, Org, OrgEventConnection},
+    },
     service::{self, PageArgs},
 };
 
@@ -29,7 +32,8 @@ impl OrgQuery {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> GqlResult<ApiKeyConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let page = service::api_key::list(st, &scope, include_revoked, &PageArgs { first, after }).await?;
+        let page =
+            service::api_key::list(st, &scope, include_revoked, &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))
     }
 
@@ -46,12 +50,14 @@ impl OrgQuery {
     async fn events(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Only events of this kind, e.g. `ticket.created_via_widget`.")] kind: Option<String>,
+        #[graphql(desc = "Only events of this kind, e.g. `ticket.created_via_widget`.")]
+        kind: Option<String>,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> GqlResult<OrgEventConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let page = service::event::list(st, &scope, kind.as_deref(), &PageArgs { first, after }).await?;
+        let page =
+            service::event::list(st, &scope, kind.as_deref(), &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))
     }
 }

@@ -6,7 +6,10 @@ use uuid::Uuid;
 
 use crate::{
     error::GqlResult,
-    graphql::{ContextExt, connection, types::{ChatWidget, ChatWidgetConnection, WidgetConfig}},
+    graphql::{
+        ContextExt, connection,
+        types::{ChatWidget, ChatWidgetConnection, WidgetConfig},
+    },
     service::{self, PageArgs, bot::BotLabels},
 };
 
@@ -24,17 +27,30 @@ impl WidgetQuery {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> GqlResult<ChatWidgetConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(connection(service::chat_widget::list(st, &scope, &PageArgs { first, after }).await?, |m| m.id))
+        Ok(connection(
+            service::chat_widget::list(st, &scope, &PageArgs { first, after }).await?,
+            |m| m.id,
+        ))
     }
 
     /// One chat widget.
-    async fn chat_widget(&self, ctx: &Context<'_>, #[graphql(desc = "Its public id.")] id: Uuid) -> GqlResult<ChatWidget> {
+    async fn chat_widget(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its public id.")] id: Uuid,
+    ) -> GqlResult<ChatWidget> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(service::get::<chat_widget::Entity>(&st.db, &scope, id).await?.into())
+        Ok(service::get::<chat_widget::Entity>(&st.db, &scope, id)
+            .await?
+            .into())
     }
 
     /// Public: what a published widget needs to render itself, with a fresh contact-form challenge.
-    async fn widget_config(&self, ctx: &Context<'_>, #[graphql(desc = "The public widget id.")] widget_id: Uuid) -> GqlResult<WidgetConfig> {
+    async fn widget_config(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The public widget id.")] widget_id: Uuid,
+    ) -> GqlResult<WidgetConfig> {
         let st = ctx.state()?;
         let (widget, bot) = service::chat_widget::public(st, widget_id).await?;
         Ok(WidgetConfig {

@@ -20,7 +20,9 @@ impl OrgSubscription {
     async fn org_events(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Only events of these kinds; all when omitted.")] kinds: Option<Vec<String>>,
+        #[graphql(desc = "Only events of these kinds; all when omitted.")] kinds: Option<
+            Vec<String>,
+        >,
     ) -> Result<impl Stream<Item = OrgEvent> + use<>, GqlError> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let org_id = scope.org_id();
@@ -39,10 +41,8 @@ impl OrgSubscription {
                 if ev.org_id != org_id {
                     return None;
                 }
-                if let Some(k) = &kinds {
-                    if !k.iter().any(|k| *k == ev.kind) {
-                        return None;
-                    }
+                if kinds.as_ref().is_some_and(|k| !k.contains(&ev.kind)) {
+                    return None;
                 }
                 Some(OrgEvent::from(ev))
             }

@@ -40,7 +40,8 @@ impl ChatSession {
         #[graphql(desc = "Cursor of the message to start after.")] after: Option<String>,
     ) -> GqlResult<ChatMessageConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let page = service::session::messages(st, &scope, self.id, &PageArgs { first, after }).await?;
+        let page =
+            service::session::messages(st, &scope, self.id, &PageArgs { first, after }).await?;
         Ok(connection(page, |m| m.id))
     }
 }

@@ -37,7 +37,9 @@ impl KnowledgeBase {
         #[graphql(desc = "Cursor of the article to start after.")] after: Option<String>,
     ) -> GqlResult<KbArticleConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let page = service::kb::list_articles(st, &scope, Some(self.id), None, &PageArgs { first, after }).await?;
+        let page =
+            service::kb::list_articles(st, &scope, Some(self.id), None, &PageArgs { first, after })
+                .await?;
         Ok(connection(page, |m| m.id))
     }
 }
