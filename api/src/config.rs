@@ -72,6 +72,62 @@ pub struct Config {
     #[arg(long, env = "WAYFINDER_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 
+    /// LLM provider: `ollama`, `openai` (or any OpenAI-compatible server), `anthropic`, or `none`. Unset: Ollama Cloud when `LLM_API_KEY` is set, otherwise none (extractive answers).
+    #[arg(long, env = "LLM_PROVIDER")]
+    pub llm_provider: Option<String>,
+
+    /// Base URL of the LLM provider. Default per provider: `https://ollama.com`, `https://api.openai.com/v1`, `https://api.anthropic.com`.
+    #[arg(long, env = "LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+
+    /// API key of the LLM provider (Ollama Cloud, OpenAI, Anthropic); never logged.
+    #[arg(long, env = "LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+
+    /// Model for answers.
+    #[arg(long, env = "LLM_MODEL", default_value = "gpt-oss:20b")]
+    pub llm_model: String,
+
+    /// Milliseconds to connect to the LLM provider.
+    #[arg(long, env = "LLM_CONNECT_TIMEOUT_MS", default_value_t = 3000)]
+    pub llm_connect_timeout_ms: u64,
+
+    /// Milliseconds to wait for the first streamed token before falling back.
+    #[arg(long, env = "LLM_FIRST_TOKEN_TIMEOUT_MS", default_value_t = 15000)]
+    pub llm_first_token_timeout_ms: u64,
+
+    /// Milliseconds one LLM call may take in all before falling back.
+    #[arg(long, env = "LLM_TOTAL_TIMEOUT_MS", default_value_t = 60000)]
+    pub llm_total_timeout_ms: u64,
+
+    /// Retries on 429/5xx before the first token (with backoff).
+    #[arg(long, env = "LLM_MAX_RETRIES", default_value_t = 2)]
+    pub llm_max_retries: u32,
+
+    /// Knowledge-base retrieval: `fulltext` (the database's ranked full-text index) or `keyword` (the substring baseline).
+    #[arg(long, env = "WAYFINDER_RETRIEVAL", default_value = "fulltext")]
+    pub retrieval: String,
+
+    /// Credits charged per 1,000 tokens, per model: `model=price,…`; `default` applies to unlisted models.
+    #[arg(long, env = "WAYFINDER_CREDIT_PRICES", default_value = "default=1")]
+    pub credit_prices: String,
+
+    /// Seconds between two "out of AI credits" emails to the same org's owner.
+    #[arg(long, env = "WAYFINDER_NOTIFY_DEBOUNCE_SECS", default_value_t = 86_400)]
+    pub notify_debounce_secs: u64,
+
+    /// SMTP server for owner emails (`smtp://user:pass@host:port`); unset keeps emails in the notifications outbox only.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender address of owner emails.
+    #[arg(long, env = "SMTP_FROM", default_value = "Wayfinder <no-reply@wayfinder.invalid>")]
+    pub smtp_from: String,
+
+    /// Credits the demo org starts with.
+    #[arg(long, env = "WAYFINDER_DEMO_CREDITS", default_value_t = 10_000)]
+    pub demo_credits: i64,
+
     /// Minimum milliseconds between minting a contact-form challenge and accepting it.
     #[arg(long, env = "WAYFINDER_CONTACT_MIN_FILL_MS", default_value_t = 5000)]
     pub contact_min_fill_ms: u64,
@@ -103,6 +159,23 @@ impl Config {
                 self.data_dir.join("wayfinder.db").display()
             ),
         }
+    }
+
+    /// Credits per 1,000 tokens of `model`.
+    pub fn credit_price(&self, model: &str) -> i64 {
+        let mut default = 1;
+        for pair in self.credit_prices.split(',') {
+            if let Some((m, p)) = pair.split_once('=') {
+                let price = p.trim().parse::<i64>().unwrap_or(1).max(0);
+                if m.trim() == model {
+                    return price;
+                }
+                if m.trim() == "default" {
+                    default = price;
+                }
+            }
+        }
+        default
     }
 
     /// How long a graphql-ws client may take to initialise.

@@ -18,3 +18,5 @@ pub mod service;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod turn;
+pub mod llm;

@@ -144,6 +144,44 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
+impl ServerSecret {
+    fn seal_key(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac(&format!("seal:{purpose}"));
+        mac.update(b"key");
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&mac.finalize().into_bytes()[..32]);
+        key
+    }
+
+    /// Encrypts `plaintext` for storage (ChaCha20-Poly1305, random nonce),
+    /// bound to `aad` (e.g. the owning org's id) so it can't be moved to another row.
+    pub fn seal(&self, purpose: &str, aad: &[u8], plaintext: &[u8]) -> Result<String, SecretError> {
+        use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, aead::{Aead, Payload}};
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.seal_key(purpose))
+            .map_err(|_| SecretError::Random("bad key length".into()))?;
+        let nonce_bytes = random_bytes::<12>()?;
+        let sealed = cipher
+            .encrypt(&Nonce::from(nonce_bytes), Payload { msg: plaintext, aad })
+            .map_err(|_| SecretError::Random("encryption failed".into()))?;
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(format!("v1.{}", URL_SAFE_NO_PAD.encode(out)))
+    }
+
+    /// Decrypts what [`Self::seal`] made with the same purpose and `aad`; `None` if tampered or foreign.
+    pub fn open(&self, purpose: &str, aad: &[u8], sealed: &str) -> Option<Vec<u8>> {
+        use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, aead::{Aead, Payload}};
+        let raw = URL_SAFE_NO_PAD.decode(sealed.strip_prefix("v1.")?).ok()?;
+        if raw.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, body) = raw.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.seal_key(purpose)).ok()?;
+        cipher.decrypt(&Nonce::from(nonce), Payload { msg: body, aad }).ok()
+    }
+}
+
 /// `N` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
     let mut buf = [0u8; N];
@@ -216,6 +254,19 @@ mod tests {
         let mut tampered = token.clone();
         tampered.replace_range(0..1, if token.starts_with('a') { "b" } else { "a" });
         assert_eq!(a.verify("session", &tampered), None);
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_the_same_secret_purpose_and_owner() {
+        let a = ServerSecret::from_bytes(b"0123456789abcdef0123456789abcdef");
+        let b = ServerSecret::from_bytes(b"fedcba9876543210fedcba9876543210");
+        let sealed = a.seal("byok", b"org-1", b"sk-secret").unwrap();
+        assert!(!sealed.contains("sk-secret"));
+        assert_eq!(a.open("byok", b"org-1", &sealed).as_deref(), Some(&b"sk-secret"[..]));
+        assert_eq!(a.open("byok", b"org-2", &sealed), None);
+        assert_eq!(a.open("other", b"org-1", &sealed), None);
+        assert_eq!(b.open("byok", b"org-1", &sealed), None);
+        assert_ne!(a.seal("byok", b"org-1", b"sk-secret").unwrap(), sealed);
     }
 
     #[test]

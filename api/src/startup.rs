@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error("data directory: {0}")]
     DataDir(std::io::Error),
+    #[error("LLM provider: {0}")]
+    Llm(String),
     #[error("demo seed: {0}")]
     Demo(String),
 }
@@ -61,6 +63,16 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         }
         None => (Arc::new(MemoryBus::default()), None),
     };
+    let llm = match crate::llm::settings_from_config(&config) {
+        Some(settings) => {
+            tracing::info!(provider = settings.kind.as_str(), base_url = %settings.base_url, model = %config.llm_model, "LLM provider configured");
+            Some(crate::llm::build_provider(settings).map_err(|e| StartError::Llm(e.to_string()))?)
+        }
+        None => {
+            tracing::info!("no LLM provider configured: answers are extractive (set LLM_PROVIDER / LLM_API_KEY)");
+            None
+        }
+    };
     let schema = graphql::builder(&config).finish();
     Ok(Arc::new(State {
         db,
@@ -68,6 +80,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         secret,
         bus,
         redis,
+        llm,
+        org_llm: Default::default(),
         schema,
     }))
 }
@@ -119,6 +133,7 @@ impl App {
             Duration::from_secs(5),
             Duration::from_secs(5),
         ));
+        let mailer = tokio::spawn(crate::service::notify::send_forever(self.state.clone(), Duration::from_millis(500)));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = http::router(self.state.clone());
@@ -139,6 +154,7 @@ impl App {
             }
         };
         relay.abort();
+        mailer.abort();
         drop(stop_rx);
         result
     }

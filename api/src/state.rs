@@ -18,6 +18,10 @@ pub struct State {
     pub bus: Arc<dyn Bus>,
     /// A Redis connection for readiness checks (and shared limits), when `REDIS_URL` is set.
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// The server's default LLM provider; `None` answers extractively.
+    pub llm: Option<Arc<dyn crate::llm::LlmProvider>>,
+    /// Providers built from orgs' own LLM settings, keyed by org and the settings' update time.
+    pub org_llm: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (chrono::DateTime<chrono::Utc>, Arc<dyn crate::llm::LlmProvider>)>>,
     /// The GraphQL schema; requests carry this state and their caller as data.
     pub schema: WayfinderSchema,
 }

@@ -4,6 +4,8 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
+mod m20261122_000002_kb_fulltext;
+mod m20261122_000003_support;
 
 /// The ordered list of every migration.
 pub struct Migrator;
@@ -11,6 +13,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration)]
+        vec![
+            Box::new(m20261122_000001_initial::Migration),
+            Box::new(m20261122_000002_kb_fulltext::Migration),
+            Box::new(m20261122_000003_support::Migration),
+        ]
     }
 }

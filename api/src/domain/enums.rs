@@ -147,3 +147,31 @@ impl Plan {
         }
     }
 }
+
+stored_enum!(
+    /// A step of a chat turn, in the order SPEC §3 gives them.
+    TurnStatus {
+        /// The visitor's message is stored; the bot is working on it.
+        Analyzing = "ANALYZING",
+        /// A piece of the answer text (`delta`), streamed as it is generated.
+        AnswerDelta = "ANSWER_DELTA",
+        /// The full answer (`text`) with its `citations`.
+        Answered = "ANSWERED",
+        /// A published flow or tooltip matches the question (`content`).
+        MatchedContent = "MATCHED_CONTENT",
+        /// A new flow was generated for the question (`content`).
+        GeneratedContent = "GENERATED_CONTENT",
+        /// The widget should go to `navigateTo` to start the content.
+        Navigating = "NAVIGATING",
+        /// The canned reply (AI off, unavailable, or no answer), in `text`.
+        Fallback = "FALLBACK",
+        /// The visitor was handed off to a human; `text` is the hand-off message.
+        Handoff = "HANDOFF",
+        /// The org is out of credits; `text` is the canned reply.
+        InsufficientCredits = "INSUFFICIENT_CREDITS",
+        /// Something failed; `text` says what the visitor sees.
+        Error = "ERROR",
+        /// The turn is over; no more events follow.
+        Completed = "COMPLETED",
+    }
+);

@@ -60,7 +60,7 @@ pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>,
     )
     .await?;
     let scope = OrgScope::operator(org.id);
-    credits::grant(&st.db, org.id, 10_000, Some("demo starting balance".into())).await?;
+    credits::grant(&st.db, org.id, st.config.demo_credits.max(1), Some("demo starting balance".into())).await?;
     let knowledge = kb::create(
         st,
         &scope,

@@ -6,17 +6,23 @@
 //! outbox event that announces them.
 
 pub mod api_key;
+pub mod chat;
 pub mod bot;
 pub mod chat_widget;
+pub mod contact;
 pub mod content;
 pub mod credits;
 pub mod demo;
 pub mod event;
+pub mod feedback;
+pub mod handoff;
 pub mod kb;
+pub mod notify;
 pub mod org;
 pub mod session;
 pub mod site;
 pub mod ticket;
+pub mod webhook;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
@@ -62,6 +68,8 @@ org_owned!(
     credit_ledger => "ledger entry",
     event => "event",
     notification => "notification",
+    webhook => "webhook",
+    webhook_delivery => "webhook delivery",
 );
 
 /// Every row of `E` in the caller's org, and nothing else.

@@ -67,6 +67,12 @@ pub struct SettingsChange {
     pub owner_email: Option<String>,
     pub ai_chatbot_enabled: Option<bool>,
     pub ai_auto_traits_enabled: Option<bool>,
+    /// `ollama`, `openai`, `anthropic`; `Null` returns to the server's provider.
+    pub llm_provider: async_graphql::MaybeUndefined<String>,
+    pub llm_model: async_graphql::MaybeUndefined<String>,
+    pub llm_base_url: async_graphql::MaybeUndefined<String>,
+    /// Stored sealed; never returned.
+    pub llm_api_key: async_graphql::MaybeUndefined<String>,
 }
 
 /// Applies `change` to the caller's org.
@@ -92,6 +98,37 @@ pub async fn update_settings(
     }
     if let Some(v) = change.ai_auto_traits_enabled {
         am.ai_auto_traits_enabled = Set(v);
+    }
+    use async_graphql::MaybeUndefined::{Null, Undefined, Value};
+    match change.llm_provider {
+        Undefined => {}
+        Null => am.llm_provider = Set(None),
+        Value(p) => match crate::llm::ProviderKind::parse(&p) {
+            Some(kind) => am.llm_provider = Set(Some(kind.as_str().to_string())),
+            None => return Err(AppError::bad_input("input.llmProvider", "must be ollama, openai or anthropic")),
+        },
+    }
+    match change.llm_model {
+        Undefined => {}
+        Null => am.llm_model = Set(None),
+        Value(m) => am.llm_model = Set(Some(domain::text("input.llmModel", &m, 1, 200)?)),
+    }
+    match change.llm_base_url {
+        Undefined => {}
+        Null => am.llm_base_url = Set(None),
+        Value(u) => am.llm_base_url = Set(Some(domain::http_url("input.llmBaseUrl", &u)?.trim_end_matches('/').to_string())),
+    }
+    match change.llm_api_key {
+        Undefined => {}
+        Null => am.llm_api_key_sealed = Set(None),
+        Value(k) => {
+            let k = domain::text("input.llmApiKey", &k, 1, 1_000)?;
+            let sealed = st
+                .secret
+                .seal(crate::turn::BYOK_PURPOSE, scope.org_id().as_bytes(), k.as_bytes())
+                .map_err(AppError::internal)?;
+            am.llm_api_key_sealed = Set(Some(sealed));
+        }
     }
     am.updated_at = Set(Utc::now());
     let updated = am.update(&txn).await?;

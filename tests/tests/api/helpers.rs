@@ -239,3 +239,67 @@ impl TestApp {
 pub fn error_code(v: &Value) -> Option<&str> {
     v["errors"][0]["extensions"]["code"].as_str()
 }
+
+/// A minimal graphql-transport-ws client for tests.
+pub struct WsClient {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl WsClient {
+    /// Connects and initialises with `payload` (e.g. `{"apiKey": …}`, or `{}` for a public connection).
+    pub async fn connect(url: &str, payload: Value) -> Self {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        ws.send(Message::text(json!({ "type": "connection_init", "payload": payload }).to_string())).await.unwrap();
+        let mut client = Self { ws };
+        let ack = client.next(std::time::Duration::from_secs(5)).await.expect("connection_ack");
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        client
+    }
+
+    /// Starts operation `id`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let msg = json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } });
+        self.ws.send(Message::text(msg.to_string())).await.unwrap();
+    }
+
+    /// The next protocol message (pings answered), or `None` after `wait`.
+    pub async fn next(&mut self, wait: std::time::Duration) -> Option<Value> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next()).await.ok()??.ok()?;
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "ping" {
+                    self.ws.send(Message::text(json!({ "type": "pong" }).to_string())).await.unwrap();
+                    continue;
+                }
+                return Some(v);
+            }
+        }
+    }
+
+    /// Every `next` payload of operation `id` until its `complete` (fails on `error` or timeout).
+    pub async fn collect(&mut self, id: &str, wait: std::time::Duration) -> Vec<Value> {
+        let mut out = vec![];
+        loop {
+            let msg = self.next(wait).await.unwrap_or_else(|| panic!("timed out; got so far {out:?}"));
+            if msg["id"] != id {
+                continue;
+            }
+            match msg["type"].as_str() {
+                Some("next") => out.push(msg["payload"].clone()),
+                Some("complete") => return out,
+                _ => panic!("unexpected {msg}"),
+            }
+        }
+    }
+}

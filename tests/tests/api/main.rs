@@ -4,12 +4,19 @@
 //! random port over its own database (SQLite and PostgreSQL), talking real
 //! HTTP and graphql-ws.
 
+mod fake_llm;
 mod helpers;
 
+mod chat_llm;
+mod chat_turn;
 mod cli;
 mod crud;
 mod errors;
 mod graphql_ws;
+mod llm_providers;
 mod operations;
 mod schema;
+mod smtp_sink;
+mod support;
 mod tenancy;
+mod webhooks;

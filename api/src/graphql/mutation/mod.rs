@@ -1,9 +1,12 @@
 //! Write operations, one object per domain, merged into the root `Mutation`.
 //! Create and update take a single `input`; every change emits an outbox event.
 
+mod chat;
 mod content;
 mod kb;
 mod org;
+mod support;
+mod webhook;
 mod widget;
 
 use async_graphql::MergedObject;
@@ -12,7 +15,10 @@ use async_graphql::MergedObject;
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     org::OrgMutation,
+    chat::ChatMutation,
     kb::KbMutation,
     content::ContentMutation,
     widget::WidgetMutation,
+    support::SupportMutation,
+    webhook::WebhookMutation,
 );

@@ -8,9 +8,12 @@ use crate::{
     error::GqlResult,
     graphql::{
         ContextExt, connection,
-        types::{KbArticle, KbArticleConnection, KnowledgeBase, KnowledgeBaseConnection},
+        types::{
+            KbArticle, KbArticleConnection, KbSearchHit, KnowledgeBase, KnowledgeBaseConnection,
+        },
     },
     service::{self, PageArgs},
+    turn::retrieval::{self, RetrievalMode},
 };
 
 #[derive(Default)]
@@ -78,5 +81,35 @@ impl KbQuery {
         Ok(service::get::<kb_article::Entity>(&st.db, &scope, id)
             .await?
             .into())
+    }
+
+    /// Searches the org's published articles the way a bot retrieves them
+    /// before answering: the dashboard's "test your bot" tool. Uses the
+    /// server's retrieval mode (`WAYFINDER_RETRIEVAL`), ranked full-text
+    /// search by default. Best hit first; a query with nothing searchable in
+    /// it (only stop words or punctuation) returns an empty list.
+    #[graphql(complexity = "crate::graphql::list_cost(first.or(Some(10)), child_complexity)")]
+    async fn kb_search(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Only these knowledge bases (at most 100); omitted: all of the org's. An id that is not the org's gives NOT_FOUND."
+        )]
+        knowledge_base_ids: Option<Vec<Uuid>>,
+        #[graphql(desc = "The visitor's question, at most 1000 characters.")] query: String,
+        #[graphql(desc = "Number of hits, 1 to 50 (default 10).")] first: Option<i32>,
+    ) -> GqlResult<Vec<KbSearchHit>> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let mode = RetrievalMode::parse(&st.config.retrieval).unwrap_or(RetrievalMode::FullText);
+        let hits = retrieval::kb_search(
+            &st.db,
+            &scope,
+            knowledge_base_ids.as_deref(),
+            &query,
+            first,
+            mode,
+        )
+        .await?;
+        Ok(hits.into_iter().map(KbSearchHit::from).collect())
     }
 }

@@ -4,6 +4,7 @@ mod chat;
 mod content;
 mod kb;
 mod org;
+mod webhook;
 mod widget;
 
 use async_graphql::MergedObject;
@@ -16,4 +17,5 @@ pub struct Query(
     content::ContentQuery,
     widget::WidgetQuery,
     chat::ChatQuery,
+    webhook::WebhookQuery,
 );

@@ -45,6 +45,18 @@ impl OrgQuery {
         })
     }
 
+    /// Emails to the org's owner and their delivery status, oldest first.
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
+    async fn notifications(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to start after.")] after: Option<String>,
+    ) -> GqlResult<crate::graphql::types::NotificationConnection> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        Ok(connection(service::notify::list(st, &scope, &PageArgs { first, after }).await?, |m| m.id))
+    }
+
     /// The org's outbox events, oldest first.
     #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn events(

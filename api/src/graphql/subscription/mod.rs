@@ -1,9 +1,10 @@
 //! Live streams, merged into the root `Subscription`.
 
+mod chat;
 mod org;
 
 use async_graphql::MergedSubscription;
 
 /// Every subscription.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(org::OrgSubscription);
+pub struct Subscription(org::OrgSubscription, chat::ChatSubscription);

@@ -136,6 +136,7 @@ impl From<entity::chat_feedback::Model> for Feedback {
 
 /// A support ticket.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct SupportTicket {
     /// Ticket id.
     pub id: Uuid,

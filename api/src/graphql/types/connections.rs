@@ -52,9 +52,12 @@ connections! {
     FlowConnection, FlowEdge, Flow, "A page of flows, oldest first.";
     KbArticleConnection, KbArticleEdge, KbArticle, "A page of KB articles, oldest first.";
     KnowledgeBaseConnection, KnowledgeBaseEdge, KnowledgeBase, "A page of knowledge bases, oldest first.";
+    NotificationConnection, NotificationEdge, Notification, "A page of owner notifications, oldest first.";
     LedgerEntryConnection, LedgerEntryEdge, LedgerEntry, "A page of credit ledger entries, oldest first.";
     OrgEventConnection, OrgEventEdge, OrgEvent, "A page of outbox events, oldest first.";
     SiteConnection, SiteEdge, Site, "A page of sites, oldest first.";
     SupportTicketConnection, SupportTicketEdge, SupportTicket, "A page of support tickets, oldest first.";
     TooltipConnection, TooltipEdge, Tooltip, "A page of tooltips, oldest first.";
+    WebhookConnection, WebhookEdge, Webhook, "A page of webhooks, oldest first.";
+    WebhookDeliveryConnection, WebhookDeliveryEdge, WebhookDelivery, "A page of webhook deliveries, oldest first.";
 }

@@ -88,3 +88,31 @@ impl From<entity::kb_article::Model> for KbArticle {
         }
     }
 }
+
+/// One ranked article from `kbSearch`.
+#[derive(SimpleObject, Clone)]
+pub struct KbSearchHit {
+    /// The article found.
+    pub article_id: Uuid,
+    /// The knowledge base it belongs to.
+    pub knowledge_base_id: Uuid,
+    /// Its title.
+    pub title: String,
+    /// Relevance, higher is better. Only comparable between hits of the same
+    /// search: the scale depends on the database and the retrieval mode.
+    pub score: f64,
+    /// Up to 200 characters of the body around the best match.
+    pub snippet: String,
+}
+
+impl From<crate::turn::retrieval::Hit> for KbSearchHit {
+    fn from(h: crate::turn::retrieval::Hit) -> Self {
+        Self {
+            article_id: h.article_id,
+            knowledge_base_id: h.knowledge_base_id,
+            title: h.title,
+            score: h.score,
+            snippet: h.snippet,
+        }
+    }
+}

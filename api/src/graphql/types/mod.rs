@@ -6,6 +6,8 @@ mod connections;
 mod content;
 mod kb;
 mod org;
+mod support;
+mod webhook;
 mod widget;
 
 pub use chat::*;
@@ -13,6 +15,8 @@ pub use connections::*;
 pub use content::*;
 pub use kb::*;
 pub use org::*;
+pub use support::*;
+pub use webhook::*;
 pub use widget::*;
 
 /// `Deleted` is what delete mutations return.

@@ -28,6 +28,14 @@ pub struct Org {
     pub owner_email: String,
     /// Credits left.
     pub credit_balance: i64,
+    /// The org's own LLM provider, if it brings its own; otherwise the server's provider answers.
+    pub llm_provider: Option<String>,
+    /// The org's own model name, if set.
+    pub llm_model: Option<String>,
+    /// The org's own provider base URL, if set.
+    pub llm_base_url: Option<String>,
+    /// Whether an API key of the org's own is stored (the key itself is never returned).
+    pub llm_api_key_set: bool,
     /// When the org was created.
     pub created_at: DateTime<Utc>,
     /// When the org's settings last changed.
@@ -45,6 +53,10 @@ impl TryFrom<entity::org::Model> for Org {
             ai_auto_traits_enabled: m.ai_auto_traits_enabled,
             owner_email: m.owner_email,
             credit_balance: m.credit_balance,
+            llm_provider: m.llm_provider,
+            llm_model: m.llm_model,
+            llm_base_url: m.llm_base_url,
+            llm_api_key_set: m.llm_api_key_sealed.is_some(),
             created_at: m.created_at,
             updated_at: m.updated_at,
         })
@@ -136,6 +148,16 @@ pub struct Credits {
 
 #[ComplexObject]
 impl Credits {
+    /// Credits spent per day and model (reservations less refunds), newest day first.
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many days back, 1 to 366.", default = 30)] days: u32,
+    ) -> GqlResult<Vec<crate::service::credits::UsageRow>> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        Ok(service::credits::usage(st, &scope, days).await?)
+    }
+
     /// Every grant and charge, oldest first.
     #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn ledger(
@@ -181,6 +203,45 @@ impl From<BusEvent> for OrgEvent {
             kind: e.kind,
             payload: Json(e.payload),
             created_at: e.created_at,
+        }
+    }
+}
+
+/// An email to the org's owner (e.g. "out of AI credits"), with its delivery status.
+#[derive(SimpleObject, Clone)]
+pub struct Notification {
+    /// Notification id.
+    pub id: Uuid,
+    /// What it is about, e.g. `credits.insufficient`.
+    pub kind: String,
+    /// Who it is for.
+    pub recipient: String,
+    /// Email subject.
+    pub subject: String,
+    /// `PENDING` (queued, or no SMTP server configured), `SENT` or `FAILED` (gave up).
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it was sent.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl From<entity::notification::Model> for Notification {
+    fn from(m: entity::notification::Model) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            recipient: m.recipient,
+            subject: m.subject,
+            status: m.status,
+            attempts: m.attempts,
+            last_error: m.last_error,
+            created_at: m.created_at,
+            sent_at: m.sent_at,
         }
     }
 }

@@ -1,0 +1,345 @@
+/*
+ * Wayfinder chat.js: the floating chat bubble and panel.
+ *
+ *   <script src="https://HOST/chat.js" data-widget-id="WIDGET-UUID" async></script>
+ *
+ * Source of chat.min.js (what the server serves): after editing, run
+ * `node api/assets/build.mjs` (needs `npm ci` in tests/browser); the browser
+ * test run fails while chat.min.js is stale. Plain modern JS, no dependencies.
+ * Written for size: the minified file must stay under 6 KB.
+ *
+ * - Renders a bubble in a shadow root: the page's CSS can't reach inside, and
+ *   the host element resets itself with an inline `all:initial!important`.
+ * - On the first open, loads `widgetConfig` (colours, labels, greeting).
+ * - Sends each message with `startTurn` (HTTP POST, as text/plain JSON so a
+ *   cross-origin page needs no CORS preflight) and follows the turn with
+ *   `chatTurn` over graphql-ws (`graphql-transport-ws`, spoken here: init with
+ *   the session token, pong to pings, resubscribe after reconnecting with
+ *   backoff; replayed events are skipped by their `seq`).
+ * - Keeps the session token per widget in localStorage; after a reload, the
+ *   conversation is replayed with `sessionEvents`.
+ * - Shows the status line, the streamed answer, citations, votes
+ *   (`submitFeedback`), the hand-off button (`requestHandoff`) and the
+ *   "Start walkthrough" pill, which dispatches `wayfinder:content` on window
+ *   with `{kind, id, name, steps}`; when the content starts on another page,
+ *   it goes there first and dispatches the event once that page has loaded.
+ * - Never throws into the host page: every entry point is wrapped.
+ *
+ * Citations link to `#wayfinder-article-<articleId>` (the API has no article
+ * URL): a help center can route that fragment to its own article page.
+ */
+(() => {
+  let d = document;
+  let w = window;
+  let L = location;
+  let J = JSON;
+  // Nothing a wrapped function throws (or rejects with) reaches the page.
+  let safe =
+    (f) =>
+    (...a) => {
+      try {
+        let r = f(...a);
+        r && r.catch && r.catch(safe);
+        return r;
+      } catch (_) {}
+    };
+
+  safe(() => {
+    let me = d.currentScript || d.querySelector("[data-widget-id]");
+    let wid = me.dataset.widgetId;
+    let KEY = "wayfinder:" + wid;
+    if (w[KEY]) return;
+    w[KEY] = 1;
+    let http = new URL(".", me.src) + "graphql";
+
+    // Stored per widget: { t: session token, s: session id }.
+    let S = {};
+    let save = () => {
+      try {
+        localStorage[KEY] = J.stringify(S);
+      } catch (_) {}
+    };
+    try {
+      S = J.parse(localStorage[KEY]) || {};
+    } catch (_) {}
+
+    // ---- GraphQL over HTTP: `field(arg: $i)` of a one-field operation. The
+    // body goes as text/plain (the server reads JSON whatever the type), so a
+    // cross-origin page needs no CORS preflight. GraphQL errors are thrown as
+    // they are ({message, extensions}).
+    let gql = async (field, type, selection, i, op = "mutation", arg = "input") => {
+      let j = await (
+        await fetch(http, {
+          method: "POST",
+          body: J.stringify({
+            query: `${op}($i:${type}!){${field}(${arg}:$i){${selection}}}`,
+            variables: { i },
+          }),
+        })
+      ).json();
+      if (j.errors) throw j.errors[0];
+      return j.data[field];
+    };
+
+    // ---- graphql-ws: just what the widget needs.
+    let ws;
+    let ready;
+    let tries = 0;
+    let seq = 0;
+    let ops = {};
+    let send = (m) => ws.send(J.stringify(m));
+    let connect = () => {
+      if (ws) return;
+      ws = new WebSocket(http.replace(/^http/, "ws"), "graphql-transport-ws");
+      ws.onopen = safe(() => send({ type: "connection_init", payload: { sessionToken: S.t } }));
+      ws.onmessage = safe((e) => {
+        let m = J.parse(e.data);
+        let o = ops[m.id];
+        let t = m.type;
+        let p = m.payload;
+        if (t == "connection_ack") {
+          ready = 1;
+          tries = 0;
+          for (let id in ops) send(ops[id].m);
+        }
+        if (t == "ping") send({ type: "pong" });
+        if (o) {
+          if (t == "next") p.data ? o.n(p.data) : o.e(p.errors[0]);
+          else {
+            delete ops[m.id];
+            if (t == "error") o.e(p[0]);
+          }
+        }
+      });
+      // Operations still live are resubscribed after a backoff.
+      ws.onclose = safe(() => {
+        ws = ready = 0;
+        for (let _ in ops) return setTimeout(safe(connect), Math.min(3e4, 500 * 2 ** tries++));
+      });
+    };
+    // Subscribes to `field` (chatTurn or sessionEvents) of the session `i.k`.
+    let subscribe = (field, i, e) => {
+      let id = "" + ++seq;
+      let m = {
+        id,
+        type: "subscribe",
+        payload: {
+          query: `subscription($i:UUID!,$k:String){${field}:$i,sessionToken:$k){seq turnId status text delta messageId handoffOffered navigateTo citations{articleId title} content{kind id startUrl steps{pageUrl targetSelector title body placement}}}}`,
+          variables: { i, k: S.t },
+        },
+      };
+      ops[id] = { m, n: safe((x) => onEvent(x[field.split("(")[0]])), e: safe(e || fail) };
+      ready ? send(m) : connect();
+      return () => {
+        delete ops[id];
+        ready && send({ id, type: "complete" });
+      };
+    };
+
+    // ---- the UI, in a shadow root
+    let host = d.createElement("div");
+    host.style = "all:initial!important";
+    let root = host.attachShadow({ mode: "open" });
+    root.innerHTML =
+      "<style>:host{--p:#1f6feb;--a:#1f6feb}" +
+      ".b,.p{position:fixed;right:20px;z-index:2147483647;font:14px system-ui;box-shadow:0 4px 20px #0004}" +
+      "button,input{font:inherit;border:0;background:0;color:inherit}button{cursor:pointer}" +
+      ".b{bottom:20px;width:56px;height:56px;border-radius:50%}" +
+      ".p{bottom:88px;width:min(370px,100% - 40px);height:min(540px,100% - 108px);background:#fff;border-radius:12px;display:flex;flex-direction:column;overflow:hidden}" +
+      "[hidden]{display:none}" +
+      ".h{display:flex;justify-content:space-between;padding:12px}" +
+      ".b,.h,.u,.f button{background:var(--p);color:#fff}" +
+      ".l{flex:1;overflow:auto;padding:12px}" +
+      ".m{width:fit-content;max-width:85%;margin-bottom:8px;padding:8px;border-radius:9px;white-space:pre-wrap;overflow-wrap:anywhere;background:#eee}" +
+      ".u{margin-left:auto}" +
+      "a{display:block}a,.m button{color:var(--a)}" +
+      ".m button{border:1px solid;margin:4px 4px 0 0}" +
+      "input,.m button,.f button{border-radius:9px;padding:4px 8px}" +
+      ".s{padding:0 12px;font-size:12px;color:#666}" +
+      ".f{display:flex;padding:8px;gap:6px}.f input{flex:1;border:1px solid #bbb}" +
+      "@media(max-width:480px){.p{inset:0;width:auto;height:auto}}</style>" +
+      '<button class=b aria-label="Open chat" aria-expanded=false aria-controls=p>' +
+      '<svg width=26 viewBox="0 0 24 24" fill=#fff><path d="M4 4h16v12H8l-4 4z"/></svg></button>' +
+      "<div class=p id=p role=dialog aria-modal=true aria-labelledby=t hidden>" +
+      '<div class=h><b class=t id=t>Chat</b><button aria-label="Close chat">×</button></div>' +
+      "<div class=l role=log aria-live=polite></div><div class=s role=status></div>" +
+      '<form class=f><input aria-label=Message maxlength=4000 autocomplete=off placeholder="Ask a question…"><button>Send</button></form></div>';
+    let $ = (s) => root.querySelector(s);
+    let [bubble, panel, close, list, status, input, sendButton, title] = [
+      "b",
+      "p",
+      "h button",
+      "l",
+      "s",
+      "f input",
+      "f button",
+      "t",
+    ].map((c) => $("." + c));
+
+    // Text is always set as text, never as markup.
+    let el = (tag, text, parent) => {
+      let e = d.createElement(tag);
+      e.append(text || "");
+      parent.append(e);
+      return e;
+    };
+    let add = (cls, text) => {
+      let m = el("div", text, list);
+      m.className = "m " + cls;
+      list.scrollTop = 1e9;
+      return m;
+    };
+    let button = (m, text, onclick) => {
+      let b = el("button", text, m);
+      b.onclick = safe(onclick);
+      return b;
+    };
+    let say = (text) => (status.textContent = text || "");
+    let fail = (e) => {
+      say();
+      add("", (e && e.message) || "Something went wrong");
+    };
+
+    let config;
+    let handoff;
+    let open;
+    let stopHistory;
+    let toggle = (v) => {
+      open = v;
+      panel.hidden = !v;
+      bubble.ariaExpanded = !!v;
+      v ? load() && input.focus() : bubble.focus();
+    };
+    bubble.onclick = safe(() => toggle(!open));
+    close.onclick = safe(() => toggle());
+
+    // Escape closes; Tab stays inside the open panel.
+    // (The close button comes first in the panel, the send button last.)
+    panel.onkeydown = safe((e) => {
+      let [first, last] = e.shiftKey ? [sendButton, close] : [close, sendButton];
+      if (e.key == "Escape") toggle();
+      if (e.key == "Tab" && root.activeElement == last) {
+        e.preventDefault();
+        first.focus();
+      }
+    });
+
+    // ---- turns: each turn's events in seq order, rendered into the log
+    let LOOKING = "Looking that up…";
+    let turns = {};
+
+    let onEvent = (ev) => {
+      let t = (turns[ev.turnId] ||= { q: 0 });
+      let s = ev.status;
+      let c = ev.content;
+      if (ev.seq <= t.q) return;
+      t.q = ev.seq;
+      // (COMPLETED changes nothing: the reply before it made the bot's message.)
+      if (s == "ANALYZING") return say(LOOKING), (t.u ||= add("u", ev.text));
+      say();
+      let m = (t.a ||= add(""));
+      let x = m.firstChild;
+      x.data = ev.delta ? x.data + ev.delta : ev.text || x.data;
+      list.scrollTop = 1e9;
+      for (let c of ev.citations) el("a", c.title, m).href = "#wayfinder-article-" + c.articleId;
+
+      if (c) {
+        let b = button(m, "Start walkthrough", () => {
+          let url = new URL(ev.navigateTo || c.startUrl || L, L);
+          b.textContent = "↻ Restart walkthrough";
+          w.dispatchEvent(new CustomEvent("wayfinder:content", { detail: { ...c, startUrl: url.href } }));
+          if (url.origin + url.pathname != L.origin + L.pathname) L.href = url;
+        });
+      }
+
+      // Hand-off: the message box asks for an email address, and the next send hands off.
+      if (ev.handoffOffered) {
+        let b = button(m, config.labels?.handoffButton || "Talk to a person", () => {
+          b.remove();
+          handoff = input.placeholder;
+          input.placeholder = "Your email";
+          input.type = "email";
+          input.focus();
+        });
+      }
+
+      if (s == "ANSWERED") {
+        let r = el("div", "Helpful?", m);
+        for (let v of ["Yes", "No"])
+          button(r, v, async () => {
+            await gql("submitFeedback", "SubmitFeedbackInput", "ok", {
+              messageId: ev.messageId,
+              vote: v == "Yes" ? "UP" : "DOWN",
+              sessionToken: S.t,
+            });
+            r.textContent = "Thanks!";
+          });
+      }
+    };
+
+    // Loads the configuration once; true when it was already there.
+    let load = () =>
+      config ||
+      (config = gql(
+        "widgetConfig",
+        "UUID",
+        "personaName greeting primaryColor accentColor labels{title inputPlaceholder sendButton handoffButton}",
+        wid,
+        "query",
+        "widgetId",
+      ).then((c) => {
+        config = c;
+        let l = c.labels;
+        host.style = `all:initial!important;--p:${c.primaryColor};--a:${c.accentColor}`;
+        title.textContent = l.title || c.personaName;
+        input.placeholder = l.inputPlaceholder || input.placeholder;
+        sendButton.textContent = l.sendButton || "Send";
+        add("", c.greeting);
+        if (S.s)
+          stopHistory = subscribe(
+            "sessionEvents(sessionId",
+            S.s,
+            // The stored session is gone or its token no longer valid: start afresh.
+            () => save((S = {})),
+          );
+      }, (e) => fail(e, (config = 0)))) && 1;
+
+    $("form").onsubmit = safe(async (e) => {
+      let q = input.value.trim();
+      e.preventDefault();
+      if (!q) return;
+      input.value = "";
+      if (handoff) {
+        input.placeholder = handoff;
+        handoff = input.type = "";
+        let r = await gql("requestHandoff", "RequestHandoffInput", "message", {
+          sessionToken: S.t,
+          email: q,
+        }).catch(fail);
+        return r && add("", r.message);
+      }
+      stopHistory && stopHistory();
+      let u = add("u", q);
+      say(LOOKING);
+      let r = await gql("startTurn", "TurnInput", "turnId sessionId sessionToken", {
+        widgetId: wid,
+        message: q,
+        sessionToken: S.t,
+        pageUrl: L.protocol[0] == "h" ? L.origin + L.pathname : null,
+      }).catch((x) => {
+        // A stale or foreign session token: the next message starts a new conversation.
+        if (x.extensions?.code == "FORBIDDEN") save((S = {}));
+        fail(x);
+      });
+      if (!r) return;
+      S.t = r.sessionToken;
+      S.s = r.sessionId;
+      save();
+      turns[r.turnId] = { q: 0, u };
+      subscribe("chatTurn(turnId", r.turnId);
+    });
+
+    // On <html>, beside <body>: there even before <body> is parsed, and out of reach of body styles.
+    d.documentElement.append(host);
+  })();
+})();

@@ -1,0 +1,214 @@
+//! Chat sessions and turn events: session tokens, the end user and session a
+//! first message creates, and the stored-then-published events of a turn.
+
+use chrono::Utc;
+use entity::{chat_message, chat_session, chat_widget, end_user};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::new_id;
+use crate::{domain::TurnStatus, error::AppError, state::State};
+
+/// Token purpose of session tokens.
+const SESSION_PURPOSE: &str = "chat-session";
+
+/// What a session token proves: the holder may continue this session of this widget (or bot).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionClaims {
+    /// Session id.
+    pub s: Uuid,
+    /// Org id.
+    pub o: Uuid,
+    /// Widget id (`None` for a dashboard session on a bot).
+    pub w: Option<Uuid>,
+}
+
+/// Mints the signed token of a session.
+pub fn mint_token(st: &State, session: &chat_session::Model) -> Result<String, AppError> {
+    let claims = SessionClaims {
+        s: session.id,
+        o: session.org_id,
+        w: session.chat_widget_id,
+    };
+    let payload = serde_json::to_vec(&claims).map_err(AppError::internal)?;
+    Ok(st.secret.sign(SESSION_PURPOSE, &payload))
+}
+
+/// The session a token unlocks; a forged, tampered or stale token is `FORBIDDEN`.
+pub async fn verify_token(st: &State, token: &str) -> Result<chat_session::Model, AppError> {
+    let bad = || AppError::Forbidden("invalid session token".into());
+    let payload = st.secret.verify(SESSION_PURPOSE, token).ok_or_else(bad)?;
+    let claims: SessionClaims = serde_json::from_slice(&payload).map_err(|_| bad())?;
+    let session = chat_session::Entity::find_by_id(claims.s)
+        .one(&st.db)
+        .await?
+        .ok_or_else(bad)?;
+    if session.org_id != claims.o || session.chat_widget_id != claims.w {
+        return Err(bad());
+    }
+    Ok(session)
+}
+
+/// A new anonymous end user and a session for them on `widget` (or on `bot_id` alone, for dashboards).
+pub async fn start_session(
+    db: &DatabaseConnection,
+    org_id: Uuid,
+    bot_id: Uuid,
+    widget: Option<&chat_widget::Model>,
+) -> Result<chat_session::Model, AppError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let user = end_user::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(org_id),
+        chat_widget_id: Set(widget.map(|w| w.id)),
+        external_id: Set(None),
+        anonymous: Set(true),
+        traits: Set(serde_json::json!({})),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let session = chat_session::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(org_id),
+        bot_id: Set(bot_id),
+        chat_widget_id: Set(widget.map(|w| w.id)),
+        end_user_id: Set(Some(user.id)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(session)
+}
+
+/// One event to store as a chat message.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub status: TurnStatus,
+    /// `user`, `bot` or `status`.
+    pub role: &'static str,
+    pub text: String,
+    pub payload: serde_json::Value,
+    pub model: Option<String>,
+    pub tokens_used: i32,
+}
+
+/// Stores event `seq` of a turn.
+pub async fn store_event(
+    db: &impl ConnectionTrait,
+    session: &chat_session::Model,
+    turn_id: Uuid,
+    seq: i32,
+    ev: NewEvent,
+) -> Result<chat_message::Model, AppError> {
+    Ok(chat_message::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(session.org_id),
+        session_id: Set(session.id),
+        turn_id: Set(turn_id),
+        seq: Set(seq),
+        role: Set(ev.role.to_string()),
+        status: Set(ev.status.as_str().to_string()),
+        text: Set(ev.text),
+        payload: Set(ev.payload),
+        model: Set(ev.model),
+        tokens_used: Set(ev.tokens_used),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?)
+}
+
+/// A turn's stored events after `after_seq`, in order.
+pub async fn turn_events(
+    db: &DatabaseConnection,
+    turn_id: Uuid,
+    after_seq: i32,
+) -> Result<Vec<chat_message::Model>, AppError> {
+    Ok(chat_message::Entity::find()
+        .filter(chat_message::Column::TurnId.eq(turn_id))
+        .filter(chat_message::Column::Seq.gt(after_seq))
+        .order_by_asc(chat_message::Column::Seq)
+        .limit(5_000)
+        .all(db)
+        .await?)
+}
+
+/// The session's stored events after message `after` (by id), oldest first, at most `limit`.
+pub async fn session_events(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<chat_message::Model>, AppError> {
+    let mut q = chat_message::Entity::find().filter(chat_message::Column::SessionId.eq(session_id));
+    if let Some(a) = after {
+        q = q.filter(chat_message::Column::Id.gt(a));
+    }
+    Ok(q.order_by_asc(chat_message::Column::Id).limit(limit).all(db).await?)
+}
+
+/// The last `turns` exchanges of a session (user message, final bot text), oldest first.
+pub async fn history(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    before_turn: Uuid,
+    turns: u64,
+) -> Result<Vec<(String, String)>, AppError> {
+    let rows = chat_message::Entity::find()
+        .filter(chat_message::Column::SessionId.eq(session_id))
+        .filter(chat_message::Column::TurnId.ne(before_turn))
+        .filter(chat_message::Column::Status.is_in([
+            TurnStatus::Analyzing.as_str(),
+            TurnStatus::Answered.as_str(),
+            TurnStatus::Fallback.as_str(),
+        ]))
+        .order_by_desc(chat_message::Column::Id)
+        .limit(turns * 3)
+        .all(db)
+        .await?;
+    let mut out: Vec<(Uuid, String, String)> = vec![];
+    for m in rows.into_iter().rev() {
+        if m.role == "user" {
+            out.push((m.turn_id, m.text, String::new()));
+        } else if let Some(last) = out.last_mut()
+            && last.0 == m.turn_id
+        {
+            last.2 = m.text;
+        }
+    }
+    let skip = out.len().saturating_sub(turns as usize);
+    Ok(out
+        .into_iter()
+        .skip(skip)
+        .filter(|(_, _, a)| !a.is_empty())
+        .map(|(_, q, a)| (q, a))
+        .collect())
+}
+
+/// Whether `turn_id` belongs to `session_id`.
+pub async fn turn_in_session(db: &DatabaseConnection, turn_id: Uuid, session_id: Uuid) -> Result<bool, AppError> {
+    Ok(chat_message::Entity::find()
+        .filter(chat_message::Column::TurnId.eq(turn_id))
+        .filter(chat_message::Column::SessionId.eq(session_id))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// The session of `turn_id`, if the turn exists.
+pub async fn session_of_turn(db: &DatabaseConnection, turn_id: Uuid) -> Result<Option<Uuid>, AppError> {
+    Ok(chat_message::Entity::find()
+        .filter(chat_message::Column::TurnId.eq(turn_id))
+        .one(db)
+        .await?
+        .map(|m| m.session_id))
+}

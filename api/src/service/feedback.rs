@@ -1,0 +1,264 @@
+//! Up and down votes on bot replies, and the ticket a downvote may open.
+//!
+//! One vote per message: voting again replaces the earlier vote (an upsert on
+//! the unique `message_id`), so a visitor can change their mind but not stuff
+//! the ballot. A downvote that asks for follow-up opens a `FEEDBACK` ticket on
+//! the session; while that ticket is not closed, further downvotes in the same
+//! session add to it instead of opening more.
+
+use async_graphql::{Enum, InputObject};
+use chrono::Utc;
+use entity::{chat_feedback, chat_message, chat_session, support_ticket};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::{Expr, OnConflict},
+};
+use uuid::Uuid;
+
+use super::{
+    chat, event, new_id,
+    ticket::{self, NewTicket},
+};
+use crate::{
+    auth::Caller,
+    domain::{self, TicketSource},
+    error::AppError,
+    state::State,
+};
+
+/// Longest feedback comment.
+pub const COMMENT_MAX: usize = domain::SHORT_TEXT_MAX;
+/// How much of the voted answer a ticket quotes.
+const QUOTE_MAX: usize = 2_000;
+
+/// A vote on a bot reply.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FeedbackVote {
+    /// The reply helped.
+    Up,
+    /// The reply did not help.
+    Down,
+}
+
+impl FeedbackVote {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "UP",
+            Self::Down => "DOWN",
+        }
+    }
+}
+
+/// A visitor's vote on one bot reply.
+#[derive(Debug, InputObject)]
+pub struct SubmitFeedbackInput {
+    /// The reply voted on: `messageId` of `sendMessage`, or of the `ANSWERED`/`FALLBACK` turn event.
+    pub message_id: Uuid,
+    /// Up or down.
+    pub vote: FeedbackVote,
+    /// Why (at most 2,000 characters).
+    pub comment: Option<String>,
+    /// The session's token (or `sessionToken` in `connection_init`). Optional with an API key.
+    pub session_token: Option<String>,
+    /// With a `DOWN` vote: open a support ticket so a person follows up. Ignored with `UP`. Default: false.
+    pub open_ticket: Option<bool>,
+}
+
+/// What a vote did.
+#[derive(Debug, Clone)]
+pub struct FeedbackOutcome {
+    /// The stored vote (the same id when a vote is replaced).
+    pub feedback: chat_feedback::Model,
+    /// The ticket opened (or added to) for a downvote asking for follow-up.
+    pub ticket_id: Option<Uuid>,
+}
+
+/// The bot reply `message_id`, if `caller` (or `token`) may vote on it; anything else is `NOT_FOUND`.
+async fn votable_message(
+    st: &State,
+    caller: &Caller,
+    token: Option<String>,
+    message_id: Uuid,
+) -> Result<chat_message::Model, AppError> {
+    let not_found = || AppError::not_found_in("chat message", "input.messageId");
+    let token = token.or_else(|| match caller {
+        Caller::Public { session_token } => session_token.clone(),
+        Caller::Org(_) => None,
+    });
+    let session = match (&token, caller) {
+        (Some(t), _) => Some(chat::verify_token(st, t).await?),
+        (None, Caller::Org(_)) => None,
+        (None, Caller::Public { .. }) => {
+            return Err(AppError::bad_input(
+                "input.sessionToken",
+                "the session token is needed to vote (or an API key)",
+            ));
+        }
+    };
+    let message = chat_message::Entity::find_by_id(message_id)
+        .one(&st.db)
+        .await?
+        .ok_or_else(not_found)?;
+    if let Some(s) = &session
+        && message.session_id != s.id
+    {
+        return Err(not_found());
+    }
+    if let Caller::Org(scope) = caller
+        && message.org_id != scope.org_id()
+    {
+        return Err(not_found());
+    }
+    if message.role != "bot" {
+        return Err(not_found());
+    }
+    Ok(message)
+}
+
+/// The ticket text of a downvote: the answer voted down and the visitor's comment.
+fn downvote_note(answer: &str, comment: Option<&str>) -> String {
+    let mut quoted: String = answer.chars().take(QUOTE_MAX).collect();
+    if quoted.len() < answer.len() {
+        quoted.push('…');
+    }
+    format!(
+        "The visitor downvoted this answer:\n{quoted}\n\nTheir comment: {}",
+        comment.unwrap_or("(none)")
+    )
+}
+
+/// Records `input` as the vote on its message (replacing an earlier one),
+/// opening or adding to a `FEEDBACK` ticket for a downvote that asks for it.
+/// Emits `feedback.submitted`, and `ticket.created` or `ticket.updated`.
+#[tracing::instrument(skip_all, fields(message_id = %input.message_id, vote = input.vote.as_str(), org_id, session_id))]
+pub async fn submit(
+    st: &State,
+    caller: &Caller,
+    input: SubmitFeedbackInput,
+) -> Result<FeedbackOutcome, AppError> {
+    let comment = match input.comment.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(c) => Some(domain::text("input.comment", c, 1, COMMENT_MAX)?),
+    };
+    let message = votable_message(st, caller, input.session_token, input.message_id).await?;
+    let span = tracing::Span::current();
+    span.record("org_id", tracing::field::display(message.org_id));
+    span.record("session_id", tracing::field::display(message.session_id));
+    let open_ticket = input.vote == FeedbackVote::Down && input.open_ticket.unwrap_or(false);
+    let now = Utc::now();
+
+    let txn = st.db.begin().await?;
+    if open_ticket {
+        // Writing the session row first serialises concurrent votes of one
+        // session, so two downvotes can't both open a ticket.
+        touch_session(&txn, message.session_id).await?;
+    }
+    let feedback = chat_feedback::Entity::insert(chat_feedback::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(message.org_id),
+        message_id: Set(message.id),
+        session_id: Set(message.session_id),
+        vote: Set(input.vote.as_str().to_string()),
+        comment: Set(comment.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(chat_feedback::Column::MessageId)
+            .update_columns([
+                chat_feedback::Column::Vote,
+                chat_feedback::Column::Comment,
+                chat_feedback::Column::UpdatedAt,
+            ])
+            .to_owned(),
+    )
+    .exec_with_returning(&txn)
+    .await?;
+    let mut events = vec![];
+    let mut ticket_id = None;
+    if open_ticket {
+        let note = downvote_note(&message.text, comment.as_deref());
+        let (ticket, kind) =
+            match ticket::unclosed_for_session(&txn, message.session_id, TicketSource::Feedback)
+                .await?
+            {
+                Some(existing) => add_to_ticket(&txn, existing, &note).await?,
+                None => {
+                    let t = ticket::open(
+                        &txn,
+                        NewTicket {
+                            org_id: message.org_id,
+                            source: TicketSource::Feedback,
+                            name: None,
+                            email: None,
+                            message: note,
+                            session_id: Some(message.session_id),
+                        },
+                    )
+                    .await?;
+                    (t, Some("ticket.created"))
+                }
+            };
+        ticket_id = Some(ticket.id);
+        if let Some(kind) = kind {
+            events.push((kind, ticket::event_payload(&ticket)));
+        }
+    }
+    events.insert(
+        0,
+        (
+            "feedback.submitted",
+            serde_json::json!({
+                "id": feedback.id,
+                "feedbackId": feedback.id,
+                "messageId": feedback.message_id,
+                "sessionId": feedback.session_id,
+                "vote": feedback.vote,
+                "ticketId": ticket_id,
+            }),
+        ),
+    );
+    let mut recorded = Vec::with_capacity(events.len());
+    for (kind, payload) in events {
+        recorded.push(event::record(&txn, message.org_id, kind, payload).await?);
+    }
+    txn.commit().await?;
+    event::publish(st, &recorded).await;
+    Ok(FeedbackOutcome {
+        feedback,
+        ticket_id,
+    })
+}
+
+/// Bumps the session's `updated_at`: a row write that takes the session's lock.
+pub(super) async fn touch_session(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+) -> Result<(), AppError> {
+    chat_session::Entity::update_many()
+        .col_expr(chat_session::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(chat_session::Column::Id.eq(session_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Appends `note` to an open ticket, unless it has grown to the longest a
+/// ticket may be; returns it with the kind of event to record, if it changed.
+async fn add_to_ticket(
+    db: &impl ConnectionTrait,
+    existing: support_ticket::Model,
+    note: &str,
+) -> Result<(support_ticket::Model, Option<&'static str>), AppError> {
+    if existing.message.chars().count() + note.chars().count() > domain::LONG_TEXT_MAX {
+        return Ok((existing, None));
+    }
+    let message = format!("{}\n\n---\n\n{note}", existing.message);
+    let mut am: support_ticket::ActiveModel = existing.into();
+    am.message = Set(message);
+    am.updated_at = Set(Utc::now());
+    Ok((am.update(db).await?, Some("ticket.updated")))
+}

@@ -1,0 +1,438 @@
+//! The chat-turn pipeline (SPEC §3): a visitor's message becomes stored,
+//! streamed turn events, ending in `COMPLETED`, whatever a provider or the
+//! input does.
+//!
+//! [`start`] validates, finds or creates the session and stores the user
+//! message (`ANALYZING`) before anything else can fail; [`run`] does the rest
+//! and never fails: every problem becomes the canned fallback. Order of
+//! decisions: AI switched off → fallback; retrieve from the bot's knowledge
+//! bases; no LLM configured → extractive answer from the best articles; else
+//! a grounded, streamed LLM answer with citations; anything wrong with the
+//! LLM → fallback. Traits extraction runs after the reply, detached.
+
+pub mod answer;
+pub mod events;
+pub mod extractive;
+pub mod retrieval;
+pub mod traits;
+
+use std::{sync::Arc, time::Duration};
+
+use entity::{bot, chat_session, chat_widget, org};
+use futures_util::StreamExt;
+use sea_orm::EntityTrait;
+use uuid::Uuid;
+
+use self::{
+    events::{Citation, Emitter, EventPayload, TurnContent, TurnEvent},
+    retrieval::{Hit, RetrievalMode},
+};
+use crate::{
+    auth::Caller,
+    domain::{self, TurnStatus},
+    error::AppError,
+    llm::{ChatRequest, LlmProvider, StreamEvent},
+    service::{self, chat, new_id},
+    state::AppState,
+};
+
+/// Longest visitor message.
+pub const MESSAGE_MAX: usize = 4_000;
+/// Articles retrieved per turn.
+const RETRIEVE: usize = 5;
+/// Past exchanges considered for the prompt (then cut to a character budget).
+const HISTORY_TURNS: u64 = 6;
+/// Flush streamed text to subscribers once this many bytes are buffered.
+const DELTA_FLUSH_BYTES: usize = 24;
+
+/// What a visitor (or a dashboard testing a bot) sends.
+#[derive(Debug, Clone, Default)]
+pub struct TurnRequest {
+    pub widget_id: Option<Uuid>,
+    pub bot_id: Option<Uuid>,
+    pub message: String,
+    pub session_token: Option<String>,
+    pub page_url: Option<String>,
+}
+
+/// A turn whose user message is stored; [`run`] finishes it.
+pub struct StartedTurn {
+    pub turn_id: Uuid,
+    pub session_id: Uuid,
+    pub session_token: String,
+    /// The stored `ANALYZING` event.
+    pub first: TurnEvent,
+    org: org::Model,
+    bot: bot::Model,
+    session: chat_session::Model,
+    message: String,
+    emitter: Emitter,
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone)]
+pub struct TurnOutcome {
+    /// `ANSWERED`, `FALLBACK`, … : the status of the reply.
+    pub status: TurnStatus,
+    /// The reply text.
+    pub text: String,
+    pub citations: Vec<Citation>,
+    pub content: Option<TurnContent>,
+    pub navigate_to: Option<String>,
+    pub handoff_offered: bool,
+    /// The stored reply message (to vote on).
+    pub message_id: Option<Uuid>,
+    pub model: Option<String>,
+}
+
+/// Validates the request, resolves widget/bot and session, and stores the user message.
+pub async fn start(st: &AppState, caller: &Caller, req: TurnRequest) -> Result<StartedTurn, AppError> {
+    let message = domain::text("input.message", &req.message, 1, MESSAGE_MAX)?;
+    if let Some(url) = &req.page_url {
+        domain::page_url("input.pageUrl", url)?;
+    }
+    let (bot, widget): (bot::Model, Option<chat_widget::Model>) = match (req.widget_id, req.bot_id) {
+        (Some(widget_id), _) => {
+            let (widget, bot) = service::chat_widget::public(st, widget_id)
+                .await
+                .map_err(|_| AppError::not_found_in("chat widget", "input.widgetId"))?;
+            (bot, Some(widget))
+        }
+        (None, Some(bot_id)) => {
+            let scope = caller.scope()?;
+            (service::get_ref::<bot::Entity>(&st.db, scope, bot_id, "input.botId").await?, None)
+        }
+        (None, None) => {
+            return Err(AppError::bad_input(
+                "input.widgetId",
+                "give the widgetId (or, with an API key, a botId)",
+            ));
+        }
+    };
+    let token = req.session_token.clone().or_else(|| match caller {
+        Caller::Public { session_token } => session_token.clone(),
+        Caller::Org(_) => None,
+    });
+    let session = match token {
+        Some(token) => {
+            let session = chat::verify_token(st, &token).await?;
+            let same_place = session.chat_widget_id == widget.as_ref().map(|w| w.id) && session.bot_id == bot.id;
+            if !same_place {
+                return Err(AppError::Forbidden("this session token belongs to another widget".into()));
+            }
+            session
+        }
+        None => chat::start_session(&st.db, bot.org_id, bot.id, widget.as_ref()).await?,
+    };
+    let org = org::Entity::find_by_id(session.org_id)
+        .one(&st.db)
+        .await?
+        .ok_or_else(|| AppError::internal("session without org"))?;
+    let session_token = chat::mint_token(st, &session)?;
+    let turn_id = new_id();
+    let mut emitter = Emitter::new(st.clone(), session.clone(), turn_id);
+    let payload = EventPayload {
+        navigate_to: None,
+        ..Default::default()
+    };
+    let first = emitter
+        .emit(TurnStatus::Analyzing, "user", message.clone(), payload, None, 0)
+        .await?;
+    Ok(StartedTurn {
+        turn_id,
+        session_id: session.id,
+        session_token,
+        first,
+        org,
+        bot,
+        session,
+        message,
+        emitter,
+    })
+}
+
+/// Token purpose of orgs' own LLM API keys sealed at rest.
+pub const BYOK_PURPOSE: &str = "byok-llm-key";
+
+/// The provider and model for `org`: its own (bring-your-own-key) settings
+/// when it has them, else the server's configured provider, if any.
+pub fn provider_for(st: &AppState, org: &org::Model) -> Option<(Arc<dyn LlmProvider>, String)> {
+    use crate::llm::{ProviderKind, ProviderSettings, build_provider};
+    let Some(kind) = org.llm_provider.as_deref().and_then(ProviderKind::parse) else {
+        return st.llm.clone().map(|p| (p, st.config.llm_model.clone()));
+    };
+    let model = org.llm_model.clone().unwrap_or_else(|| st.config.llm_model.clone());
+    if let Ok(cache) = st.org_llm.lock()
+        && let Some((at, p)) = cache.get(&org.id)
+        && *at == org.updated_at
+    {
+        return Some((p.clone(), model));
+    }
+    let api_key = match &org.llm_api_key_sealed {
+        Some(sealed) => match st.secret.open(BYOK_PURPOSE, org.id.as_bytes(), sealed) {
+            Some(k) => Some(String::from_utf8_lossy(&k).into_owned()),
+            None => {
+                tracing::error!(org_id = %org.id, "the org's LLM key does not decrypt (server secret changed?)");
+                return None;
+            }
+        },
+        None => None,
+    };
+    let settings = ProviderSettings {
+        kind,
+        base_url: org.llm_base_url.clone().unwrap_or_else(|| kind.default_base_url().to_string()),
+        api_key,
+        connect_timeout: Duration::from_millis(st.config.llm_connect_timeout_ms),
+        first_token_timeout: Duration::from_millis(st.config.llm_first_token_timeout_ms),
+        total_timeout: Duration::from_millis(st.config.llm_total_timeout_ms),
+        max_retries: st.config.llm_max_retries,
+    };
+    match build_provider(settings) {
+        Ok(p) => {
+            if let Ok(mut cache) = st.org_llm.lock() {
+                cache.insert(org.id, (org.updated_at, p.clone()));
+            }
+            Some((p, model))
+        }
+        Err(err) => {
+            tracing::warn!(%err, org_id = %org.id, "the org's LLM settings are unusable");
+            None
+        }
+    }
+}
+
+/// Runs the rest of the turn. Never fails: problems become the canned fallback.
+#[tracing::instrument(skip_all, fields(org_id = %turn.org.id, session_id = %turn.session_id, turn_id = %turn.turn_id))]
+pub async fn run(st: AppState, mut turn: StartedTurn) -> TurnOutcome {
+    let outcome = match decide(&st, &mut turn).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            tracing::error!(%err, "turn failed; answering with the fallback");
+            match fallback(&mut turn, "internal").await {
+                Ok(o) => o,
+                Err(_) => TurnOutcome {
+                    status: TurnStatus::Fallback,
+                    text: turn.bot.fallback_message.clone(),
+                    citations: vec![],
+                    content: None,
+                    navigate_to: None,
+                    handoff_offered: turn.bot.fallback_to_human,
+                    message_id: None,
+                    model: None,
+                },
+            }
+        }
+    };
+    if let Err(err) = turn
+        .emitter
+        .emit(TurnStatus::Completed, "status", "", EventPayload::default(), None, 0)
+        .await
+    {
+        tracing::error!(%err, "could not store COMPLETED");
+    }
+    let payload = serde_json::json!({
+        "turnId": turn.turn_id, "sessionId": turn.session_id, "status": outcome.status.as_str(), "model": outcome.model,
+    });
+    match service::event::record(&st.db, turn.org.id, "chat.turn.completed", payload).await {
+        Ok(ev) => service::event::publish(&st, &[ev]).await,
+        Err(err) => tracing::warn!(%err, "could not record chat.turn.completed"),
+    }
+    if turn.org.ai_auto_traits_enabled
+        && let Some(user) = turn.session.end_user_id
+    {
+        let llm = if st.config.ai_chatbot_enabled && turn.org.ai_chatbot_enabled {
+            provider_for(&st, &turn.org)
+        } else {
+            None
+        };
+        tokio::spawn(traits::extract_and_merge(st.clone(), turn.org.id, turn.turn_id, user, turn.message.clone(), llm));
+    }
+    outcome
+}
+
+async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, AppError> {
+    if !st.config.ai_chatbot_enabled || !turn.org.ai_chatbot_enabled {
+        return fallback(turn, "ai_disabled").await;
+    }
+    let kb_ids = service::bot::knowledge_base_ids(&st.db, turn.bot.id).await?;
+    let mode = RetrievalMode::parse(&st.config.retrieval).unwrap_or(RetrievalMode::FullText);
+    let hits = if kb_ids.is_empty() {
+        vec![]
+    } else {
+        match retrieval::search(&st.db, turn.org.id, &kb_ids, &turn.message, RETRIEVE, mode).await {
+            Ok(h) => h,
+            Err(err) => {
+                tracing::warn!(%err, "retrieval failed");
+                vec![]
+            }
+        }
+    };
+    match provider_for(st, &turn.org) {
+        None => extractive_answer(turn, &hits).await,
+        Some(_) if hits.is_empty() => fallback(turn, "no_articles").await,
+        Some((provider, model)) => llm_answer(st, turn, &hits, provider, model).await,
+    }
+}
+
+async fn extractive_answer(turn: &mut StartedTurn, hits: &[Hit]) -> Result<TurnOutcome, AppError> {
+    let Some((text, pieces, citations)) = extractive::answer(hits) else {
+        return fallback(turn, "no_articles").await;
+    };
+    for piece in pieces {
+        let payload = EventPayload { delta: Some(piece), ..Default::default() };
+        turn.emitter.emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0).await?;
+    }
+    answered(turn, text, citations, Some("extractive".into()), 0).await
+}
+
+async fn answered(
+    turn: &mut StartedTurn,
+    text: String,
+    citations: Vec<Citation>,
+    model: Option<String>,
+    tokens: i32,
+) -> Result<TurnOutcome, AppError> {
+    let payload = EventPayload { citations: citations.clone(), ..Default::default() };
+    let ev = turn
+        .emitter
+        .emit(TurnStatus::Answered, "bot", text.clone(), payload, model.clone(), tokens)
+        .await?;
+    Ok(TurnOutcome {
+        status: TurnStatus::Answered,
+        text,
+        citations,
+        content: None,
+        navigate_to: None,
+        handoff_offered: false,
+        message_id: Some(ev.message_id),
+        model,
+    })
+}
+
+/// Out of credits: no LLM call, the canned reply, the outbox event and (debounced) the owner's email.
+async fn insufficient_credits(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, AppError> {
+    let mut outcome = canned(turn, TurnStatus::InsufficientCredits, "insufficient_credits").await?;
+    outcome.status = TurnStatus::InsufficientCredits;
+    match service::event::record(&st.db, turn.org.id, "credits.insufficient", serde_json::json!({ "turnId": turn.turn_id, "sessionId": turn.session_id })).await {
+        Ok(ev) => service::event::publish(st, &[ev]).await,
+        Err(err) => tracing::warn!(%err, "could not record credits.insufficient"),
+    }
+    if let Err(err) = service::notify::out_of_credits(st, &turn.org).await {
+        tracing::warn!(%err, "could not queue the out-of-credits email");
+    }
+    Ok(outcome)
+}
+
+/// The canned reply, with the hand-off offer when the bot has one.
+async fn fallback(turn: &mut StartedTurn, reason: &str) -> Result<TurnOutcome, AppError> {
+    canned(turn, TurnStatus::Fallback, reason).await
+}
+
+async fn canned(turn: &mut StartedTurn, status: TurnStatus, reason: &str) -> Result<TurnOutcome, AppError> {
+    let offer = turn.bot.fallback_to_human;
+    let mut text = turn.bot.fallback_message.clone();
+    if offer {
+        text.push_str("\n\nWould you like to talk to a person? Use the hand-off button and our team will follow up.");
+    }
+    let payload = EventPayload {
+        handoff_offered: offer,
+        reason: Some(reason.to_string()),
+        ..Default::default()
+    };
+    let ev = turn.emitter.emit(status, "bot", text.clone(), payload, None, 0).await?;
+    Ok(TurnOutcome {
+        status,
+        text,
+        citations: vec![],
+        content: None,
+        navigate_to: None,
+        handoff_offered: offer,
+        message_id: Some(ev.message_id),
+        model: None,
+    })
+}
+
+async fn llm_answer(
+    st: &AppState,
+    turn: &mut StartedTurn,
+    hits: &[Hit],
+    provider: Arc<dyn LlmProvider>,
+    model: String,
+) -> Result<TurnOutcome, AppError> {
+    let history = chat::history(&st.db, turn.session_id, turn.turn_id, HISTORY_TURNS).await?;
+    let req = ChatRequest {
+        model: model.clone(),
+        system: answer::system_prompt(&turn.bot.system_prompt, &turn.bot.persona_name),
+        messages: answer::messages(&history, hits, &turn.message),
+        max_tokens: 700,
+        temperature: 0.2,
+        json: false,
+    };
+    // Pay before calling: reserve a generous estimate, settle by real usage.
+    let prompt_chars: usize = req.system.len() + req.messages.iter().map(|m| m.content.len()).sum::<usize>();
+    let estimate_tokens = (prompt_chars / 3) as u64 + u64::from(req.max_tokens);
+    let price = st.config.credit_price(&model);
+    let reservation = match service::credits::reserve(&st.db, turn.org.id, Some(turn.turn_id), &model, service::credits::cost(estimate_tokens, price)).await {
+        Ok(r) => r,
+        Err(service::credits::ReserveError::Insufficient) => return insufficient_credits(st, turn).await,
+        Err(service::credits::ReserveError::Failed(err)) => return Err(err),
+    };
+    let deadline = Duration::from_millis(st.config.llm_total_timeout_ms.saturating_add(5_000));
+    let mut stream = provider.stream(req);
+    let mut full = String::new();
+    let mut buffer = String::new();
+    let mut usage = None;
+    let mut failure: Option<String> = None;
+    let started = tokio::time::Instant::now();
+    loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.next()).await {
+            Err(_) => {
+                failure = Some("timeout".into());
+                break;
+            }
+            Ok(None) => {
+                failure = Some("stream ended early".into());
+                break;
+            }
+            Ok(Some(Err(err))) => {
+                failure = Some(err.to_string());
+                break;
+            }
+            Ok(Some(Ok(StreamEvent::Done(u)))) => {
+                usage = Some(u);
+                break;
+            }
+            Ok(Some(Ok(StreamEvent::Delta(d)))) => {
+                full.push_str(&d);
+                buffer.push_str(&d);
+                if buffer.len() >= DELTA_FLUSH_BYTES || buffer.contains('\n') {
+                    let payload = EventPayload { delta: Some(std::mem::take(&mut buffer)), ..Default::default() };
+                    if let Err(err) = turn.emitter.emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0).await {
+                        failure = Some(err.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // Settle by what the provider reported (nothing reported: nothing charged).
+    let used = usage.map(|u| u.total()).unwrap_or(0);
+    if let Err(err) = service::credits::settle(&st.db, &reservation, service::credits::cost(u64::from(used), price), used).await {
+        tracing::error!(%err, "could not settle a credit reservation");
+    }
+    let usage = match (usage, failure) {
+        (Some(u), None) if !full.trim().is_empty() => u,
+        (_, failure) => {
+            tracing::warn!(provider = provider.name(), reason = failure.as_deref().unwrap_or("empty answer"), "LLM answer unusable; falling back");
+            return fallback(turn, "llm_unavailable").await;
+        }
+    };
+    if !buffer.is_empty() {
+        let payload = EventPayload { delta: Some(buffer), ..Default::default() };
+        turn.emitter.emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0).await?;
+    }
+    let citations = answer::citations(&full, hits);
+    let tokens = i32::try_from(usage.total()).unwrap_or(i32::MAX);
+    answered(turn, full.trim().to_string(), citations, Some(model), tokens).await
+}
