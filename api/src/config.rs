@@ -76,7 +76,7 @@ pub struct Config {
     #[arg(long, env = "LLM_PROVIDER")]
     pub llm_provider: Option<String>,
 
-    /// Base URL of the LLM provider. Default per provider: `https://ollama.com`, `https://api.openai.com/v1`, `https://api.anthropic.com`.
+    /// Base URL of the LLM provider. Default: `https://ollama.com` (Ollama Cloud, with a key) or `http://localhost:11434` (Ollama without a key), `https://api.openai.com/v1`, `https://api.anthropic.com`.
     #[arg(long, env = "LLM_BASE_URL")]
     pub llm_base_url: Option<String>,
 
@@ -127,6 +127,10 @@ pub struct Config {
     /// Credits the demo org starts with.
     #[arg(long, env = "WAYFINDER_DEMO_CREDITS", default_value_t = 10_000)]
     pub demo_credits: i64,
+
+    /// Public (no API key) requests allowed per client IP per minute, across replicas when Redis is set; 0 disables.
+    #[arg(long, env = "WAYFINDER_PUBLIC_RATE_LIMIT", default_value_t = 120)]
+    pub public_rate_limit: u32,
 
     /// Minimum milliseconds between minting a contact-form challenge and accepting it.
     #[arg(long, env = "WAYFINDER_CONTACT_MIN_FILL_MS", default_value_t = 5000)]

@@ -74,6 +74,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         }
     };
     let schema = graphql::builder(&config).finish();
+    let rate = crate::http::rate_limit::RateLimiter::new(
+        config.public_rate_limit,
+        redis.clone().map(|c| (c, config.redis_prefix.clone())),
+    );
     Ok(Arc::new(State {
         db,
         config,
@@ -82,6 +86,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         redis,
         llm,
         org_llm: Default::default(),
+        rate,
         schema,
     }))
 }
@@ -134,9 +139,11 @@ impl App {
             Duration::from_secs(5),
         ));
         let mailer = tokio::spawn(crate::service::notify::send_forever(self.state.clone(), Duration::from_millis(500)));
+        let webhooks = tokio::spawn(crate::service::webhook::deliver_forever(self.state.clone()));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = http::router(self.state.clone());
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
@@ -155,6 +162,7 @@ impl App {
         };
         relay.abort();
         mailer.abort();
+        webhooks.abort();
         drop(stop_rx);
         result
     }

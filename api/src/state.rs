@@ -22,6 +22,8 @@ pub struct State {
     pub llm: Option<Arc<dyn crate::llm::LlmProvider>>,
     /// Providers built from orgs' own LLM settings, keyed by org and the settings' update time.
     pub org_llm: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (chrono::DateTime<chrono::Utc>, Arc<dyn crate::llm::LlmProvider>)>>,
+    /// Public request rate limits.
+    pub rate: crate::http::rate_limit::RateLimiter,
     /// The GraphQL schema; requests carry this state and their caller as data.
     pub schema: WayfinderSchema,
 }

@@ -10,13 +10,13 @@ use async_graphql::{
 use async_graphql_axum::GraphQLResponse;
 use axum::{
     Json,
-    body::Bytes,
     extract::{FromRequestParts, Request, State, ws::WebSocketUpgrade},
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 use serde_json::json;
 
+use super::origin::RequestOrigin;
 use crate::{
     auth::{Caller, authenticate},
     error::AppError,
@@ -33,7 +33,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// The API key from `x-api-key` or `Authorization: Bearer`, if any.
-fn api_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(key);
     }
@@ -46,12 +46,40 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
+/// The client's IP for rate limiting (the TCP peer; proxies are not trusted).
+pub fn client_key(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// 429 when the public caller at `key` is over its rate.
+pub async fn limit_public(st: &AppState, key: &str) -> Result<(), Response> {
+    if st.rate.allow(key).await {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many requests; try again in a minute",
+        ))
+    }
+}
+
 /// Resolves the caller; a key that is present but wrong is an error, not a public call.
-async fn caller(st: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
+async fn caller(
+    st: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<Caller, Response> {
     match api_key(headers) {
-        None => Ok(Caller::Public {
-            session_token: None,
-        }),
+        None => {
+            limit_public(st, &client_key(extensions)).await?;
+            Ok(Caller::Public {
+                session_token: None,
+            })
+        }
         Some(key) => match authenticate(&st.db, key).await {
             Ok(scope) => Ok(Caller::Org(scope)),
             Err(AppError::Unauthenticated(msg)) => {
@@ -69,14 +97,25 @@ async fn caller(st: &AppState, headers: &HeaderMap) -> Result<Caller, Response> 
     }
 }
 
-async fn execute(st: &AppState, caller: Caller, batch: BatchRequest) -> Response {
-    let batch = batch.data(caller).data(st.clone());
+async fn execute(
+    st: &AppState,
+    caller: Caller,
+    origin: RequestOrigin,
+    batch: BatchRequest,
+) -> Response {
+    let batch = batch.data(caller).data(origin).data(st.clone());
     GraphQLResponse::from(st.schema.execute_batch(batch).await).into_response()
 }
 
 /// `POST /graphql`: one operation or a JSON array of at most `WAYFINDER_MAX_BATCH`.
-pub async fn post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let caller = match caller(&st, &headers).await {
+pub async fn post(State(st): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, st.config.body_limit).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "BAD_REQUEST", "the request body is too large"),
+    };
+    let headers = &parts.headers;
+    let caller = match caller(&st, headers, &parts.extensions).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -109,7 +148,7 @@ pub async fn post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -
             );
         }
     }
-    execute(&st, caller, batch).await
+    execute(&st, caller, RequestOrigin::from_headers(headers), batch).await
 }
 
 fn is_websocket(headers: &HeaderMap) -> bool {
@@ -123,8 +162,16 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 pub async fn get(State(st): State<AppState>, req: Request) -> Response {
     let (mut parts, _body) = req.into_parts();
     if is_websocket(&parts.headers) {
+        if api_key(&parts.headers).is_none()
+            && let Err(resp) = limit_public(&st, &client_key(&parts.extensions)).await
+        {
+            return resp;
+        }
         return match WebSocketUpgrade::from_request_parts(&mut parts, &st).await {
-            Ok(ws) => super::ws::handler(State(st), ws).await,
+            Ok(ws) => {
+                let origin = RequestOrigin::from_headers(&parts.headers);
+                super::ws::handler(State(st), ws, origin).await
+            }
             Err(rejection) => rejection.into_response(),
         };
     }
@@ -176,9 +223,10 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
             );
         }
     }
-    let caller = match caller(&st, &parts.headers).await {
+    let caller = match caller(&st, &parts.headers, &parts.extensions).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    execute(&st, caller, BatchRequest::Single(request)).await
+    let origin = RequestOrigin::from_headers(&parts.headers);
+    execute(&st, caller, origin, BatchRequest::Single(request)).await
 }

@@ -1,8 +1,13 @@
 //! Non-GraphQL-resolver HTTP: the router, the GraphQL transport (POST, GET,
-//! GraphiQL, graphql-ws), health checks.
+//! GraphiQL, graphql-ws), health checks, the drop-in scripts and demo page,
+//! the REST adapters, and the widgets' origin checks.
 
+pub mod assets;
 pub mod graphql;
 pub mod health;
+pub mod rate_limit;
+pub mod origin;
+pub mod rest;
 pub mod ws;
 
 use std::time::Duration;
@@ -41,6 +46,8 @@ pub fn router(st: AppState) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(assets::routes())
+        .merge(rest::routes())
         .with_state(st)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

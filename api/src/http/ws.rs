@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use tokio::{sync::mpsc, task::AbortHandle};
 
+use super::origin::RequestOrigin;
 use crate::{
     auth::{self, Caller},
     error::AppError,
@@ -71,13 +72,18 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Longest close reason a close frame can carry (125 bytes minus the code).
 const MAX_CLOSE_REASON: usize = 123;
 
-/// Upgrades to a graphql-ws socket.
-pub async fn handler(State(st): State<AppState>, ws: WebSocketUpgrade) -> HttpResponse {
+/// Upgrades to a graphql-ws socket; every operation on it carries the
+/// upgrade request's `origin` (checked by the widget operations).
+pub async fn handler(
+    State(st): State<AppState>,
+    ws: WebSocketUpgrade,
+    origin: RequestOrigin,
+) -> HttpResponse {
     let limit = st.config.body_limit;
     ws.protocols([PROTOCOL])
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(st, socket))
+        .on_upgrade(move |socket| serve(st, socket, origin))
 }
 
 /// Why the server ends the socket: a close code and its reason.
@@ -101,7 +107,7 @@ impl Close {
 }
 
 /// Runs one socket until either side closes it.
-async fn serve(st: AppState, mut socket: WebSocket) {
+async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin) {
     let offered = socket
         .protocol()
         .is_some_and(|p| p.as_bytes() == PROTOCOL.as_bytes());
@@ -122,6 +128,7 @@ async fn serve(st: AppState, mut socket: WebSocket) {
     let (gone_tx, mut gone_rx) = mpsc::unbounded_channel();
     let mut conn = Connection {
         st,
+        origin,
         caller: None,
         init_received: false,
         ops: HashMap::new(),
@@ -255,6 +262,8 @@ struct Outbound {
 /// The protocol state of one socket.
 struct Connection {
     st: AppState,
+    /// The upgrade request's `Origin`, attached to every operation.
+    origin: RequestOrigin,
     /// `Some` once the connection is acknowledged.
     caller: Option<Caller>,
     init_received: bool,
@@ -345,6 +354,7 @@ impl Connection {
 
         let mut request = Request::new(payload.query)
             .data(caller.clone())
+            .data(self.origin.clone())
             .data(self.st.clone());
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);

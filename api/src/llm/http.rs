@@ -283,6 +283,9 @@ struct Reading<D> {
 struct Call<W: WireFormat> {
     shared: Arc<Shared<W>>,
     body: Vec<u8>,
+    /// The clock starts when the stream is first polled, not when it is made.
+    polled: bool,
+    started: Instant,
     first_token_deadline: Instant,
     total_deadline: Instant,
     retries: u32,
@@ -300,8 +303,10 @@ impl<W: WireFormat> Call<W> {
     fn new(shared: Arc<Shared<W>>, body: Vec<u8>) -> Self {
         let start = Instant::now();
         Self {
+            started: start,
             first_token_deadline: start + shared.first_token_timeout,
             total_deadline: start + shared.total_timeout,
+            polled: false,
             shared,
             body,
             retries: 0,
@@ -315,9 +320,23 @@ impl<W: WireFormat> Call<W> {
 
     /// The next event, or `None` after `Done` or an error.
     async fn next(&mut self) -> Option<Result<StreamEvent, LlmError>> {
+        if !self.polled {
+            self.polled = true;
+            self.started = Instant::now();
+            self.first_token_deadline = self.started + self.shared.first_token_timeout;
+            self.total_deadline = self.started + self.shared.total_timeout;
+        }
         loop {
             if let Some(event) = self.pending.pop_front() {
-                if matches!(event, StreamEvent::Done(_)) {
+                if let StreamEvent::Done(usage) = &event {
+                    tracing::debug!(
+                        provider = W::NAME,
+                        prompt_tokens = usage.prompt_tokens,
+                        completion_tokens = usage.completion_tokens,
+                        retries = self.retries,
+                        elapsed_ms = self.started.elapsed().as_millis() as u64,
+                        "LLM answer complete"
+                    );
                     self.phase = Phase::Over;
                     self.pending.clear();
                 }

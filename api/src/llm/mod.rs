@@ -5,6 +5,18 @@
 //! A stream yields `Delta`s, then exactly one `Done` with the usage the
 //! provider reported. A stream that ends without `Done`, an HTTP error, a
 //! timeout or an unparseable frame yields one `Err` and ends.
+//!
+//! [`settings_from_config`] reads the `LLM_*` settings and [`build_provider`]
+//! makes the provider; the HTTP side every provider shares (deadlines,
+//! retries, size bounds) lives in `http`, stream framing in `framing`.
+
+mod anthropic;
+mod framing;
+mod http;
+mod ollama;
+mod openai;
+
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, stream::BoxStream};
 
@@ -107,14 +119,6 @@ pub async fn complete(
     }
     Err(LlmError::Truncated)
 }
-
-mod anthropic;
-mod framing;
-mod http;
-mod ollama;
-mod openai;
-
-use std::{sync::Arc, time::Duration};
 
 /// Base URL of a self-hosted Ollama, used when `LLM_PROVIDER=ollama` comes
 /// without an API key nor a base URL (Ollama Cloud always needs a key).

@@ -142,6 +142,22 @@ pub async fn turn_events(
         .await?)
 }
 
+/// The session's last `limit` stored events, oldest first.
+pub async fn recent_session_events(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    limit: u64,
+) -> Result<Vec<chat_message::Model>, AppError> {
+    let mut rows = chat_message::Entity::find()
+        .filter(chat_message::Column::SessionId.eq(session_id))
+        .order_by_desc(chat_message::Column::Id)
+        .limit(limit.min(10_000))
+        .all(db)
+        .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// The session's stored events after message `after` (by id), oldest first, at most `limit`.
 pub async fn session_events(
     db: &DatabaseConnection,
@@ -153,7 +169,7 @@ pub async fn session_events(
     if let Some(a) = after {
         q = q.filter(chat_message::Column::Id.gt(a));
     }
-    Ok(q.order_by_asc(chat_message::Column::Id).limit(limit).all(db).await?)
+    Ok(q.order_by_asc(chat_message::Column::Id).limit(limit.min(10_000)).all(db).await?)
 }
 
 /// The last `turns` exchanges of a session (user message, final bot text), oldest first.

@@ -69,6 +69,11 @@ pub async fn publish(st: &State, events: &[event::Model]) {
             Err(err) => tracing::error!(%err, "event not serialisable"),
         }
     }
+    // Webhook deliveries are queued before the event is marked published, so a
+    // crash in between is healed by the relay (enqueueing is idempotent).
+    if let Err(err) = super::webhook::enqueue(st, events).await {
+        tracing::warn!(%err, "could not queue webhook deliveries");
+    }
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     if let Err(err) = event::Entity::update_many()
         .col_expr(event::Column::PublishedAt, Expr::value(Utc::now()))

@@ -336,3 +336,46 @@ async fn transport_limits() {
         .await;
     assert_eq!(kbs["knowledgeBases"]["nodes"], json!([]));
 }
+
+#[tokio::test]
+async fn public_requests_are_rate_limited_per_client() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.public_rate_limit = 5).await;
+    let url = format!("{}/graphql", app.address);
+    let body = json!({ "query": "{ __typename }" });
+    for i in 0..5 {
+        let r = app.client.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    let r = app.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), Some("RATE_LIMITED"));
+    // Dashboards with a key are not limited by the public rate.
+    for _ in 0..10 {
+        let r = app.client.post(&url).header("x-api-key", &app.api_key).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_rate_limits_are_shared_across_replicas_through_redis() {
+    let prefix = format!("wftest:{}:", uuid::Uuid::new_v4().simple());
+    let a = spawn_app_with(Backend::Sqlite, |c| {
+        c.public_rate_limit = 6;
+        c.redis_url = Some(redis_url());
+        c.redis_prefix = prefix.clone();
+    })
+    .await;
+    let b = spawn_app_with(Backend::Sqlite, |c| {
+        c.public_rate_limit = 6;
+        c.redis_url = Some(redis_url());
+        c.redis_prefix = prefix.clone();
+    })
+    .await;
+    let body = json!({ "query": "{ __typename }" });
+    let mut statuses = vec![];
+    for i in 0..8 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        statuses.push(app.client.post(format!("{}/graphql", app.address)).json(&body).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
+}

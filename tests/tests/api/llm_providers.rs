@@ -51,6 +51,7 @@ for_each_provider!(
     slow_first_token_within_the_timeout_is_fine,
     hang_times_out_within_the_total_timeout,
     unreachable_provider_is_unavailable,
+    oversized_answer_is_refused,
     api_key_never_in_error_text,
 );
 
@@ -317,8 +318,9 @@ async fn broken_stream_after_text_is_not_retried(kind: ProviderKind) {
 
     // Assert: a connection failure is retryable, but not once text was streamed.
     let last = items.pop().unwrap();
-    assert!(last.is_err(), "{last:?}");
-    assert!(items.iter().all(Result::is_ok));
+    assert!(matches!(last, Err(LlmError::Unavailable(_))), "{last:?}");
+    let events: Vec<StreamEvent> = items.into_iter().map(Result::unwrap).collect();
+    assert_eq!(events, vec![delta("Partial "), delta("answer")]);
     assert_eq!(fake.request_count(), 1);
 }
 
@@ -399,6 +401,23 @@ async fn unreachable_provider_is_unavailable(kind: ProviderKind) {
     // Assert
     assert!(
         matches!(result, Err(LlmError::Unavailable(_) | LlmError::Timeout(_))),
+        "{result:?}"
+    );
+}
+
+async fn oversized_answer_is_refused(kind: ProviderKind) {
+    // Arrange: 1.2 MB of text, over the 1 MiB bound on one answer.
+    let fake = FakeLlm::start(kind).await;
+    let chunk = "x".repeat(200_000);
+    let chunks: Vec<&str> = std::iter::repeat_n(chunk.as_str(), 6).collect();
+    fake.set_behaviour(Behaviour::reply(&chunks, 1, 1));
+
+    // Act
+    let result = complete(fake.provider().as_ref(), request()).await;
+
+    // Assert
+    assert!(
+        matches!(result, Err(LlmError::BadResponse(_))),
         "{result:?}"
     );
 }

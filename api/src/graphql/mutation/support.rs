@@ -61,6 +61,7 @@ impl SupportMutation {
         input: ContactSubmission,
     ) -> GqlResult<ContactOutcome> {
         let st = ctx.state()?;
+        crate::http::origin::check_widget_id(ctx, Some(input.widget_id)).await?;
         Ok(contact::submit_contact(st, input).await?)
     }
 

@@ -53,6 +53,7 @@ impl WidgetQuery {
     ) -> GqlResult<WidgetConfig> {
         let st = ctx.state()?;
         let (widget, bot) = service::chat_widget::public(st, widget_id).await?;
+        crate::http::origin::check(ctx, &widget)?;
         Ok(WidgetConfig {
             widget_id: widget.id,
             labels: BotLabels::from_stored(&bot.labels),

@@ -195,9 +195,7 @@ impl ChatSubscription {
         let st = ctx.state()?.clone();
         authorize(&st, &ctx.caller(), session_id, session_token).await?;
         let rx = st.bus.subscribe(&session_topic(session_id));
-        let mut rows = chat::session_events(&st.db, session_id, None, u64::MAX).await?;
-        let skip = rows.len().saturating_sub(SESSION_REPLAY as usize);
-        rows.drain(..skip);
+        let rows = chat::recent_session_events(&st.db, session_id, SESSION_REPLAY).await?;
         let follow = SessionFollow { st, rx, session_id, pending: events(rows), seen: HashSet::new(), last_id: None };
         Ok(stream::unfold(follow, SessionFollow::next))
     }

@@ -81,9 +81,12 @@ pub(super) async fn search(
             let tq = q.bind(terms.tsquery());
             let scope_sql = q.scope(scope);
             let lim = q.bind(limit as i64);
+            let f = std::env::var("XP_F").unwrap_or("ts_rank".into());
+            let xn = std::env::var("XP_N").unwrap_or("1".into());
+            let xw = std::env::var("XP_W").unwrap_or(PG_WEIGHTS.into());
             format!(
                 "SELECT a.id, a.knowledge_base_id, a.title, a.body, r.score \
-                 FROM (SELECT a.id, ts_rank('{PG_WEIGHTS}'::float4[], a.search_vector, tq, {PG_NORMALIZATION})::float8 AS score \
+                 FROM (SELECT a.id, {f}('{xw}'::float4[], a.search_vector, tq, {xn})::float8 AS score \
                        FROM kb_articles a, to_tsquery('english', {tq}) tq \
                        WHERE a.search_vector @@ tq AND {scope_sql} \
                        ORDER BY score DESC, a.id LIMIT {lim}) r \

@@ -1,0 +1,79 @@
+// Tests of wayfinder-sdk against a running server:
+//
+//   WAYFINDER_URL=http://127.0.0.1:8080 WAYFINDER_WIDGET_ID=… WAYFINDER_API_KEY=… node --test client-examples/sdk/test/
+//
+// (tests/tests/api/scripts.rs runs this against a fresh server with the demo seeded.)
+// WebSocket: the global one, else the `ws` package (npm ci in tests/browser and
+// NODE_PATH=tests/browser/node_modules, as the test harness does).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { createChatbot, WayfinderError } from "../index.js";
+
+const WebSocket = globalThis.WebSocket ?? createRequire(import.meta.url)("ws");
+const baseUrl = process.env.WAYFINDER_URL ?? "http://127.0.0.1:8080";
+const widgetId = process.env.WAYFINDER_WIDGET_ID;
+const apiKey = process.env.WAYFINDER_API_KEY;
+assert.ok(widgetId, "set WAYFINDER_WIDGET_ID");
+
+const chatbot = createChatbot({ baseUrl, WebSocket });
+
+test("sendMessage answers and continues the conversation with sessionId", async () => {
+  const first = await chatbot.sendMessage({ widgetId, message: "How do I install the chat widget?" });
+  assert.ok(first.reply.length > 0);
+  assert.equal(first.status, "ANSWERED");
+  assert.ok(first.citations.length > 0, "the answer cites an article");
+  assert.ok(first.sessionId && first.conversationId);
+
+  const second = await chatbot.sendMessage({ widgetId, message: "What about API keys?", sessionId: first.sessionId });
+  assert.equal(second.conversationId, first.conversationId, "same conversation");
+});
+
+test("stream yields the turn's events in order, ending with COMPLETED", async () => {
+  const turn = chatbot.stream({ widgetId, message: "What happens when the AI is off?" });
+  const events = [];
+  for await (const event of turn) events.push(event);
+  const statuses = events.map((e) => e.status);
+  assert.equal(statuses[0], "ANALYZING");
+  assert.equal(statuses.at(-1), "COMPLETED");
+  assert.deepEqual(
+    events.map((e) => e.seq),
+    events.map((_, i) => i + 1),
+    "seq 1, 2, 3… without gaps",
+  );
+  const answer = events.find((e) => e.status === "ANSWERED");
+  assert.ok(answer, `an ANSWERED event among ${statuses}`);
+  const streamed = events.filter((e) => e.status === "ANSWER_DELTA").map((e) => e.delta).join("");
+  assert.ok(streamed.length > 0, "the answer was streamed in pieces");
+
+  const { sessionId, conversationId } = await turn.started;
+  const next = await chatbot.sendMessage({ widgetId, message: "Thanks!", sessionId });
+  assert.equal(next.conversationId, conversationId);
+});
+
+test("an unknown widget is NOT_FOUND", async () => {
+  await assert.rejects(
+    chatbot.sendMessage({ widgetId: "00000000-0000-0000-0000-000000000000", message: "hi" }),
+    (err) => err instanceof WayfinderError && err.code === "NOT_FOUND",
+  );
+});
+
+test("a botId needs an API key", { skip: !apiKey && "set WAYFINDER_API_KEY" }, async () => {
+  const dashboard = createChatbot({ baseUrl, apiKey, WebSocket });
+  const { bots } = await dashboard.graphql("{ bots(first: 1) { nodes { id } } }");
+  const botId = bots.nodes[0].id;
+  const reply = await dashboard.sendMessage({ botId, message: "What is Wayfinder?" });
+  assert.ok(reply.reply.length > 0);
+  await assert.rejects(chatbot.sendMessage({ botId, message: "hi" }), (err) => err.code === "UNAUTHENTICATED");
+});
+
+test("stream without a WebSocket implementation explains itself", async () => {
+  const bare = createChatbot({ baseUrl, WebSocket: null });
+  if (globalThis.WebSocket) return; // Node 22+: there is always one
+  await assert.rejects(
+    (async () => {
+      for await (const _ of bare.stream({ widgetId, message: "hi" }));
+    })(),
+    (err) => err.code === "NO_WEBSOCKET",
+  );
+});

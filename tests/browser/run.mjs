@@ -1,0 +1,357 @@
+#!/usr/bin/env node
+// The JavaScript side of the test suite, against a running server that has the
+// demo seeded (tests/tests/api/scripts.rs starts one and runs this):
+//
+//   node tests/browser/run.mjs BASE_URL [--no-browser]
+//
+// Environment: WAYFINDER_API_KEY (a key of the demo org: required),
+// WAYFINDER_WIDGET_ID (default: read from BASE_URL/demo).
+//
+// Checks, in order:
+// 1. the checked-in chat.min.js / widget.min.js are what their sources build
+//    to, and within budget;
+// 2. the SDK's tests and every client example, run as a user would;
+// 3. (unless --no-browser) headless Chromium (Debian's /usr/bin/chromium,
+//    driven by playwright-core) on the demo page, a page with hostile CSS, the
+//    embed example, a page on an origin the widget doesn't allow, and a phone
+//    screen. Screenshots go to tests/artifacts/.
+//
+// Needs `npm ci` in tests/browser. Prints "N passed, N failed" last and exits
+// non-zero on any failure.
+import { spawn } from "node:child_process";
+import { mkdir, readFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, "../..");
+const artifacts = join(repo, "tests/artifacts");
+const args = process.argv.slice(2);
+const base = (args.find((a) => !a.startsWith("--")) ?? "").replace(/\/+$/, "");
+const withBrowser = !args.includes("--no-browser");
+const apiKey = process.env.WAYFINDER_API_KEY;
+if (!base || !apiKey) {
+  console.error("usage: WAYFINDER_API_KEY=… node tests/browser/run.mjs BASE_URL [--no-browser]");
+  process.exit(2);
+}
+
+const results = [];
+async function check(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    results.push(true);
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (err) {
+    results.push(false);
+    console.log(`FAIL ${name}\n     ${String(err?.stack ?? err).replaceAll("\n", "\n     ")}`);
+  }
+}
+
+async function gql(query, variables = {}, headers = {}) {
+  const response = await fetch(`${base}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": apiKey, ...headers },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await response.json();
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
+/** Runs a command; resolves its stdout, rejects with its output on failure or timeout. */
+function run(cmd, argv, { env = {}, timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, {
+      cwd: repo,
+      env: { ...process.env, NODE_PATH: join(here, "node_modules"), ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${cmd} ${argv.join(" ")} exited ${code ?? signal}:\n${out}`));
+    });
+  });
+}
+
+const widgetId =
+  process.env.WAYFINDER_WIDGET_ID ??
+  (await (await fetch(`${base}/demo`)).text()).match(/data-widget-id="([0-9a-f-]{36})"/)?.[1];
+assert.ok(widgetId, "no demo widget: start the server on an empty database with the demo");
+
+// ---- 1. the minified scripts
+await check("chat.min.js and widget.min.js are built from their sources, within budget", async () => {
+  await run("node", [join(repo, "api/assets/build.mjs"), "--check"]);
+});
+
+// ---- 2. the SDK and the client examples
+const exampleEnv = { WAYFINDER_URL: base, WAYFINDER_WIDGET_ID: widgetId, WAYFINDER_API_KEY: apiKey };
+await check("SDK: node --test client-examples/sdk/test/", async () => {
+  const out = await run("node", ["--test", "client-examples/sdk/test/"], { env: exampleEnv });
+  assert.match(out, /# fail 0/);
+});
+await check("example: curl/rest.sh", async () => {
+  const out = await run("bash", ["client-examples/curl/rest.sh", widgetId, base]);
+  assert.match(out, /"reply":"/);
+  assert.match(out, /"ok":true/);
+});
+await check("example: curl/graphql.sh", async () => {
+  const out = await run("bash", ["client-examples/curl/graphql.sh", widgetId, base]);
+  assert.match(out, /"personaName"/);
+  assert.match(out, /"sendMessage":\{"status":"ANSWERED"/);
+  assert.match(out, /"submitFeedback":\{"ok":true\}/);
+});
+await check("example: curl/dashboard.sh", async () => {
+  const out = await run("bash", ["client-examples/curl/dashboard.sh", apiKey, base]);
+  assert.match(out, /"org":\{/);
+  assert.doesNotMatch(out, /"errors"/);
+});
+await check("example: node/subscribe.mjs (graphql-ws subscriber)", async () => {
+  const out = await run("node", ["client-examples/node/subscribe.mjs", widgetId, base]);
+  assert.match(out, /#1 ANALYZING/);
+  assert.match(out, /\[source\]/);
+  assert.match(out, /COMPLETED/);
+  assert.match(out, /sessionId=/);
+});
+await check("example: node/dashboard.mjs (sessions and tickets)", async () => {
+  const out = await run("node", ["client-examples/node/dashboard.mjs", apiKey, base]);
+  assert.match(out, /chat sessions \([1-9]/);
+  assert.match(out, /CONTACT_FORM/, "rest.sh's contact request is a ticket");
+});
+
+// ---- 3. in the browser
+if (withBrowser) {
+  const { chromium } = await import("playwright-core");
+  await mkdir(artifacts, { recursive: true });
+
+  // Pages on other origins: the embed example and the hostile page (allowed
+  // origin), and the embed example again on an origin the widget doesn't list.
+  const serve = () =>
+    new Promise((resolve) => {
+      const server = createServer(async (req, res) => {
+        const path = new URL(req.url, "http://x").pathname;
+        const file = { "/embed": "client-examples/embed/index.html", "/hostile": "tests/browser/hostile.html" }[path];
+        if (!file) return res.writeHead(404).end();
+        const html = (await readFile(join(repo, file), "utf8"))
+          .replaceAll("http://127.0.0.1:8080", base)
+          .replaceAll("{{BASE}}", base)
+          .replaceAll("{{WIDGET_ID}}", widgetId)
+          .replaceAll("WIDGET_ID", widgetId);
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(html);
+      });
+      server.listen(0, "127.0.0.1", () => resolve(server));
+    });
+  const allowedServer = await serve();
+  const foreignServer = await serve();
+  const allowed = `http://127.0.0.1:${allowedServer.address().port}`;
+  const foreign = `http://127.0.0.1:${foreignServer.address().port}`;
+  await gql(`mutation($i: UpdateChatWidgetInput!) { updateChatWidget(input: $i) { id } }`, {
+    i: { id: widgetId, allowedOrigins: [base, allowed] },
+  });
+
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  // launch() gives each context a fresh, empty profile (its own --user-data-dir).
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  context.setDefaultTimeout(20_000);
+  const pageErrors = [];
+  const open = async (url, ctx = context) => {
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`${url}: ${err.message}`));
+    await page.goto(url);
+    return page;
+  };
+  const storedSession = (page) =>
+    page.evaluate((key) => JSON.parse(localStorage.getItem(key) || "{}"), `wayfinder:${widgetId}`);
+
+  let demo;
+  const frames = [];
+  const question = "How do I install the chat widget?";
+  await check("demo page: the bubble opens an accessible dialog with the greeting", async () => {
+    demo = await open(`${base}/demo`);
+    demo.on("websocket", (ws) => ws.on("framereceived", (f) => frames.push(String(f.payload))));
+    const bubble = demo.locator("button.b");
+    assert.equal(await bubble.getAttribute("aria-expanded"), "false");
+    await bubble.click();
+    const dialog = demo.getByRole("dialog");
+    await dialog.waitFor();
+    assert.equal(await bubble.getAttribute("aria-expanded"), "true");
+    assert.equal(await dialog.getAttribute("aria-modal"), "true");
+    await demo.getByRole("log").getByText("Wayfinder Guide").first().waitFor();
+    assert.equal(await demo.locator("#t").textContent(), "Wayfinder Guide");
+  });
+
+  await check("demo page: a question streams an answer with a citation link", async () => {
+    // Record every status line the panel shows.
+    await demo.evaluate(() => {
+      const host = [...document.documentElement.children].find((e) => e.shadowRoot);
+      const status = host.shadowRoot.querySelector("[role=status]");
+      window.__statuses = [];
+      new MutationObserver(() => window.__statuses.push(status.textContent)).observe(status, {
+        childList: true,
+        characterData: true,
+        subtree: true,
+      });
+    });
+    const input = demo.getByRole("dialog").getByRole("textbox", { name: "Message" });
+    assert.ok(await input.evaluate((el) => el.getRootNode().activeElement === el), "the message box has focus");
+    await input.fill(question);
+    await input.press("Enter");
+    await demo.locator(".m.u", { hasText: question }).waitFor();
+    const link = demo.locator('.l a[href^="#wayfinder-article-"]').first();
+    await link.waitFor();
+    assert.match(await link.textContent(), /\S/);
+    const statuses = await demo.evaluate(() => window.__statuses);
+    assert.ok(statuses.includes("Looking that up…"), `status line showed ${JSON.stringify(statuses)}`);
+    const kinds = frames.map((f) => JSON.parse(f)?.payload?.data?.chatTurn?.status).filter(Boolean);
+    const firstDelta = kinds.indexOf("ANSWER_DELTA");
+    assert.ok(firstDelta >= 0 && firstDelta < kinds.indexOf("ANSWERED"), `streamed before the answer: ${kinds}`);
+    assert.ok(kinds.includes("COMPLETED"));
+    const answer = await demo.locator(".m:not(.u)").last().textContent();
+    assert.ok(answer.length > 40, `answer: ${answer}`);
+  });
+
+  await check("demo page: an up-vote is stored", async () => {
+    await demo.getByRole("button", { name: "Yes" }).last().click();
+    await demo.getByText("Thanks!").waitFor();
+    const { feedback } = await gql(`{ feedback(first: 100) { nodes { vote } } }`);
+    assert.ok(feedback.nodes.some((f) => f.vote === "UP"));
+  });
+
+  await check("demo page: screenshot of the open panel", async () => {
+    await demo.screenshot({ path: join(artifacts, "chat-panel.png") });
+  });
+
+  await check("demo page: keyboard — Tab stays in the panel, Escape closes and returns focus", async () => {
+    const focused = () => demo.evaluate(() => {
+      const host = [...document.documentElement.children].find((e) => e.shadowRoot);
+      const el = host.shadowRoot.activeElement;
+      return el && (el.getAttribute("aria-label") || el.textContent || el.tagName);
+    });
+    await demo.getByRole("dialog").getByRole("button", { name: "Send" }).focus();
+    await demo.keyboard.press("Tab");
+    assert.equal(await focused(), "Close chat", "Tab from the last control wraps to the first");
+    await demo.keyboard.press("Shift+Tab");
+    assert.equal(await focused(), "Send", "Shift+Tab from the first wraps to the last");
+    await demo.keyboard.press("Escape");
+    assert.equal(await demo.getByRole("dialog").count(), 0, "Escape closes the panel");
+    assert.equal(await focused(), "Open chat");
+    await demo.keyboard.press("Enter");
+    await demo.getByRole("dialog").waitFor();
+  });
+
+  await check("demo page: after a reload the conversation continues", async () => {
+    const before = await storedSession(demo);
+    assert.ok(before.t && before.s, "the session token is kept in localStorage");
+    await demo.reload();
+    await demo.locator("button.b").click();
+    // The earlier exchange is replayed from the session's events.
+    await demo.locator(".m.u", { hasText: question }).waitFor();
+    await demo.locator('.l a[href^="#wayfinder-article-"]').first().waitFor();
+    const input = demo.getByRole("dialog").getByRole("textbox", { name: "Message" });
+    await input.fill("What about API keys?");
+    await input.press("Enter");
+    await demo.locator(".m.u", { hasText: "What about API keys?" }).waitFor();
+    await demo.getByRole("button", { name: "Yes" }).nth(1).waitFor();
+    const after = await storedSession(demo);
+    assert.equal(after.s, before.s, "same session after the reload");
+    assert.equal((await demo.locator(".m.u").count()), 2);
+  });
+
+  await check("demo page: the contact form opens a ticket", async () => {
+    const email = `visitor-${Date.now()}@example.com`;
+    const form = demo.locator("form[novalidate]");
+    await form.locator("input[name=name]").fill("Grace Visitor");
+    await form.locator("input[name=email]").fill(email);
+    await form.locator("textarea[name=message]").fill("I'd like a demo for my team.");
+    const { widgetConfig } = await gql(`query($w: UUID!) { widgetConfig(widgetId: $w) { contactMinFillMs } }`, { w: widgetId });
+    await demo.waitForTimeout(widgetConfig.contactMinFillMs + 300);
+    await form.getByRole("button", { name: "Send" }).click();
+    await demo.getByText("Thanks for your message").waitFor();
+    const { supportTickets } = await gql(`{ supportTickets(first: 100) { nodes { email source name } } }`);
+    const ticket = supportTickets.nodes.find((t) => t.email === email);
+    assert.ok(ticket, "the ticket is listed");
+    assert.equal(ticket.source, "CONTACT_FORM");
+    assert.equal(ticket.name, "Grace Visitor");
+  });
+
+  await check("hostile CSS and a throwing localStorage: the widget still renders and answers", async () => {
+    const page = await open(`${allowed}/hostile`);
+    const bubble = page.locator("button.b");
+    await bubble.waitFor();
+    const box = await bubble.boundingBox();
+    assert.ok(box && box.width >= 40 && box.height >= 40, `bubble box ${JSON.stringify(box)}`);
+    await bubble.click();
+    const dialog = page.getByRole("dialog");
+    await dialog.waitFor();
+    const panel = await dialog.boundingBox();
+    assert.ok(panel.width > 300 && panel.height > 300, `panel box ${JSON.stringify(panel)}`);
+    const input = page.getByRole("textbox", { name: "Message" });
+    await input.fill("What is Wayfinder?");
+    await input.press("Enter");
+    await page.locator('.l a[href^="#wayfinder-article-"]').first().waitFor();
+    await page.screenshot({ path: join(artifacts, "chat-panel-hostile.png") });
+    await page.close();
+  });
+
+  await check("embed example: both scripts render on an allowed origin", async () => {
+    const page = await open(`${allowed}/embed`);
+    await page.locator("button.b").click();
+    await page.getByRole("log").getByText("Wayfinder Guide").first().waitFor();
+    await page.locator("form[novalidate] input[name=email]").waitFor();
+    assert.equal(await page.locator("form[novalidate] button").isDisabled(), false, "the form has its challenge");
+    await page.close();
+  });
+
+  await check("an origin the widget doesn't allow is refused, without breaking the page", async () => {
+    const page = await open(`${foreign}/embed`);
+    await page.locator("button.b").click();
+    await page.getByText(/may not be used from/).first().waitFor();
+    await page.locator("[role=alert]", { hasText: /may not be used from/ }).waitFor();
+    await page.close();
+  });
+
+  await check("phone screen: the open panel fills the screen", async () => {
+    const phone = await browser.newContext({ viewport: { width: 375, height: 700 }, isMobile: true, hasTouch: true });
+    const page = await open(`${base}/demo`, phone);
+    await page.locator("button.b").click();
+    const box = await page.getByRole("dialog").boundingBox();
+    const rounded = [box.x, box.y, box.width, box.height].map(Math.round);
+    assert.deepEqual(rounded, [0, 0, 375, 700], `panel box ${JSON.stringify(box)}`);
+    await page.screenshot({ path: join(artifacts, "chat-panel-phone.png") });
+    await phone.close();
+  });
+
+  await check("no script error reached any host page", async () => {
+    assert.deepEqual(pageErrors, []);
+  });
+
+  await browser.close();
+  allowedServer.close();
+  foreignServer.close();
+}
+
+const passed = results.filter(Boolean).length;
+const failed = results.length - passed;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
