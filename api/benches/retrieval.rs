@@ -15,7 +15,9 @@
 //! Tables, not assertions. Environment knobs: `RETRIEVAL_BENCH_SIZES`
 //! (default `1000,10000,100000`), `RETRIEVAL_BENCH_POSTGRES` (the admin URL,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`; `off` skips
-//! PostgreSQL), `RETRIEVAL_BENCH_VERBOSE=1` (list every missed question).
+//! PostgreSQL), `RETRIEVAL_BENCH_VERBOSE=1` (list every missed question and
+//! the latency of each question), `RETRIEVAL_BENCH_KEEP=1` (keep the
+//! databases, to study query plans).
 
 use std::{
     collections::HashMap,
@@ -99,7 +101,11 @@ async fn run() -> BenchResult<()> {
         }
         let tmp = TempDatabase::create(backend, pg_admin.as_deref()).await?;
         let outcome = bench_backend(&tmp, backend, &sizes, &mut latency, &mut quality).await;
-        tmp.drop_database().await;
+        if std::env::var("RETRIEVAL_BENCH_KEEP").is_ok_and(|v| v == "1") {
+            eprintln!("kept {}", tmp.url);
+        } else {
+            tmp.drop_database().await;
+        }
         outcome?;
     }
 

@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 //! Turn latency without an LLM (the embedded default): p50/p99 of whole
 //! `sendMessage` turns over HTTP against a real server on SQLite, with a
 //! knowledge base of 200 articles. Prints a table; asserts nothing.

@@ -132,8 +132,12 @@ pub struct Config {
     #[arg(long, env = "WAYFINDER_PUBLIC_RATE_LIMIT", default_value_t = 120)]
     pub public_rate_limit: u32,
 
+    /// Wait before a failed webhook delivery's first retry, in milliseconds; it doubles per attempt up to an hour.
+    #[arg(long, env = "WAYFINDER_WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
+    pub webhook_backoff_ms: u64,
+
     /// Minimum milliseconds between minting a contact-form challenge and accepting it.
-    #[arg(long, env = "WAYFINDER_CONTACT_MIN_FILL_MS", default_value_t = 5000)]
+    #[arg(long, env = "WAYFINDER_CONTACT_MIN_FILL_MS", default_value_t = 2000)]
     pub contact_min_fill_ms: u64,
 }
 

@@ -10,6 +10,9 @@ use crate::{config::Config, graphql::WayfinderSchema, pubsub::Bus, secret::Serve
 /// Shared application state; cheap to clone.
 pub type AppState = Arc<State>;
 
+/// A provider built from an org's own settings, and the settings' update time it was built from.
+pub type OrgProvider = (chrono::DateTime<chrono::Utc>, Arc<dyn crate::llm::LlmProvider>);
+
 /// See [`AppState`].
 pub struct State {
     pub db: DatabaseConnection,
@@ -21,7 +24,7 @@ pub struct State {
     /// The server's default LLM provider; `None` answers extractively.
     pub llm: Option<Arc<dyn crate::llm::LlmProvider>>,
     /// Providers built from orgs' own LLM settings, keyed by org and the settings' update time.
-    pub org_llm: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (chrono::DateTime<chrono::Utc>, Arc<dyn crate::llm::LlmProvider>)>>,
+    pub org_llm: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, OrgProvider>>,
     /// Public request rate limits.
     pub rate: crate::http::rate_limit::RateLimiter,
     /// The GraphQL schema; requests carry this state and their caller as data.

@@ -231,15 +231,15 @@ if (withBrowser) {
     assert.ok(answer.length > 40, `answer: ${answer}`);
   });
 
+  await check("demo page: screenshot of the open panel", async () => {
+    await demo.screenshot({ path: join(artifacts, "chat-panel.png") });
+  });
+
   await check("demo page: an up-vote is stored", async () => {
     await demo.getByRole("button", { name: "Yes" }).last().click();
     await demo.getByText("Thanks!").waitFor();
     const { feedback } = await gql(`{ feedback(first: 100) { nodes { vote } } }`);
     assert.ok(feedback.nodes.some((f) => f.vote === "UP"));
-  });
-
-  await check("demo page: screenshot of the open panel", async () => {
-    await demo.screenshot({ path: join(artifacts, "chat-panel.png") });
   });
 
   await check("demo page: keyboard — Tab stays in the panel, Escape closes and returns focus", async () => {
@@ -340,6 +340,97 @@ if (withBrowser) {
     assert.deepEqual(rounded, [0, 0, 375, 700], `panel box ${JSON.stringify(box)}`);
     await page.screenshot({ path: join(artifacts, "chat-panel-phone.png") });
     await phone.close();
+  });
+
+  await check("hand-off: the offered button asks for an email and opens a ticket", async () => {
+    const { bots } = await gql(`{ bots(first: 10) { nodes { id name } } }`);
+    const bot = bots.nodes.find((b) => b.name === "Demo bot") ?? bots.nodes[0];
+    await gql(`mutation($i: UpdateBotInput!) { updateBot(input: $i) { id } }`, { i: { id: bot.id, fallbackToHuman: true } });
+    try {
+      const input = demo.getByRole("dialog").getByRole("textbox", { name: "Message" });
+      await input.fill("zyxwvut qqqqqq");
+      await input.press("Enter");
+      const handoff = demo.getByRole("button", { name: "Talk to a person" });
+      await handoff.click();
+      assert.equal(await input.getAttribute("type"), "email");
+      const email = `handoff-${Date.now()}@example.com`;
+      await input.fill(email);
+      await input.press("Enter");
+      // The bot's hand-off message answers; the box asks questions again.
+      await demo.getByRole("log").getByText("passed your question to our team").waitFor();
+      assert.notEqual(await input.getAttribute("type"), "email");
+      const { supportTickets } = await gql(`{ supportTickets(first: 100) { nodes { email source } } }`);
+      assert.ok(
+        supportTickets.nodes.some((t) => t.email === email && t.source === "HANDOFF"),
+        JSON.stringify(supportTickets.nodes),
+      );
+    } finally {
+      await gql(`mutation($i: UpdateBotInput!) { updateBot(input: $i) { id } }`, { i: { id: bot.id, fallbackToHuman: false } }).catch(
+        (err) => console.log(`     (could not reset the demo bot: ${err.message})`),
+      );
+    }
+  });
+
+  await check("walkthrough pill: dispatches wayfinder:content, navigates to another start page", async () => {
+    // The server's matcher decides when content matches; here the turn is
+    // scripted (startTurn over HTTP, chatTurn over the websocket) to test the widget alone.
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`pill: ${err.message}`));
+    let startUrl = `${base}/demo`;
+    await page.route(`${base}/graphql`, (route) => {
+      const body = route.request().postData() ?? "";
+      if (!body.includes("startTurn")) return route.fallback();
+      return route.fulfill({
+        json: { data: { startTurn: { turnId: crypto.randomUUID(), sessionId: crypto.randomUUID(), sessionToken: "t" } } },
+      });
+    });
+    await page.routeWebSocket(`${base.replace(/^http/, "ws")}/graphql`, (ws) => {
+      ws.onMessage((raw) => {
+        const m = JSON.parse(String(raw));
+        if (m.type === "connection_init") ws.send(JSON.stringify({ type: "connection_ack" }));
+        if (m.type !== "subscribe") return;
+        const turnId = m.payload.variables.i;
+        const event = (seq, status, extra = {}) =>
+          ws.send(JSON.stringify({
+            id: m.id,
+            type: "next",
+            payload: { data: { chatTurn: {
+              seq, turnId, status, text: "", delta: null, messageId: crypto.randomUUID(), handoffOffered: false,
+              navigateTo: null, citations: [], content: null, ...extra,
+            } } },
+          }));
+        const content = {
+          kind: "FLOW",
+          id: "0192f5d2-0000-7000-8000-000000000001",
+          startUrl,
+          steps: [{ pageUrl: startUrl, targetSelector: "#create-report", title: "Create a report", body: "Start here.", placement: "BOTTOM" }],
+        };
+        event(1, "ANALYZING", { text: "show me how to create a report" });
+        event(2, "MATCHED_CONTENT", { text: "Here is a walkthrough: Create a report.", content });
+        event(3, "COMPLETED");
+        ws.send(JSON.stringify({ id: m.id, type: "complete" }));
+      });
+    });
+    await page.goto(`${base}/demo`);
+    await page.evaluate(() => window.addEventListener("wayfinder:content", (e) => (window.__content = e.detail)));
+    await page.locator("button.b").click();
+    const input = page.getByRole("dialog").getByRole("textbox", { name: "Message" });
+    await input.fill("show me how to create a report");
+    await input.press("Enter");
+    await page.getByRole("button", { name: "Start walkthrough", exact: true }).click();
+    const detail = await page.evaluate(() => window.__content);
+    assert.equal(detail.kind, "FLOW");
+    assert.equal(detail.steps[0].targetSelector, "#create-report");
+    await page.locator("#create-report.wf-tour-target").waitFor(); // the demo's tour runtime started
+    await page.getByRole("button", { name: "↻ Restart walkthrough" }).waitFor();
+
+    startUrl = `${allowed}/embed`;
+    await input.fill("show me how to create a report");
+    await input.press("Enter");
+    await page.getByRole("button", { name: "Start walkthrough", exact: true }).click();
+    await page.waitForURL(`${allowed}/embed`);
+    await ctx.close();
   });
 
   await check("no script error reached any host page", async () => {

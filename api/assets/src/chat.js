@@ -10,7 +10,9 @@
  *
  * - Renders a bubble in a shadow root: the page's CSS can't reach inside, and
  *   the host element resets itself with an inline `all:initial!important`.
- * - On the first open, loads `widgetConfig` (colours, labels, greeting).
+ * - On the first open, loads `widgetConfig` (colours, labels, greeting):
+ *   `primaryColor` fills the bubble, header, the visitor's messages and buttons,
+ *   and colours links; `accentColor` is the text on it (white by default).
  * - Sends each message with `startTurn` (HTTP POST, as text/plain JSON so a
  *   cross-origin page needs no CORS preflight) and follows the turn with
  *   `chatTurn` over graphql-ws (`graphql-transport-ws`, spoken here: init with
@@ -20,9 +22,10 @@
  *   conversation is replayed with `sessionEvents`.
  * - Shows the status line, the streamed answer, citations, votes
  *   (`submitFeedback`), the hand-off button (`requestHandoff`) and the
- *   "Start walkthrough" pill, which dispatches `wayfinder:content` on window
- *   with `{kind, id, name, steps}`; when the content starts on another page,
- *   it goes there first and dispatches the event once that page has loaded.
+ *   "Start walkthrough" pill (then "↻ Restart walkthrough"), which dispatches
+ *   `wayfinder:content` on window with `{kind, id, startUrl, steps}` and, when
+ *   the start page is another page, goes there (the host's tour runtime,
+ *   which got the steps, carries on there).
  * - Never throws into the host page: every entry point is wrapped.
  *
  * Citations link to `#wayfinder-article-<articleId>` (the API has no article
@@ -117,7 +120,8 @@
         for (let _ in ops) return setTimeout(safe(connect), Math.min(3e4, 500 * 2 ** tries++));
       });
     };
-    // Subscribes to `field` (chatTurn or sessionEvents) of the session `i.k`.
+    // Subscribes to `chatTurn(turnId` or `sessionEvents(sessionId` for id `i`,
+    // with the session token; each event goes to onEvent.
     let subscribe = (field, i, e) => {
       let id = "" + ++seq;
       let m = {
@@ -141,25 +145,25 @@
     host.style = "all:initial!important";
     let root = host.attachShadow({ mode: "open" });
     root.innerHTML =
-      "<style>:host{--p:#1f6feb;--a:#1f6feb}" +
+      "<style>:host{--p:#1f6feb;--a:#fff}" +
       ".b,.p{position:fixed;right:20px;z-index:2147483647;font:14px system-ui;box-shadow:0 4px 20px #0004}" +
       "button,input{font:inherit;border:0;background:0;color:inherit}button{cursor:pointer}" +
       ".b{bottom:20px;width:56px;height:56px;border-radius:50%}" +
       ".p{bottom:88px;width:min(370px,100% - 40px);height:min(540px,100% - 108px);background:#fff;border-radius:12px;display:flex;flex-direction:column;overflow:hidden}" +
       "[hidden]{display:none}" +
       ".h{display:flex;justify-content:space-between;padding:12px}" +
-      ".b,.h,.u,.f button{background:var(--p);color:#fff}" +
       ".l{flex:1;overflow:auto;padding:12px}" +
       ".m{width:fit-content;max-width:85%;margin-bottom:8px;padding:8px;border-radius:9px;white-space:pre-wrap;overflow-wrap:anywhere;background:#eee}" +
       ".u{margin-left:auto}" +
-      "a{display:block}a,.m button{color:var(--a)}" +
+      ".b,.h,.u,.f button{background:var(--p);color:var(--a)}" +
+      "a{display:block}a,.m button{color:var(--p)}" +
       ".m button{border:1px solid;margin:4px 4px 0 0}" +
       "input,.m button,.f button{border-radius:9px;padding:4px 8px}" +
       ".s{padding:0 12px;font-size:12px;color:#666}" +
       ".f{display:flex;padding:8px;gap:6px}.f input{flex:1;border:1px solid #bbb}" +
       "@media(max-width:480px){.p{inset:0;width:auto;height:auto}}</style>" +
       '<button class=b aria-label="Open chat" aria-expanded=false aria-controls=p>' +
-      '<svg width=26 viewBox="0 0 24 24" fill=#fff><path d="M4 4h16v12H8l-4 4z"/></svg></button>' +
+      '<svg width=26 viewBox="0 0 24 24" fill=currentColor><path d="M4 4h16v12H8l-4 4z"/></svg></button>' +
       "<div class=p id=p role=dialog aria-modal=true aria-labelledby=t hidden>" +
       '<div class=h><b class=t id=t>Chat</b><button aria-label="Close chat">×</button></div>' +
       "<div class=l role=log aria-live=polite></div><div class=s role=status></div>" +
@@ -197,7 +201,7 @@
     let say = (text) => (status.textContent = text || "");
     let fail = (e) => {
       say();
-      add("", (e && e.message) || "Something went wrong");
+      add("", e.message);
     };
 
     let config;

@@ -44,7 +44,7 @@
       "<style>form{display:grid;gap:10px;max-width:420px;font:15px/1.4 system-ui,sans-serif;color:#1b1f24}" +
       "label{display:grid;gap:4px;font-weight:600}" +
       "input,textarea{font:inherit;font-weight:400;padding:8px 10px;border:1px solid #bbb;border-radius:8px}" +
-      "button{font:inherit;font-weight:600;padding:9px;border:0;border-radius:8px;background:var(--p,#1f6feb);color:#fff;cursor:pointer}" +
+      "button{font:inherit;font-weight:600;padding:9px;border:0;border-radius:8px;background:var(--p,#1f6feb);color:var(--a,#fff);cursor:pointer}" +
       "button:disabled{opacity:.6}" +
       ".hp{position:absolute;left:-9999px;width:1px;height:1px;overflow:hidden}" +
       "[role=alert]{color:#b42318}[role=status]{color:#067647}p:empty{display:none}p{margin:0}</style>" +
@@ -71,11 +71,12 @@
           "widgetConfig",
           "UUID",
           "widgetId",
-          "contactChallenge primaryColor",
+          "contactChallenge primaryColor accentColor",
           wid,
         );
         challenge = c.contactChallenge;
         host.style.setProperty("--p", c.primaryColor);
+        host.style.setProperty("--a", c.accentColor);
         button.disabled = false;
       } catch (e) {
         alert.textContent = (e && e.message) || "The contact form is unavailable.";

@@ -30,10 +30,7 @@ use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use crate::{
-    auth::Caller,
-    error::AppError,
-    graphql::ContextExt,
-    service::chat_widget::allowed_origins,
+    auth::Caller, error::AppError, graphql::ContextExt, service::chat_widget::allowed_origins,
 };
 
 /// The `Origin` header of the HTTP request (or websocket upgrade) that carried
@@ -70,9 +67,9 @@ pub fn allows(allowed: &[String], origin: Option<&str>) -> bool {
         return true;
     };
     let origin = normalise(origin);
-    allowed.iter().any(|a| {
-        a == "*" || (origin != "null" && normalise(a) == origin)
-    })
+    allowed
+        .iter()
+        .any(|a| a == "*" || (origin != "null" && normalise(a) == origin))
 }
 
 /// Refuses a request from `origin` by `caller` on `widget`, unless the rules
@@ -109,8 +106,13 @@ pub async fn check_widget_id(ctx: &Context<'_>, widget_id: Option<Uuid>) -> Resu
     let Some(widget_id) = widget_id.filter(|_| origin.0.is_some()) else {
         return Ok(());
     };
-    let st = ctx.state().map_err(|_| AppError::internal("schema built without state"))?;
-    match chat_widget::Entity::find_by_id(widget_id).one(&st.db).await? {
+    let st = ctx
+        .state()
+        .map_err(|_| AppError::internal("schema built without state"))?;
+    match chat_widget::Entity::find_by_id(widget_id)
+        .one(&st.db)
+        .await?
+    {
         Some(widget) => enforce(&widget, &origin, &ctx.caller()),
         None => Ok(()),
     }

@@ -64,17 +64,31 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A failed REST call: the status and body it answers with.
-struct RestError(AppError);
+enum RestError {
+    /// A service error, answered with its code.
+    App(AppError),
+    /// A body that is not the JSON the endpoint takes (`BAD_REQUEST`).
+    Body(String),
+}
 
 impl From<AppError> for RestError {
     fn from(err: AppError) -> Self {
-        Self(err)
+        Self::App(err)
     }
 }
 
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
-        let err = self.0;
+        let err = match self {
+            Self::App(err) => err,
+            Self::Body(message) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": { "code": "BAD_REQUEST", "message": message } })),
+                )
+                    .into_response();
+            }
+        };
         let status = match &err {
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) | AppError::PlanRequired { .. } => StatusCode::FORBIDDEN,
@@ -96,19 +110,19 @@ impl IntoResponse for RestError {
     }
 }
 
-/// A body that is not the JSON the endpoint takes.
-fn bad_request(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": { "code": "BAD_REQUEST", "message": message } })),
-    )
-        .into_response()
-}
-
 /// Reads a JSON body (whatever its content type: browsers send text/plain to
 /// avoid a CORS preflight).
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|err| bad_request(format!("the body is not valid: {err}")))
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, RestError> {
+    serde_json::from_slice(body)
+        .map_err(|err| RestError::Body(format!("the body is not valid: {err}")))
+}
+
+/// The answer of a handler: its JSON with `status`, or the error's.
+fn respond<T: Serialize>(status: StatusCode, result: Result<T, RestError>) -> Response {
+    match result {
+        Ok(body) => (status, Json(body)).into_response(),
+        Err(err) => err.into_response(),
+    }
 }
 
 /// A path segment that must be a UUID; anything else is a missing `what`.
@@ -162,14 +176,9 @@ async fn widget_chat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: ChatBody = match parse(&body) {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
-    match chat(&st, &widget_id, &headers, body).await {
-        Ok(reply) => Json(reply).into_response(),
-        Err(err) => err.into_response(),
-    }
+    let result: Result<_, RestError> =
+        async { chat(&st, &widget_id, &headers, parse(&body)?).await }.await;
+    respond(StatusCode::OK, result)
 }
 
 async fn chat(
@@ -227,11 +236,8 @@ async fn chat(
 
 /// `POST /chatbot/message`: the contact form.
 async fn contact(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let input: ContactSubmission = match parse(&body) {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
-    let result = async {
+    let result: Result<_, RestError> = async {
+        let input: ContactSubmission = parse(&body)?;
         let (widget, _) = service::chat_widget::public(&st, input.widget_id).await?;
         origin::enforce(
             &widget,
@@ -240,13 +246,11 @@ async fn contact(State(st): State<AppState>, headers: HeaderMap, body: Bytes) ->
                 session_token: None,
             },
         )?;
-        service::contact::submit_contact(&st, input).await
+        let outcome = service::contact::submit_contact(&st, input).await?;
+        Ok(json!({ "ok": outcome.ok, "message": outcome.message }))
     }
     .await;
-    match result {
-        Ok(outcome) => Json(json!({ "ok": outcome.ok, "message": outcome.message })).into_response(),
-        Err(err) => RestError(err).into_response(),
-    }
+    respond(StatusCode::OK, result)
 }
 
 /// The body of `POST /api/v1/orgs/{orgId}/chatbots`: `createBot`'s input,
@@ -276,19 +280,13 @@ async fn create_chatbot(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Who is asking comes before what they ask: no key, no hints about the body.
-    let scope = match authorize(&st, &org_id, &headers).await {
-        Ok(s) => s,
-        Err(err) => return err.into_response(),
-    };
-    let body: ChatbotBody = match parse(&body) {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
-    match create(&st, &scope, body).await {
-        Ok(created) => (StatusCode::CREATED, Json(created)).into_response(),
-        Err(err) => err.into_response(),
+    let result: Result<_, RestError> = async {
+        // Who is asking comes before what they ask: no key, no hints about the body.
+        let scope = authorize(&st, &org_id, &headers).await?;
+        create(&st, &scope, parse(&body)?).await
     }
+    .await;
+    respond(StatusCode::CREATED, result)
 }
 
 /// The caller's scope, when its API key belongs to org `org_id`.

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use entity::api_key;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter,
 };
 use uuid::Uuid;
 
@@ -45,7 +45,7 @@ pub async fn create(
     name: &str,
 ) -> Result<(api_key::Model, NewApiKey), AppError> {
     let name = domain::name("input.name", name)?;
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let (row, key) = insert_key(&txn, scope.org_id(), &name).await?;
     event::commit_with_event::<api_key::Entity>(st, txn, scope.org_id(), "created", row.id).await?;
     Ok((row, key))
@@ -59,7 +59,7 @@ pub async fn rename(
     name: &str,
 ) -> Result<api_key::Model, AppError> {
     let name = domain::name("input.name", name)?;
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: api_key::ActiveModel = get::<api_key::Entity>(&txn, scope, id).await?.into();
     am.name = Set(name);
     let row = am.update(&txn).await?;
@@ -69,7 +69,7 @@ pub async fn rename(
 
 /// Revokes a key: it stops working at once and is kept for the audit trail.
 pub async fn revoke(st: &State, scope: &OrgScope, id: Uuid) -> Result<api_key::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let current = get::<api_key::Entity>(&txn, scope, id).await?;
     if current.revoked_at.is_some() {
         return Ok(current);

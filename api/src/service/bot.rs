@@ -5,7 +5,6 @@ use chrono::Utc;
 use entity::{bot, bot_knowledge_base, knowledge_base, site};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -195,7 +194,7 @@ pub async fn create(
     let org = org::get(&st.db, scope).await?;
     org::plan(&org)?.require(Plan::Growth)?;
     let name = domain::name("input.name", &input.name)?;
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     if let Some(site) = input.site_id {
         get_ref::<site::Entity>(&txn, scope, site, "input.siteId").await?;
     }
@@ -268,7 +267,7 @@ pub async fn update(
     scope: &OrgScope,
     input: UpdateBotInput,
 ) -> Result<bot::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: bot::ActiveModel = get::<bot::Entity>(&txn, scope, input.id).await?.into();
     if let Some(v) = input.name {
         am.name = Set(domain::name("input.name", &v)?);
@@ -331,7 +330,7 @@ pub async fn update(
 
 /// Deletes one of the caller's bots with its widgets and conversations.
 pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     super::delete::<bot::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<bot::Entity>(st, txn, scope.org_id(), "deleted", id).await
 }

@@ -5,7 +5,7 @@ use chrono::Utc;
 use entity::{chat_message, chat_session, chat_widget, end_user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -61,7 +61,7 @@ pub async fn start_session(
     widget: Option<&chat_widget::Model>,
 ) -> Result<chat_session::Model, AppError> {
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::service::begin_write(&db).await?;
     let user = end_user::ActiveModel {
         id: Set(new_id()),
         org_id: Set(org_id),

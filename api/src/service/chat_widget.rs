@@ -4,7 +4,7 @@
 use async_graphql::InputObject;
 use chrono::Utc;
 use entity::{bot, chat_widget, site};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -85,7 +85,7 @@ pub async fn create(
 ) -> Result<chat_widget::Model, AppError> {
     let allowed = origins(input.allowed_origins.unwrap_or_default())?;
     let name = domain::name("input.name", input.name.as_deref().unwrap_or("Chat widget"))?;
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     get_ref::<bot::Entity>(&txn, scope, input.bot_id, "input.botId").await?;
     if let Some(s) = input.site_id {
         get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
@@ -115,7 +115,7 @@ pub async fn update(
     scope: &OrgScope,
     input: UpdateChatWidgetInput,
 ) -> Result<chat_widget::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: chat_widget::ActiveModel = get::<chat_widget::Entity>(&txn, scope, input.id)
         .await?
         .into();
@@ -145,7 +145,7 @@ pub async fn update(
 
 /// Deletes one of the caller's widgets and its conversations.
 pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     super::delete::<chat_widget::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "deleted", id).await
 }

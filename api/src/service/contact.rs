@@ -18,7 +18,7 @@ use async_graphql::{InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::used_challenge;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TryInsertResult,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -170,7 +170,7 @@ pub async fn submit_contact(
         tracing::warn!(%err, "could not delete expired contact challenges");
     }
 
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let spent = used_challenge::Entity::insert(used_challenge::ActiveModel {
         nonce: Set(nonce),
         expires_at: Set(expires_at),

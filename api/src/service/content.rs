@@ -6,7 +6,7 @@
 use async_graphql::{InputObject, Json, SimpleObject};
 use chrono::Utc;
 use entity::{flow, site, tooltip};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -215,7 +215,7 @@ pub async fn create_flow(
     input: CreateFlowInput,
 ) -> Result<flow::Model, AppError> {
     let steps = validate_steps(input.steps)?;
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     if let Some(s) = input.site_id {
         get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
     }
@@ -251,7 +251,7 @@ pub async fn update_flow(
     scope: &OrgScope,
     input: UpdateFlowInput,
 ) -> Result<flow::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: flow::ActiveModel = get::<flow::Entity>(&txn, scope, input.id).await?.into();
     if let Some(v) = input.name {
         am.name = Set(domain::name("input.name", &v)?);
@@ -288,7 +288,7 @@ pub async fn update_flow(
 
 /// Publishes one of the caller's flows; a flow without steps cannot be published.
 pub async fn publish_flow(st: &State, scope: &OrgScope, id: Uuid) -> Result<flow::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let current = get::<flow::Entity>(&txn, scope, id).await?;
     if steps(&current).is_empty() {
         return Err(AppError::bad_input(
@@ -306,7 +306,7 @@ pub async fn publish_flow(st: &State, scope: &OrgScope, id: Uuid) -> Result<flow
 
 /// Deletes one of the caller's flows.
 pub async fn delete_flow(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     super::delete::<flow::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<flow::Entity>(st, txn, scope.org_id(), "deleted", id).await
 }
@@ -337,7 +337,7 @@ pub async fn create_tooltip(
     scope: &OrgScope,
     input: CreateTooltipInput,
 ) -> Result<tooltip::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     if let Some(s) = input.site_id {
         get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
     }
@@ -378,7 +378,7 @@ pub async fn update_tooltip(
     scope: &OrgScope,
     input: UpdateTooltipInput,
 ) -> Result<tooltip::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: tooltip::ActiveModel = get::<tooltip::Entity>(&txn, scope, input.id).await?.into();
     if let Some(v) = input.name {
         am.name = Set(domain::name("input.name", &v)?);
@@ -414,7 +414,7 @@ pub async fn update_tooltip(
 
 /// Deletes one of the caller's tooltips.
 pub async fn delete_tooltip(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     super::delete::<tooltip::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "deleted", id).await
 }

@@ -72,7 +72,8 @@ pub async fn publish(st: &State, events: &[event::Model]) {
     // Webhook deliveries are queued before the event is marked published, so a
     // crash in between is healed by the relay (enqueueing is idempotent).
     if let Err(err) = super::webhook::enqueue(st, events).await {
-        tracing::warn!(%err, "could not queue webhook deliveries");
+        tracing::warn!(%err, "could not queue webhook deliveries; the relay retries");
+        return;
     }
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     if let Err(err) = event::Entity::update_many()

@@ -12,7 +12,7 @@ use entity::{chat_feedback, chat_message, chat_session, support_ticket};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
@@ -150,7 +150,7 @@ pub async fn submit(
     let open_ticket = input.vote == FeedbackVote::Down && input.open_ticket.unwrap_or(false);
     let now = Utc::now();
 
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     if open_ticket {
         // Writing the session row first serialises concurrent votes of one
         // session, so two downvotes can't both open a ticket.
@@ -177,11 +177,9 @@ pub async fn submit(
     )
     .exec_with_returning(&txn)
     .await?;
-    let mut events = vec![];
-    let mut ticket_id = None;
-    if open_ticket {
+    let ticket = if open_ticket {
         let note = downvote_note(&message.text, comment.as_deref());
-        let (ticket, kind) =
+        Some(
             match ticket::unclosed_for_session(&txn, message.session_id, TicketSource::Feedback)
                 .await?
             {
@@ -201,15 +199,16 @@ pub async fn submit(
                     .await?;
                     (t, Some("ticket.created"))
                 }
-            };
-        ticket_id = Some(ticket.id);
-        if let Some(kind) = kind {
-            events.push((kind, ticket::event_payload(&ticket)));
-        }
-    }
-    events.insert(
-        0,
-        (
+            },
+        )
+    } else {
+        None
+    };
+    let ticket_id = ticket.as_ref().map(|(t, _)| t.id);
+    let mut recorded = vec![
+        event::record(
+            &txn,
+            message.org_id,
             "feedback.submitted",
             serde_json::json!({
                 "id": feedback.id,
@@ -219,11 +218,11 @@ pub async fn submit(
                 "vote": feedback.vote,
                 "ticketId": ticket_id,
             }),
-        ),
-    );
-    let mut recorded = Vec::with_capacity(events.len());
-    for (kind, payload) in events {
-        recorded.push(event::record(&txn, message.org_id, kind, payload).await?);
+        )
+        .await?,
+    ];
+    if let Some((t, Some(kind))) = &ticket {
+        recorded.push(event::record(&txn, message.org_id, kind, ticket::event_payload(t)).await?);
     }
     txn.commit().await?;
     event::publish(st, &recorded).await;

@@ -9,7 +9,7 @@
 
 use async_graphql::InputObject;
 use entity::{bot, end_user};
-use sea_orm::{EntityTrait, TransactionTrait};
+use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use super::{
@@ -118,7 +118,7 @@ pub async fn request(
     }
 
     let (known_name, known_email) = known_contact(st, session.end_user_id).await?;
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     // Writing the session row first serialises concurrent requests of one
     // session, so a double click can't open two tickets.
     touch_session(&txn, session.id).await?;

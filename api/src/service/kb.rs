@@ -3,7 +3,7 @@
 use async_graphql::InputObject;
 use chrono::Utc;
 use entity::{kb_article, knowledge_base};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped};
@@ -73,7 +73,7 @@ pub async fn create(
     input: CreateKnowledgeBaseInput,
 ) -> Result<knowledge_base::Model, AppError> {
     let now = Utc::now();
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let model = knowledge_base::ActiveModel {
         id: Set(new_id()),
         org_id: Set(scope.org_id()),
@@ -106,7 +106,7 @@ pub async fn update(
     scope: &OrgScope,
     input: UpdateKnowledgeBaseInput,
 ) -> Result<knowledge_base::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: knowledge_base::ActiveModel = get::<knowledge_base::Entity>(&txn, scope, input.id)
         .await?
         .into();
@@ -136,7 +136,7 @@ pub async fn update(
 
 /// Deletes a knowledge base and its articles.
 pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     super::delete::<knowledge_base::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<knowledge_base::Entity>(st, txn, scope.org_id(), "deleted", id).await
 }
@@ -175,7 +175,7 @@ pub async fn create_article(
 ) -> Result<kb_article::Model, AppError> {
     let title = title("input.title", &input.title)?;
     let body = body("input.body", &input.body)?;
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     get_ref::<knowledge_base::Entity>(
         &txn,
         scope,
@@ -207,7 +207,7 @@ pub async fn update_article(
     scope: &OrgScope,
     input: UpdateKbArticleInput,
 ) -> Result<kb_article::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: kb_article::ActiveModel = get::<kb_article::Entity>(&txn, scope, input.id)
         .await?
         .into();
@@ -233,7 +233,7 @@ pub async fn update_article(
 
 /// Deletes one of the caller's articles.
 pub async fn delete_article(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     super::delete::<kb_article::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "deleted", id).await
 }

@@ -157,6 +157,19 @@ pub async fn paginate<E: OrgOwned>(
     })
 }
 
+/// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes
+/// the write lock up front (waiting up to the busy timeout), so a transaction
+/// that reads before it writes can't fail with "database is locked" when
+/// another writer commits in between. PostgreSQL ignores the option.
+pub async fn begin_write(db: &sea_orm::DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// A new time-ordered id.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()

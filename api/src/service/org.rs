@@ -3,7 +3,7 @@
 use chrono::Utc;
 use entity::{api_key, org};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait,
 };
 use uuid::Uuid;
 
@@ -30,7 +30,7 @@ pub async fn create(
     let name = domain::name("name", name)?;
     let owner_email = domain::email("ownerEmail", owner_email)?;
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::service::begin_write(&db).await?;
     let org = org::ActiveModel {
         id: Set(new_id()),
         name: Set(name),
@@ -81,7 +81,7 @@ pub async fn update_settings(
     scope: &OrgScope,
     change: SettingsChange,
 ) -> Result<org::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let current = org::Entity::find_by_id(scope.org_id())
         .one(&txn)
         .await?

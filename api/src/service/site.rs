@@ -4,7 +4,7 @@
 use async_graphql::{InputObject, SimpleObject};
 use chrono::Utc;
 use entity::site;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -160,7 +160,7 @@ pub async fn create(
     input: CreateSiteInput,
 ) -> Result<site::Model, AppError> {
     let now = Utc::now();
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let model = site::ActiveModel {
         id: Set(new_id()),
         org_id: Set(scope.org_id()),
@@ -183,7 +183,7 @@ pub async fn update(
     scope: &OrgScope,
     input: UpdateSiteInput,
 ) -> Result<site::Model, AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: site::ActiveModel = get::<site::Entity>(&txn, scope, input.id).await?.into();
     if let Some(v) = input.name {
         am.name = Set(domain::name("input.name", &v)?);
@@ -204,7 +204,7 @@ pub async fn update_map(
     input: UpdateSiteMapInput,
 ) -> Result<site::Model, AppError> {
     let pages = validate_pages(input.pages)?;
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: site::ActiveModel = get::<site::Entity>(&txn, scope, input.site_id)
         .await?
         .into();
@@ -223,7 +223,7 @@ pub async fn update_map(
 
 /// Deletes one of the caller's sites; bots, widgets and content bound to it are unbound.
 pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     super::delete::<site::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<site::Entity>(st, txn, scope.org_id(), "deleted", id).await
 }

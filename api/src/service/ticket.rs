@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use entity::{chat_message, support_ticket};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -160,7 +160,7 @@ pub async fn update(
             ASSIGNEE_NOTE_MAX,
         )?)),
     };
-    let txn = st.db.begin().await?;
+    let txn = crate::service::begin_write(&st.db).await?;
     let mut am: support_ticket::ActiveModel = get::<support_ticket::Entity>(&txn, scope, input.id)
         .await?
         .into();

@@ -33,13 +33,13 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
     sea_query::{Expr, OnConflict, Query},
 };
 use sha2::Sha256;
 use uuid::Uuid;
 
-use super::{Page, PageArgs, event as outbox, get, new_id, paginate, scoped};
+use super::{OrgOwned, Page, PageArgs, event as outbox, get, new_id, paginate, scoped};
 use crate::{
     auth::OrgScope,
     domain,
@@ -66,8 +66,6 @@ pub const CLAIM_FOR: Duration = Duration::from_secs(30);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3_600);
 /// The first retry's wait unless `WAYFINDER_WEBHOOK_BACKOFF_MS` says otherwise.
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Environment variable overriding [`DEFAULT_BACKOFF_BASE`], in milliseconds.
-pub const BACKOFF_ENV: &str = "WAYFINDER_WEBHOOK_BACKOFF_MS";
 /// Most passes of [`deliver_forever`] in flight at once: a slow receiver
 /// holds up its own pass, not every delivery behind it.
 const MAX_PASSES_IN_FLIGHT: usize = 4;
@@ -251,12 +249,16 @@ pub async fn create(
 ) -> Result<(webhook::Model, String), AppError> {
     let url = domain::http_url("input.url", &input.url)?;
     let kinds = parse_event_kinds("input.eventKinds", input.event_kinds.unwrap_or_default())?;
-    let txn = st.db.begin().await?;
-    // Concurrent creates of one org queue on its row (PostgreSQL; SQLite has
-    // a single writer anyway), so the limit below holds under races.
-    org::Entity::find_by_id(scope.org_id())
-        .lock_exclusive()
-        .one(&txn)
+    let txn = crate::service::begin_write(&st.db).await?;
+    // A no-op write to the org's row first: concurrent creates of one org
+    // queue on its row lock (PostgreSQL) or the write lock (SQLite), so the
+    // limit below holds under races. Writing before reading also keeps SQLite
+    // from failing the transaction with SQLITE_BUSY_SNAPSHOT when another
+    // connection writes between our read and our write.
+    org::Entity::update_many()
+        .col_expr(org::Column::UpdatedAt, Expr::col(org::Column::UpdatedAt))
+        .filter(org::Column::Id.eq(scope.org_id()))
+        .exec(&txn)
         .await?;
     let existing = scoped::<webhook::Entity>(scope).count(&txn).await?;
     if existing >= MAX_WEBHOOKS_PER_ORG {
@@ -296,19 +298,28 @@ pub async fn update(
         .event_kinds
         .map(|k| parse_event_kinds("input.eventKinds", k))
         .transpose()?;
-    let txn = st.db.begin().await?;
-    let mut am: webhook::ActiveModel = get::<webhook::Entity>(&txn, scope, input.id).await?.into();
+    let txn = crate::service::begin_write(&st.db).await?;
+    // Write first, then read back (see `create` for why on SQLite).
+    let mut change = webhook::Entity::update_many()
+        .col_expr(webhook::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(webhook::Column::OrgId.eq(scope.org_id()))
+        .filter(webhook::Column::Id.eq(input.id));
     if let Some(url) = url {
-        am.url = Set(url);
+        change = change.col_expr(webhook::Column::Url, Expr::value(url));
     }
     if let Some(kinds) = kinds {
-        am.event_kinds = Set(serde_json::json!(kinds));
+        change = change.col_expr(
+            webhook::Column::EventKinds,
+            Expr::value(serde_json::json!(kinds)),
+        );
     }
     if let Some(active) = input.active {
-        am.active = Set(active);
+        change = change.col_expr(webhook::Column::Active, Expr::value(active));
     }
-    am.updated_at = Set(Utc::now());
-    let model = am.update(&txn).await?;
+    if change.exec(&txn).await?.rows_affected == 0 {
+        return Err(AppError::not_found(webhook::Entity::NOUN));
+    }
+    let model = get::<webhook::Entity>(&txn, scope, input.id).await?;
     outbox::commit_with_event::<webhook::Entity>(st, txn, scope.org_id(), "updated", input.id)
         .await?;
     Ok(model)
@@ -316,8 +327,8 @@ pub async fn update(
 
 /// Deletes a webhook and its deliveries.
 pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = st.db.begin().await?;
-    get::<webhook::Entity>(&txn, scope, id).await?;
+    let txn = crate::service::begin_write(&st.db).await?;
+    // Writes only; a miss is NOT_FOUND from the second and rolls the first back.
     webhook_delivery::Entity::delete_many()
         .filter(webhook_delivery::Column::OrgId.eq(scope.org_id()))
         .filter(webhook_delivery::Column::WebhookId.eq(id))
@@ -435,16 +446,6 @@ async fn enqueue_in(db: &impl ConnectionTrait, events: &[event::Model]) -> Resul
     Ok(queued)
 }
 
-/// The first retry's wait: `WAYFINDER_WEBHOOK_BACKOFF_MS` (milliseconds) or [`DEFAULT_BACKOFF_BASE`].
-pub fn backoff_base() -> Duration {
-    std::env::var(BACKOFF_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_BACKOFF_BASE)
-}
-
 /// The wait after failed attempt number `attempts` (1-based): `base · 2^(attempts-1)`,
 /// capped at [`MAX_BACKOFF`], plus up to 10 % jitter so retries of one outage spread out.
 pub fn backoff(base: Duration, attempts: i32) -> Duration {
@@ -530,9 +531,9 @@ pub async fn deliver_due(st: &State, backoff_base: Duration) -> Result<usize, Ap
 }
 
 /// Delivers due webhook deliveries forever, every [`POLL_EVERY`], with the
-/// backoff base of [`backoff_base`]. Spawn one per replica at startup.
+/// backoff base of `WAYFINDER_WEBHOOK_BACKOFF_MS`. Spawn one per replica at startup.
 pub async fn deliver_forever(st: Arc<State>) {
-    let base = backoff_base();
+    let base = Duration::from_millis(st.config.webhook_backoff_ms.max(1));
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut passes = tokio::task::JoinSet::new();

@@ -106,10 +106,10 @@ pub fn citations(answer: &str, context: &[Hit]) -> Vec<Citation> {
                     if (1..=context.len()).contains(&n) {
                         add(&context[n - 1]);
                     }
-                } else if let Ok(id) = Uuid::parse_str(token) {
-                    if let Some(hit) = context.iter().find(|h| h.article_id == id) {
-                        add(hit);
-                    }
+                } else if let Ok(id) = Uuid::parse_str(token)
+                    && let Some(hit) = context.iter().find(|h| h.article_id == id)
+                {
+                    add(hit);
                 }
             }
         }

@@ -20,29 +20,39 @@ use crate::{
 /// Trait names we keep; anything else a model returns is dropped.
 pub const KNOWN: &[&str] = &["email", "name", "company", "phone", "plan", "role", "country"];
 
-fn words_after<'a>(text: &'a str, lower: &str, marker: &str, max_words: usize) -> Option<String> {
+/// Up to `max_words` capitalised words right after `marker`, stopping at
+/// punctuation that ends a phrase ("my name is Ada Lovelace, I work…").
+fn words_after(text: &str, lower: &str, marker: &str, max_words: usize) -> Option<String> {
     let i = lower.find(marker)?;
-    let rest = &text[i + marker.len()..];
-    let words: Vec<&str> = rest
-        .split_whitespace()
-        .take(max_words)
-        .take_while(|w| w.chars().next().is_some_and(|c| c.is_uppercase()))
-        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-' && c != '&'))
-        .filter(|w| !w.is_empty())
-        .collect();
+    let rest = text.get(i + marker.len()..)?;
+    let mut words = vec![];
+    for w in rest.split_whitespace().take(max_words) {
+        if !w.chars().next().is_some_and(|c| c.is_uppercase()) || (w == "I" && !words.is_empty()) {
+            break;
+        }
+        let clean = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-' && c != '&');
+        if !clean.is_empty() {
+            words.push(clean);
+        }
+        if w.ends_with([',', '.', ';', ':', '!', '?', ')']) {
+            break;
+        }
+    }
     (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// Traits found by rules alone.
 pub fn by_rules(message: &str) -> Map<String, Value> {
     let mut out = Map::new();
-    let lower = message.to_lowercase();
+    // ASCII lowercasing keeps every byte offset, so offsets found in `lower` slice `message` safely.
+    let lower = message.to_ascii_lowercase();
     for token in message.split_whitespace() {
         let t = token.trim_matches(|c: char| "<>()[],;:\"'".contains(c)).trim_end_matches('.');
-        if t.contains('@') && !out.contains_key("email") {
-            if let Ok(e) = domain::email("email", t) {
-                out.insert("email".into(), Value::String(e.to_lowercase()));
-            }
+        if t.contains('@')
+            && !out.contains_key("email")
+            && let Ok(e) = domain::email("email", t)
+        {
+            out.insert("email".into(), Value::String(e.to_lowercase()));
         }
     }
     // A phone number: a run of digits, spaces, dashes, dots and one leading +, with 7 to 15 digits.
@@ -50,7 +60,8 @@ pub fn by_rules(message: &str) -> Map<String, Value> {
     let flush = |run: &mut String, out: &mut Map<String, Value>| {
         let digits = run.chars().filter(|c| c.is_ascii_digit()).count();
         if (7..=15).contains(&digits) && !out.contains_key("phone") {
-            out.insert("phone".into(), Value::String(run.trim().to_string()));
+            let number = run.trim().trim_end_matches(['.', '-', ' ', '(']);
+            out.insert("phone".into(), Value::String(number.to_string()));
         }
         run.clear();
     };
@@ -77,11 +88,11 @@ pub fn by_rules(message: &str) -> Map<String, Value> {
     for marker in ["on the ", "we have the ", "i have the "] {
         if let Some(i) = lower.find(marker) {
             let rest = &lower[i + marker.len()..];
-            if let Some(plan) = rest.split(" plan").next().filter(|p| !p.is_empty() && p.len() <= 20 && !p.contains(' ')) {
-                if rest.contains(" plan") {
-                    out.insert("plan".into(), Value::String(plan.to_string()));
-                    break;
-                }
+            if let Some(plan) = rest.split(" plan").next().filter(|p| !p.is_empty() && p.len() <= 20 && !p.contains(' '))
+                && rest.contains(" plan")
+            {
+                out.insert("plan".into(), Value::String(plan.to_string()));
+                break;
             }
         }
     }
@@ -171,6 +182,13 @@ pub async fn extract_and_merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_text_never_panics() {
+        let t = by_rules("İİİ my name is Ünal Çelik, I work at Ürün Ltd. ŞŞŞ on the pro plan");
+        assert_eq!(t["name"], "Ünal Çelik");
+        assert!(by_rules("ß I'm 日本 from 東京 @@@ +++ 1234567").get("phone").is_some());
+    }
 
     #[test]
     fn rules_find_common_traits() {
