@@ -17,10 +17,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(join(here, "../../tests/browser/package.json"));
 const { minify } = require("terser");
 
-/** Name, and the size it must stay under (bytes, minified). */
+/** Name, and the size it must stay under (bytes, minified; "6 KB" read strictly as 6,000 bytes). */
 export const SCRIPTS = [
-  ["chat", 6 * 1024],
-  ["widget", 4 * 1024],
+  ["chat", 6000],
+  ["widget", 4000],
 ];
 
 /** Terser's options: fixed here so the output only changes with the source. */

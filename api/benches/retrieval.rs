@@ -262,13 +262,22 @@ async fn time_queries(
     for q in LATENCY_QUERIES {
         retrieval::search(conn, org, &[kb], q, TURN_LIMIT, mode).await?;
     }
+    let verbose = std::env::var("RETRIEVAL_BENCH_VERBOSE").is_ok_and(|v| v == "1");
     let started = Instant::now();
     let mut samples = Vec::new();
     'outer: loop {
         for q in LATENCY_QUERIES {
             let t = Instant::now();
-            retrieval::search(conn, org, &[kb], q, TURN_LIMIT, mode).await?;
-            samples.push(t.elapsed().as_secs_f64() * 1000.0);
+            let hits = retrieval::search(conn, org, &[kb], q, TURN_LIMIT, mode).await?;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            if verbose && samples.len() < LATENCY_QUERIES.len() {
+                eprintln!(
+                    "  [{}] {ms:7.2} ms {} hits  {q:.60}",
+                    method_name(mode),
+                    hits.len()
+                );
+            }
+            samples.push(ms);
             if samples.len() >= MAX_SAMPLES {
                 break 'outer;
             }
@@ -748,33 +757,55 @@ impl Generator {
             ),
             _ => format!("{} your {feature} with {codename}", capitalise(action)),
         };
-        let mut sentences = vec![
+        let menu = self.pick(MENUS);
+        let state = self.pick(STATES);
+        let state2 = self.pick(STATES);
+        let plan = self.pick(PLANS);
+        let n = 2 + self.next() % 28;
+        let templates = [
             format!(
-                "This article explains how {audience} can {action} the {feature} in the {product}."
-            ),
-            format!(
-                "Open {}, choose {}, then select {}.",
-                self.pick(MENUS),
+                "Open {menu}, choose {}, then select {}.",
                 capitalise(feature),
                 capitalise(action)
             ),
-            format!(
-                "If the {feature} is not {}, check that the {other} is {} as well.",
-                self.pick(STATES),
-                self.pick(STATES)
-            ),
-            format!(
-                "The {feature} is available on the {} plan and above.",
-                self.pick(PLANS)
-            ),
+            format!("If the {feature} is not {state}, check that the {other} is {state2} as well."),
+            format!("The {feature} is available on the {plan} plan and above."),
             format!(
                 "When something goes wrong the {product} shows error {code}; note it down before contacting support."
             ),
             format!("{codename} keeps the {feature} and the {other} in sync across devices."),
+            format!("Only {audience} can {action} the {feature}; everyone else sees it read-only."),
+            format!("It can take up to {n} minutes before the {feature} is {state} everywhere."),
+            format!("To {action} several at once, select them in the list and use the bulk menu."),
+            format!("The {product} remembers your last choice, so you only do this once."),
+            format!("You can also {action} the {feature} through the public API."),
+            format!("A history of every change to the {feature} is kept for {n} days."),
+            format!("On the {plan} plan the {feature} is limited to {n} items per workspace."),
+            format!("Turning off the {other} does not affect the {feature}."),
+            format!("Ask your administrator if the {action} button is greyed out."),
+            format!("We email {audience} whenever the {feature} changes."),
+            format!("The {feature} follows the time zone and language of your profile."),
         ];
-        let fillers = 2 + (self.next() % 5) as usize;
-        for _ in 0..fillers {
-            sentences.push(self.pick(FILLER).to_string());
+        let mut sentences = vec![format!(
+            "This article explains how {audience} can {action} the {feature} in the {product}."
+        )];
+        let picks = 3 + (self.next() % 4) as usize;
+        let mut used = Vec::new();
+        while used.len() < picks {
+            let i = (self.next() % templates.len() as u64) as usize;
+            if !used.contains(&i) {
+                used.push(i);
+                sentences.push(templates[i].clone());
+            }
+        }
+        let fillers = 1 + (self.next() % 3) as usize;
+        let mut used = Vec::new();
+        while used.len() < fillers {
+            let f = self.pick(FILLER);
+            if !used.contains(&f) {
+                used.push(f);
+                sentences.push(f.to_string());
+            }
         }
         // Shuffle all but the opening sentence.
         for i in (2..sentences.len()).rev() {

@@ -6,7 +6,7 @@
  * Source of chat.min.js (what the server serves): after editing, run
  * `node api/assets/build.mjs` (needs `npm ci` in tests/browser); the browser
  * test run fails while chat.min.js is stale. Plain modern JS, no dependencies.
- * Written for size: the minified file must stay under 6 KB.
+ * Written for size: the minified file must stay under 6 KB (6,000 bytes).
  *
  * - Renders a bubble in a shadow root: the page's CSS can't reach inside, and
  *   the host element resets itself with an inline `all:initial!important`.
@@ -42,10 +42,12 @@
     (...a) => {
       try {
         let r = f(...a);
-        r && r.catch && r.catch(safe);
+        r?.catch?.(safe);
         return r;
-      } catch (_) {}
+      } catch {}
     };
+  // A URL without its query and fragment.
+  let page = (u) => u.origin + u.pathname;
 
   safe(() => {
     let me = d.currentScript || d.querySelector("[data-widget-id]");
@@ -55,28 +57,31 @@
     w[KEY] = 1;
     let http = new URL(".", me.src) + "graphql";
 
-    // Stored per widget: { t: session token, s: session id }.
+    // Stored per widget: { t: session token, s: session id } (startTurn's
+    // result, aliased to those names; its turnId comes along).
     let S = {};
-    let save = () => {
+    let save = (v) => {
+      S = v;
       try {
         localStorage[KEY] = J.stringify(S);
-      } catch (_) {}
+      } catch {}
     };
     try {
       S = J.parse(localStorage[KEY]) || {};
-    } catch (_) {}
+    } catch {}
 
     // ---- GraphQL over HTTP: `field(arg: $i)` of a one-field operation. The
     // body goes as text/plain (the server reads JSON whatever the type), so a
-    // cross-origin page needs no CORS preflight. GraphQL errors are thrown as
-    // they are ({message, extensions}).
+    // cross-origin page needs no CORS preflight. An input object (`i` not a
+    // string) gets the session token. GraphQL errors are thrown as they are
+    // ({message, extensions}).
     let gql = async (field, type, selection, i, op = "mutation", arg = "input") => {
       let j = await (
         await fetch(http, {
           method: "POST",
           body: J.stringify({
             query: `${op}($i:${type}!){${field}(${arg}:$i){${selection}}}`,
-            variables: { i },
+            variables: { i: i[0] ? i : { sessionToken: S.t, ...i } },
           }),
         })
       ).json();
@@ -96,10 +101,8 @@
       ws = new WebSocket(http.replace(/^http/, "ws"), "graphql-transport-ws");
       ws.onopen = safe(() => send({ type: "connection_init", payload: { sessionToken: S.t } }));
       ws.onmessage = safe((e) => {
-        let m = J.parse(e.data);
-        let o = ops[m.id];
-        let t = m.type;
-        let p = m.payload;
+        let { id, type: t, payload: p } = J.parse(e.data);
+        let o = ops[id];
         if (t == "connection_ack") {
           ready = 1;
           tries = 0;
@@ -109,7 +112,7 @@
         if (o) {
           if (t == "next") p.data ? o.n(p.data) : o.e(p.errors[0]);
           else {
-            delete ops[m.id];
+            delete ops[id];
             if (t == "error") o.e(p[0]);
           }
         }
@@ -141,52 +144,44 @@
     };
 
     // ---- the UI, in a shadow root
-    let host = d.createElement("div");
-    host.style = "all:initial!important";
-    let root = host.attachShadow({ mode: "open" });
-    root.innerHTML =
-      "<style>:host{--p:#1f6feb;--a:#fff}" +
-      ".b,.p{position:fixed;right:20px;z-index:2147483647;font:14px system-ui;box-shadow:0 4px 20px #0004}" +
-      "button,input{font:inherit;border:0;background:0;color:inherit}button{cursor:pointer}" +
-      ".b{bottom:20px;width:56px;height:56px;border-radius:50%}" +
-      ".p{bottom:88px;width:min(370px,100% - 40px);height:min(540px,100% - 108px);background:#fff;border-radius:12px;display:flex;flex-direction:column;overflow:hidden}" +
-      "[hidden]{display:none}" +
-      ".h{display:flex;justify-content:space-between;padding:12px}" +
-      ".l{flex:1;overflow:auto;padding:12px}" +
-      ".m{width:fit-content;max-width:85%;margin-bottom:8px;padding:8px;border-radius:9px;white-space:pre-wrap;overflow-wrap:anywhere;background:#eee}" +
-      ".u{margin-left:auto}" +
-      ".b,.h,.u,.f button{background:var(--p);color:var(--a)}" +
-      "a{display:block}a,.m button{color:var(--p)}" +
-      ".m button{border:1px solid;margin:4px 4px 0 0}" +
-      "input,.m button,.f button{border-radius:9px;padding:4px 8px}" +
-      ".s{padding:0 12px;font-size:12px;color:#666}" +
-      ".f{display:flex;padding:8px;gap:6px}.f input{flex:1;border:1px solid #bbb}" +
-      "@media(max-width:480px){.p{inset:0;width:auto;height:auto}}</style>" +
-      '<button class=b aria-label="Open chat" aria-expanded=false aria-controls=p>' +
-      '<svg width=26 viewBox="0 0 24 24" fill=currentColor><path d="M4 4h16v12H8l-4 4z"/></svg></button>' +
-      "<div class=p id=p role=dialog aria-modal=true aria-labelledby=t hidden>" +
-      '<div class=h><b class=t id=t>Chat</b><button aria-label="Close chat">×</button></div>' +
-      "<div class=l role=log aria-live=polite></div><div class=s role=status></div>" +
-      '<form class=f><input aria-label=Message maxlength=4000 autocomplete=off placeholder="Ask a question…"><button>Send</button></form></div>';
-    let $ = (s) => root.querySelector(s);
-    let [bubble, panel, close, list, status, input, sendButton, title] = [
-      "b",
-      "p",
-      "h button",
-      "l",
-      "s",
-      "f input",
-      "f button",
-      "t",
-    ].map((c) => $("." + c));
-
     // Text is always set as text, never as markup.
     let el = (tag, text, parent) => {
-      let e = d.createElement(tag);
+      let e = parent.appendChild(d.createElement(tag));
       e.append(text || "");
-      parent.append(e);
       return e;
     };
+    // On <html>, beside <body>: there even before <body> is parsed, and out of reach of body styles.
+    // The default colours are set here too; widgetConfig's follow them.
+    let host = el("div", "", d.documentElement);
+    host.style = "all:initial!important;--p:#1f6feb;--a:#fff";
+    let root = host.attachShadow({ mode: "open" });
+    root.innerHTML =
+      "<style>.b,.p{position:fixed;right:20px;z-index:2147483647;font:14px system-ui;box-shadow:0 4px 20px #0004}" +
+      "button,input{font:inherit;border:0;background:0;color:inherit;border-radius:9px;padding:4px 8px}button{cursor:pointer}" +
+      ".b{bottom:20px;width:56px;height:56px;border-radius:50%}" +
+      ".p{bottom:88px;width:min(370px,100% - 40px);height:min(540px,100% - 108px);background:#fff;border-radius:12px;display:flex;flex-flow:column;overflow:hidden}" +
+      "[hidden]{display:none}" +
+      ".h{display:flex;padding:8px 12px}#t{flex:1}" +
+      ".l{flex:1;overflow:auto;padding:12px}" +
+      ".m{width:fit-content;max-width:85%;margin:0 0 8px;padding:8px;border-radius:9px;white-space:pre-wrap;overflow-wrap:anywhere;background:#eee}" +
+      ".u{margin-left:auto}" +
+      ".b,.h,.u,form button{background:var(--p);color:var(--a)}" +
+      "a{display:block}a,.m button{color:var(--p)}" +
+      ".m button{border:1px solid;margin:4px 4px 0 0}" +
+      "small{padding:0 12px;color:#666}" +
+      "form{display:flex;padding:8px;gap:6px}input{flex:1;border:1px solid #bbb}" +
+      "@media(max-width:480px){.p{inset:0;width:auto;height:auto}}</style>" +
+      '<button class=b aria-label="Open chat" aria-expanded=false aria-controls=p>' +
+      '<svg width=26 height=26 fill=currentColor><path d="M4 4h18v13H9l-5 5z"/></svg></button>' +
+      "<div class=p id=p role=dialog aria-modal=true aria-labelledby=t hidden>" +
+      '<div class=h><b id=t>Chat</b><button aria-label="Close chat">×</button></div>' +
+      "<div class=l role=log aria-live=polite></div><small role=status></small>" +
+      '<form><input aria-label=Message maxlength=4000 autocomplete=off placeholder="Ask a question…"><button>Send</button></form></div>';
+    // (The <style> comes first.)
+    let [, bubble, panel] = root.children;
+    let [{ children: [title, close] }, list, status, form] = panel.children;
+    let [input, sendButton] = form.children;
+
     let add = (cls, text) => {
       let m = el("div", text, list);
       m.className = "m " + cls;
@@ -198,24 +193,17 @@
       b.onclick = safe(onclick);
       return b;
     };
-    let say = (text) => (status.textContent = text || "");
-    let fail = (e) => {
-      say();
-      add("", e.message);
-    };
+    // say() clears the status line.
+    let say = (text) => (status.textContent = text);
+    let fail = (e) => (say(), add("", e.message));
 
     let config;
     let handoff;
-    let open;
     let stopHistory;
-    let toggle = (v) => {
-      open = v;
-      panel.hidden = !v;
-      bubble.ariaExpanded = !!v;
-      v ? load() && input.focus() : bubble.focus();
-    };
-    bubble.onclick = safe(() => toggle(!open));
-    close.onclick = safe(() => toggle());
+    // Returns the configuration's promise when opening, so `safe` sees its errors.
+    let toggle = (v) => ((bubble.ariaExpanded = !(panel.hidden = !v)), v ? (input.focus(), load()) : bubble.focus());
+    // The bubble opens and closes the panel, the close button closes it.
+    close.onclick = bubble.onclick = safe(() => toggle(panel.hidden));
 
     // Escape closes; Tab stays inside the open panel.
     // (The close button comes first in the panel, the send button last.)
@@ -233,7 +221,7 @@
     let turns = {};
 
     let onEvent = (ev) => {
-      let t = (turns[ev.turnId] ||= { q: 0 });
+      let t = (turns[ev.turnId] ||= {});
       let s = ev.status;
       let c = ev.content;
       if (ev.seq <= t.q) return;
@@ -252,7 +240,7 @@
           let url = new URL(ev.navigateTo || c.startUrl || L, L);
           b.textContent = "↻ Restart walkthrough";
           w.dispatchEvent(new CustomEvent("wayfinder:content", { detail: { ...c, startUrl: url.href } }));
-          if (url.origin + url.pathname != L.origin + L.pathname) L.href = url;
+          if (page(url) != page(L)) L.href = url;
         });
       }
 
@@ -270,18 +258,16 @@
       if (s == "ANSWERED") {
         let r = el("div", "Helpful?", m);
         for (let v of ["Yes", "No"])
-          button(r, v, async () => {
-            await gql("submitFeedback", "SubmitFeedbackInput", "ok", {
+          button(r, v, () =>
+            gql("submitFeedback", "SubmitFeedbackInput", "ok", {
               messageId: ev.messageId,
               vote: v == "Yes" ? "UP" : "DOWN",
-              sessionToken: S.t,
-            });
-            r.textContent = "Thanks!";
-          });
+            }).then(() => (r.textContent = "Thanks!")),
+          );
       }
     };
 
-    // Loads the configuration once; true when it was already there.
+    // Loads the configuration once (again after a failure).
     let load = () =>
       config ||
       (config = gql(
@@ -294,7 +280,7 @@
       ).then((c) => {
         config = c;
         let l = c.labels;
-        host.style = `all:initial!important;--p:${c.primaryColor};--a:${c.accentColor}`;
+        host.style.cssText += `--p:${c.primaryColor};--a:${c.accentColor}`;
         title.textContent = l.title || c.personaName;
         input.placeholder = l.inputPlaceholder || input.placeholder;
         sendButton.textContent = l.sendButton || "Send";
@@ -304,11 +290,11 @@
             "sessionEvents(sessionId",
             S.s,
             // The stored session is gone or its token no longer valid: start afresh.
-            () => save((S = {})),
+            () => save({}),
           );
-      }, (e) => fail(e, (config = 0)))) && 1;
+      }, (e) => fail(e, (config = 0))));
 
-    $("form").onsubmit = safe(async (e) => {
+    form.onsubmit = safe(async (e) => {
       let q = input.value.trim();
       e.preventDefault();
       if (!q) return;
@@ -316,34 +302,25 @@
       if (handoff) {
         input.placeholder = handoff;
         handoff = input.type = "";
-        let r = await gql("requestHandoff", "RequestHandoffInput", "message", {
-          sessionToken: S.t,
-          email: q,
-        }).catch(fail);
+        let r = await gql("requestHandoff", "RequestHandoffInput", "message", { email: q }).catch(fail);
         return r && add("", r.message);
       }
-      stopHistory && stopHistory();
+      stopHistory?.();
       let u = add("u", q);
       say(LOOKING);
-      let r = await gql("startTurn", "TurnInput", "turnId sessionId sessionToken", {
+      let r = await gql("startTurn", "TurnInput", "turnId s:sessionId t:sessionToken", {
         widgetId: wid,
         message: q,
-        sessionToken: S.t,
-        pageUrl: L.protocol[0] == "h" ? L.origin + L.pathname : null,
+        pageUrl: L.protocol[0] == "h" ? page(L) : null,
       }).catch((x) => {
         // A stale or foreign session token: the next message starts a new conversation.
-        if (x.extensions?.code == "FORBIDDEN") save((S = {}));
+        if (x.extensions?.code == "FORBIDDEN") save({});
         fail(x);
       });
       if (!r) return;
-      S.t = r.sessionToken;
-      S.s = r.sessionId;
-      save();
-      turns[r.turnId] = { q: 0, u };
+      save(r);
+      turns[r.turnId] = { u };
       subscribe("chatTurn(turnId", r.turnId);
     });
-
-    // On <html>, beside <body>: there even before <body> is parsed, and out of reach of body styles.
-    d.documentElement.append(host);
   })();
 })();

@@ -61,7 +61,7 @@ pub async fn start_session(
     widget: Option<&chat_widget::Model>,
 ) -> Result<chat_session::Model, AppError> {
     let now = Utc::now();
-    let txn = crate::service::begin_write(&db).await?;
+    let txn = crate::service::begin_write(db).await?;
     let user = end_user::ActiveModel {
         id: Set(new_id()),
         org_id: Set(org_id),

@@ -43,7 +43,7 @@ pub async fn grant(
             format!("must be between 1 and {MAX_GRANT}"),
         ));
     }
-    let txn = crate::service::begin_write(&db).await?;
+    let txn = crate::service::begin_write(db).await?;
     let res = org::Entity::update_many()
         .col_expr(
             org::Column::CreditBalance,
@@ -143,7 +143,7 @@ fn ledger_row(org_id: Uuid, amount: i64, kind: &str, turn_id: Option<Uuid>, mode
 pub async fn reserve(db: &DatabaseConnection, org_id: Uuid, turn_id: Option<Uuid>, model: &str, amount: i64) -> Result<Reservation, ReserveError> {
     let amount = std::cmp::max(amount, 1);
     let run = async {
-        let txn = crate::service::begin_write(&db).await?;
+        let txn = crate::service::begin_write(db).await?;
         let res = org::Entity::update_many()
             .col_expr(org::Column::CreditBalance, Expr::col(org::Column::CreditBalance).sub(amount))
             .filter(org::Column::Id.eq(org_id))
@@ -171,7 +171,7 @@ pub async fn reserve(db: &DatabaseConnection, org_id: Uuid, turn_id: Option<Uuid
 pub async fn settle(db: &DatabaseConnection, res: &Reservation, actual: i64, tokens: u32) -> Result<(), AppError> {
     let actual = std::cmp::max(actual, 0);
     let note = Some(format!("{tokens} tokens"));
-    let txn = crate::service::begin_write(&db).await?;
+    let txn = crate::service::begin_write(db).await?;
     if actual <= res.amount {
         ledger_row(res.org_id, 0, "SETTLEMENT", res.turn_id, &res.model, note).insert(&txn).await?;
         let refund = res.amount - actual;

@@ -47,6 +47,18 @@ const ARTICLES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The origins a browser may show the demo from: the listen address, and its
+/// `localhost` / `127.0.0.1` twin (people type either).
+fn demo_origins(public_url: &str) -> Vec<String> {
+    let mut out = vec![public_url.to_string()];
+    for (from, to) in [("://127.0.0.1:", "://localhost:"), ("://localhost:", "://127.0.0.1:"), ("://0.0.0.0:", "://127.0.0.1:"), ("://0.0.0.0:", "://localhost:")] {
+        if public_url.contains(from) {
+            out.push(public_url.replace(from, to));
+        }
+    }
+    out
+}
+
 /// Seeds the demo when the database has no org yet; `None` when it already has one.
 pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>, AppError> {
     if org::Entity::find().count(&st.db).await? > 0 {
@@ -109,7 +121,7 @@ pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>,
             bot_id: demo_bot.id,
             site_id: Some(demo_site.id),
             name: Some("Demo widget".into()),
-            allowed_origins: Some(vec![public_url.to_string()]),
+            allowed_origins: Some(demo_origins(public_url)),
             published: Some(true),
         },
     )

@@ -30,7 +30,7 @@ pub async fn create(
     let name = domain::name("name", name)?;
     let owner_email = domain::email("ownerEmail", owner_email)?;
     let now = Utc::now();
-    let txn = crate::service::begin_write(&db).await?;
+    let txn = crate::service::begin_write(db).await?;
     let org = org::ActiveModel {
         id: Set(new_id()),
         name: Set(name),

@@ -20,10 +20,10 @@ use wayfinder::startup::App;
 
 use crate::helpers::*;
 
-/// Largest minified `chat.js`, in bytes.
-const CHAT_BUDGET: usize = 6 * 1024;
-/// Largest minified `widget.js`, in bytes.
-const WIDGET_BUDGET: usize = 4 * 1024;
+/// Minified `chat.js` must be under this many bytes ("under 6 KB", read strictly).
+const CHAT_BUDGET: usize = 6000;
+/// Minified `widget.js` must be under this many bytes.
+const WIDGET_BUDGET: usize = 4000;
 /// Longest the JavaScript suite may run.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -20,10 +20,6 @@ const MAX_WORD_CHARS: usize = 40;
 /// Most words taken from one question, so a pasted page cannot make a huge query.
 const MAX_WORDS: usize = 24;
 
-/// Shortest word matched as a prefix too (`export*` finds "exporter");
-/// shorter prefixes would match half the dictionary.
-const MIN_PREFIX_CHARS: usize = 4;
-
 /// The Snowball English stop list (what PostgreSQL's `english` configuration
 /// drops), so SQLite, whose FTS5 has no stop list, searches the same words.
 const STOP_WORDS: &[&str] = &[
@@ -266,7 +262,7 @@ impl Terms {
         let groups = words(question)
             .into_iter()
             .map(|word| {
-                let synonyms = if std::env::var("XP_NOSYN").is_ok() { vec![] } else { synonyms_of(&word) };
+                let synonyms = synonyms_of(&word);
                 TermGroup { word, synonyms }
             })
             .collect();
@@ -293,39 +289,52 @@ impl Terms {
         }
         out
     }
+}
 
-    /// An FTS5 `MATCH` expression: every word and synonym quoted, long ones
-    /// also as a prefix, all ORed (`"invoices" OR "invoices"* OR "receipt" …`).
-    /// FTS5 runs each quoted string through the table's Porter tokenizer, so
-    /// the prefix is a prefix of the stem.
-    pub fn fts5_match(&self) -> String {
-        let mut parts = Vec::new();
-        for w in self.all() {
-            parts.push(format!("\"{w}\""));
-            if std::env::var("XP_NOPREFIX").is_err() && w.chars().count() >= MIN_PREFIX_CHARS {
-                parts.push(format!("\"{w}\"*"));
-            }
-        }
-        parts.join(" OR ")
-    }
+/// How the groups of one search are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// Any group (OR): the normal case.
+    Any,
+    /// Every group (AND): for questions made only of very common words.
+    All,
+}
 
-    /// A `to_tsquery('english', …)` expression: every word and synonym
-    /// quoted, long ones as prefixes, all ORed (`'invoices':* | 'receipt':*`).
-    /// Quoting keeps the operand one lexeme source whatever the characters;
-    /// `to_tsquery` stems it and drops it when it is a stop word.
-    pub fn tsquery(&self) -> String {
-        self.all()
-            .into_iter()
-            .map(|w| {
-                if std::env::var("XP_NOPREFIX").is_err() && w.chars().count() >= MIN_PREFIX_CHARS {
-                    format!("'{w}':*")
-                } else {
-                    format!("'{w}'")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" | ")
-    }
+/// An FTS5 `MATCH` expression: each group's words quoted and ORed, the
+/// groups combined by `how` (`("invoices" OR "receipt") OR ("pdf")`). FTS5
+/// runs each quoted string through the table's Porter tokenizer.
+pub fn fts5_match<'a>(groups: impl IntoIterator<Item = &'a TermGroup>, how: Combine) -> String {
+    let op = match how {
+        Combine::Any => " OR ",
+        Combine::All => " AND ",
+    };
+    groups
+        .into_iter()
+        .map(|g| {
+            let words: Vec<String> = g.all().map(|w| format!("\"{w}\"")).collect();
+            format!("({})", words.join(" OR "))
+        })
+        .collect::<Vec<_>>()
+        .join(op)
+}
+
+/// A `to_tsquery('english', …)` expression: each group's words quoted and
+/// ORed, the groups combined by `how` (`('invoices' | 'receipt') | ('pdf')`).
+/// Quoting keeps each operand one lexeme source whatever its characters;
+/// `to_tsquery` stems it, and drops it when it is a stop word.
+pub fn tsquery<'a>(groups: impl IntoIterator<Item = &'a TermGroup>, how: Combine) -> String {
+    let op = match how {
+        Combine::Any => " | ",
+        Combine::All => " & ",
+    };
+    groups
+        .into_iter()
+        .map(|g| {
+            let words: Vec<String> = g.all().map(|w| format!("'{w}'")).collect();
+            format!("({})", words.join(" | "))
+        })
+        .collect::<Vec<_>>()
+        .join(op)
 }
 
 /// The searchable words of `text`: lowercase alphanumeric runs, without stop
@@ -413,12 +422,15 @@ mod tests {
     #[test]
     fn expressions_only_hold_quoted_alphanumerics() {
         let t = Terms::parse("reset pwd 'or' 1=1; DROP TABLE x -- café");
-        let fts = t.fts5_match();
-        assert!(fts.starts_with(r#""reset" OR "reset"* OR "#), "{fts}");
-        assert!(fts.contains(r#""café""#), "{fts}");
-        let ts = t.tsquery();
-        assert!(ts.contains("'pwd' | 'drop':*"), "{ts}");
-        for c in [';', '=', '-', '(', ')'] {
+        let fts = fts5_match(&t.groups, Combine::Any);
+        assert!(fts.starts_with(r#"("reset" OR "forgot" OR "#), "{fts}");
+        assert!(
+            fts.contains(r#") OR ("pwd") OR ("drop") OR ("table") OR ("café")"#),
+            "{fts}"
+        );
+        let ts = tsquery(&t.groups[1..3], Combine::All);
+        assert_eq!(ts, "('pwd') & ('drop')");
+        for c in [';', '=', '-', '*', ':'] {
             assert!(!fts.contains(c) && !ts.contains(c), "{c}");
         }
     }
