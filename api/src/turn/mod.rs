@@ -13,6 +13,7 @@
 pub mod answer;
 pub mod events;
 pub mod extractive;
+pub mod matcher;
 pub mod retrieval;
 pub mod traits;
 
@@ -66,6 +67,7 @@ pub struct StartedTurn {
     bot: bot::Model,
     session: chat_session::Model,
     message: String,
+    page_url: Option<String>,
     emitter: Emitter,
 }
 
@@ -147,6 +149,7 @@ pub async fn start(st: &AppState, caller: &Caller, req: TurnRequest) -> Result<S
         bot,
         session,
         message,
+        page_url: req.page_url.clone(),
         emitter,
     })
 }
@@ -254,6 +257,13 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
     if !st.config.ai_chatbot_enabled || !turn.org.ai_chatbot_enabled {
         return fallback(turn, "ai_disabled").await;
     }
+    if let Some(site_id) = turn.bot.site_id {
+        match matcher::verbatim(&st.db, turn.org.id, site_id, &turn.message).await {
+            Ok(Some(content)) => return matched(st, turn, site_id, content).await,
+            Ok(None) => {}
+            Err(err) => tracing::warn!(%err, "content matcher failed"),
+        }
+    }
     let kb_ids = service::bot::knowledge_base_ids(&st.db, turn.bot.id).await?;
     let mode = RetrievalMode::parse(&st.config.retrieval).unwrap_or(RetrievalMode::FullText);
     let hits = if kb_ids.is_empty() {
@@ -272,6 +282,29 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
         Some(_) if hits.is_empty() => fallback(turn, "no_articles").await,
         Some((provider, model)) => llm_answer(st, turn, &hits, provider, model).await,
     }
+}
+
+/// A flow or tooltip named in the question: `MATCHED_CONTENT`, then `NAVIGATING` when its start page differs.
+async fn matched(st: &AppState, turn: &mut StartedTurn, site_id: Uuid, content: TurnContent) -> Result<TurnOutcome, AppError> {
+    let site = entity::site::Entity::find_by_id(site_id).one(&st.db).await?;
+    let navigate_to = matcher::navigation(&content, turn.page_url.as_deref(), site.as_ref());
+    let text = format!("I can walk you through this: {}.", content.name);
+    let payload = EventPayload { content: Some(content.clone()), ..Default::default() };
+    let ev = turn.emitter.emit(TurnStatus::MatchedContent, "bot", text.clone(), payload, None, 0).await?;
+    if let Some(to) = &navigate_to {
+        let payload = EventPayload { navigate_to: Some(to.clone()), content: Some(content.clone()), ..Default::default() };
+        turn.emitter.emit(TurnStatus::Navigating, "status", "", payload, None, 0).await?;
+    }
+    Ok(TurnOutcome {
+        status: TurnStatus::MatchedContent,
+        text,
+        citations: vec![],
+        content: Some(content),
+        navigate_to,
+        handoff_offered: false,
+        message_id: Some(ev.message_id),
+        model: None,
+    })
 }
 
 async fn extractive_answer(turn: &mut StartedTurn, hits: &[Hit]) -> Result<TurnOutcome, AppError> {

@@ -245,3 +245,38 @@ async fn session_events_follow_a_conversation_for_dashboards() {
     let errors = if m["type"] == "error" { m["payload"].clone() } else { m["payload"]["errors"].clone() };
     assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{m}");
 }
+
+on_both_databases!(a_question_naming_a_published_flow_starts_it);
+
+async fn a_question_naming_a_published_flow_starts_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let site = app.gql_ok(r#"mutation { createSite(input: {name: "App", baseUrl: "https://app.example.com"}) { id } }"#, json!({})).await["createSite"]["id"].clone();
+    let kb = app.gql_ok(r#"mutation { createKnowledgeBase(input: {name: "Help"}) { id } }"#, json!({})).await["createKnowledgeBase"]["id"].clone();
+    let bot = app.gql_ok("mutation($s: UUID!, $kb: UUID!) { createBot(input: {name: \"Guide\", siteId: $s, knowledgeBaseIds: [$kb]}) { id } }", json!({ "s": site, "kb": kb })).await["createBot"]["id"].clone();
+    let widget = app.gql_ok("mutation($b: UUID!, $s: UUID!) { createChatWidget(input: {botId: $b, siteId: $s}) { id } }", json!({ "b": bot, "s": site })).await["createChatWidget"]["id"].clone();
+    let step = r#"{pageUrl: "/settings/team", targetSelector: "button#invite", title: "Invite", body: "Click invite", placement: BOTTOM}"#;
+    let flow = app.gql_ok(&format!(r#"mutation($s: UUID!) {{ createFlow(input: {{name: "Invite a teammate", siteId: $s, status: PUBLISHED, steps: [{step}]}}) {{ id }} }}"#), json!({ "s": site })).await["createFlow"]["id"].clone();
+    app.gql_ok(&format!(r#"mutation($s: UUID!) {{ createFlow(input: {{name: "Export data", siteId: $s, steps: [{step}]}}) {{ id }} }}"#), json!({ "s": site })).await;
+
+    let q = "mutation($i: TurnInput!) { sendMessage(input: $i) { turnId sessionToken status content { kind id name startUrl steps { targetSelector } } navigateTo } }";
+    let r = app.gql_as(None, q, json!({ "i": { "widgetId": widget, "message": "how do I INVITE A TEAMMATE to my workspace?", "pageUrl": "https://app.example.com/home" } })).await;
+    let m = &r["data"]["sendMessage"];
+    assert_eq!(m["status"], "MATCHED_CONTENT", "{r}");
+    assert_eq!(m["content"]["id"], flow);
+    assert_eq!(m["content"]["kind"], "FLOW");
+    assert_eq!(m["content"]["steps"][0]["targetSelector"], "button#invite");
+    assert_eq!(m["navigateTo"], "https://app.example.com/settings/team");
+
+    // The events, in order.
+    let mut ws = WsClient::connect(&app.ws_url, json!({})).await;
+    ws.subscribe("t", "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { status navigateTo content { id } } }", json!({ "t": m["turnId"], "s": m["sessionToken"] })).await;
+    let statuses: Vec<String> = ws.collect("t", Duration::from_secs(5)).await.iter().map(|p| p["data"]["chatTurn"]["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(statuses, ["ANALYZING", "MATCHED_CONTENT", "NAVIGATING", "COMPLETED"]);
+
+    // Already on the start page: no navigation. A draft flow never matches.
+    let r = app.gql_as(None, q, json!({ "i": { "widgetId": widget, "message": "invite a teammate", "pageUrl": "https://app.example.com/settings/team" } })).await;
+    assert_eq!(r["data"]["sendMessage"]["status"], "MATCHED_CONTENT");
+    assert!(r["data"]["sendMessage"]["navigateTo"].is_null());
+    let r = app.gql_as(None, q, json!({ "i": { "widgetId": widget, "message": "how to export data?" } })).await;
+    assert_ne!(r["data"]["sendMessage"]["status"], "MATCHED_CONTENT", "{r}");
+}
