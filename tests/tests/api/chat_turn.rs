@@ -165,9 +165,10 @@ fn seqs_and_statuses(events: &[Value]) -> (Vec<i64>, Vec<String>) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_turn_streams_every_event_once_in_order() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(chat_turn_streams_every_event_once_in_order);
+
+async fn chat_turn_streams_every_event_once_in_order(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (widget, _, ids) = widget_with_kb(&app, ARTICLES).await;
 
     // Subscribe right after startTurn, racing the background turn.
