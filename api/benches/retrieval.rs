@@ -72,7 +72,7 @@ const LATENCY_QUERIES: &[&str] = &[
     "Hi, we are a team of 40 people and since yesterday nobody can log in to the \
      admin console through our SAML identity provider, it shows an invalid certificate \
      message and then redirects back to the login page. What should we check?",
-    "zentrix",
+    "what is zentri",
 ];
 
 fn main() -> BenchResult<()> {
