@@ -18,21 +18,38 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn gql(client: &reqwest::Client, url: &str, key: Option<&str>, query: &str, vars: Value) -> Value {
-    let mut req = client.post(url).json(&json!({ "query": query, "variables": vars }));
+async fn gql(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    query: &str,
+    vars: Value,
+) -> Value {
+    let mut req = client
+        .post(url)
+        .json(&json!({ "query": query, "variables": vars }));
     if let Some(k) = key {
         req = req.header("x-api-key", k);
     }
-    req.send().await.expect("request").json().await.expect("json")
+    req.send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
 }
 
 #[tokio::main]
 async fn main() {
-    let dir = std::env::temp_dir().join(format!("wayfinder-bench-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("wayfinder-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut config = Config::defaults();
     config.addr = "127.0.0.1:0".parse().expect("addr");
-    config.database_url = Some(format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()));
+    config.database_url = Some(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("bench.db").display()
+    ));
     config.data_dir = dir.clone();
     config.secret = Some("bench-secret-bench-secret-bench-secret-00".into());
     config.demo = false;
@@ -45,27 +62,86 @@ async fn main() {
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    let (_, _, key) = service::org::create(&state.db, "Bench", Plan::Pro, "bench@example.com").await.expect("org");
+    let (_, _, key) = service::org::create(&state.db, "Bench", Plan::Pro, "bench@example.com")
+        .await
+        .expect("org");
     let key = key.key;
     let client = reqwest::Client::new();
 
-    let kb = gql(&client, &url, Some(&key), r#"mutation { createKnowledgeBase(input: {name: "Bench"}) { id } }"#, json!({})).await["data"]["createKnowledgeBase"]["id"].clone();
-    let topics = ["password", "invoice", "export", "teammate", "billing", "integration", "webhook", "report", "calendar", "notification"];
-    let verbs = ["reset", "download", "configure", "invite", "cancel", "connect", "schedule", "share", "archive", "restore"];
+    let kb = gql(
+        &client,
+        &url,
+        Some(&key),
+        r#"mutation { createKnowledgeBase(input: {name: "Bench"}) { id } }"#,
+        json!({}),
+    )
+    .await["data"]["createKnowledgeBase"]["id"]
+        .clone();
+    let topics = [
+        "password",
+        "invoice",
+        "export",
+        "teammate",
+        "billing",
+        "integration",
+        "webhook",
+        "report",
+        "calendar",
+        "notification",
+    ];
+    let verbs = [
+        "reset",
+        "download",
+        "configure",
+        "invite",
+        "cancel",
+        "connect",
+        "schedule",
+        "share",
+        "archive",
+        "restore",
+    ];
     for i in 0..200 {
-        let (t, v) = (topics[i % topics.len()], verbs[(i / topics.len()) % verbs.len()]);
+        let (t, v) = (
+            topics[i % topics.len()],
+            verbs[(i / topics.len()) % verbs.len()],
+        );
         let title = format!("How to {v} your {t} ({i})");
-        let body = format!("To {v} a {t}, open Settings and choose {t}s. Then click {v}. Admins can {v} any {t} for the whole workspace. Changes apply at once and are logged in the audit trail.");
+        let body = format!(
+            "To {v} a {t}, open Settings and choose {t}s. Then click {v}. Admins can {v} any {t} for the whole workspace. Changes apply at once and are logged in the audit trail."
+        );
         gql(&client, &url, Some(&key), "mutation($kb: UUID!, $t: String!, $b: String!) { createKbArticle(input: {knowledgeBaseId: $kb, title: $t, body: $b}) { id } }", json!({ "kb": kb, "t": title, "b": body })).await;
     }
     let bot = gql(&client, &url, Some(&key), "mutation($kb: UUID!) { createBot(input: {name: \"Bench\", knowledgeBaseIds: [$kb]}) { id } }", json!({ "kb": kb })).await["data"]["createBot"]["id"].clone();
-    let widget = gql(&client, &url, Some(&key), "mutation($b: UUID!) { createChatWidget(input: {botId: $b}) { id } }", json!({ "b": bot })).await["data"]["createChatWidget"]["id"].clone();
+    let widget = gql(
+        &client,
+        &url,
+        Some(&key),
+        "mutation($b: UUID!) { createChatWidget(input: {botId: $b}) { id } }",
+        json!({ "b": bot }),
+    )
+    .await["data"]["createChatWidget"]["id"]
+        .clone();
 
-    let questions = ["how do I reset my password", "where can I download invoices", "can admins invite teammates", "how to connect an integration", "schedule a report"];
-    let send = "mutation($i: TurnInput!) { sendMessage(input: $i) { status citations { articleId } } }";
+    let questions = [
+        "how do I reset my password",
+        "where can I download invoices",
+        "can admins invite teammates",
+        "how to connect an integration",
+        "schedule a report",
+    ];
+    let send =
+        "mutation($i: TurnInput!) { sendMessage(input: $i) { status citations { articleId } } }";
     // Warm up.
     for q in questions {
-        gql(&client, &url, None, send, json!({ "i": { "widgetId": widget, "message": q } })).await;
+        gql(
+            &client,
+            &url,
+            None,
+            send,
+            json!({ "i": { "widgetId": widget, "message": q } }),
+        )
+        .await;
     }
     let mut times = Vec::with_capacity(TURNS);
     let mut answered = 0;
@@ -73,7 +149,14 @@ async fn main() {
     for i in 0..TURNS {
         let q = questions[i % questions.len()];
         let t = Instant::now();
-        let r = gql(&client, &url, None, send, json!({ "i": { "widgetId": widget, "message": q } })).await;
+        let r = gql(
+            &client,
+            &url,
+            None,
+            send,
+            json!({ "i": { "widgetId": widget, "message": q } }),
+        )
+        .await;
         times.push(t.elapsed());
         if r["data"]["sendMessage"]["status"] == "ANSWERED" {
             answered += 1;
@@ -81,7 +164,9 @@ async fn main() {
     }
     let total = started.elapsed();
     times.sort();
-    println!("turn latency, no LLM (extractive), SQLite, 200 articles, {TURNS} sequential sendMessage turns over HTTP");
+    println!(
+        "turn latency, no LLM (extractive), SQLite, 200 articles, {TURNS} sequential sendMessage turns over HTTP"
+    );
     println!("| p50 | p99 | max | turns/s | answered |");
     println!("|---|---|---|---|---|");
     println!(

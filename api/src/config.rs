@@ -9,7 +9,12 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
-    #[arg(long, global = true, env = "WAYFINDER_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub addr: SocketAddr,
 
     /// Database URL: `sqlite://…` or `postgres://…`. Default: a SQLite file in the data directory.
@@ -17,7 +22,12 @@ pub struct Config {
     pub database_url: Option<String>,
 
     /// Directory for the embedded SQLite database and the generated local secret.
-    #[arg(long, global = true, env = "WAYFINDER_DATA_DIR", default_value = "data")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_DATA_DIR",
+        default_value = "data"
+    )]
     pub data_dir: PathBuf,
 
     /// Redis URL for pub/sub across replicas; unset uses in-process pub/sub.
@@ -25,7 +35,12 @@ pub struct Config {
     pub redis_url: Option<String>,
 
     /// Prefix of every Redis channel, so several deployments (or tests) can share one Redis.
-    #[arg(long, global = true, env = "REDIS_PREFIX", default_value = "wayfinder:")]
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_PREFIX",
+        default_value = "wayfinder:"
+    )]
     pub redis_prefix: String,
 
     /// Server secret (at least 32 characters) for signing tokens and sealing keys; unset generates one in the data directory.
@@ -41,7 +56,12 @@ pub struct Config {
     pub demo: bool,
 
     /// Log format: `text` for people, `json` for log collectors.
-    #[arg(long, global = true, env = "WAYFINDER_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: String,
 
     /// Largest accepted request body, in bytes.
@@ -49,11 +69,21 @@ pub struct Config {
     pub body_limit: usize,
 
     /// Deepest accepted GraphQL selection nesting.
-    #[arg(long, global = true, env = "WAYFINDER_MAX_QUERY_DEPTH", default_value_t = 15)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAX_QUERY_DEPTH",
+        default_value_t = 15
+    )]
     pub max_query_depth: usize,
 
     /// Highest accepted GraphQL query complexity (one point per field; a list counts its fields once per item asked for).
-    #[arg(long, global = true, env = "WAYFINDER_MAX_QUERY_COMPLEXITY", default_value_t = 5000)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAX_QUERY_COMPLEXITY",
+        default_value_t = 5000
+    )]
     pub max_query_complexity: usize,
 
     /// Most operations accepted in one batched HTTP request.
@@ -61,15 +91,30 @@ pub struct Config {
     pub max_batch: usize,
 
     /// Milliseconds a graphql-ws client has to send `connection_init` before the socket closes with 4408.
-    #[arg(long, global = true, env = "WAYFINDER_WS_INIT_TIMEOUT_MS", default_value_t = 3000)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_WS_INIT_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
     pub ws_init_timeout_ms: u64,
 
     /// Most concurrent subscriptions on one graphql-ws socket.
-    #[arg(long, global = true, env = "WAYFINDER_WS_MAX_SUBSCRIPTIONS", default_value_t = 32)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_WS_MAX_SUBSCRIPTIONS",
+        default_value_t = 32
+    )]
     pub ws_max_subscriptions: usize,
 
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
-    #[arg(long, global = true, env = "WAYFINDER_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10
+    )]
     pub shutdown_grace_secs: u64,
 
     /// LLM provider: `ollama`, `openai` (or any OpenAI-compatible server), `anthropic`, or `none`. Unset: Ollama Cloud when `LLM_API_KEY` is set, otherwise none (extractive answers).
@@ -89,15 +134,30 @@ pub struct Config {
     pub llm_model: String,
 
     /// Milliseconds to connect to the LLM provider.
-    #[arg(long, global = true, env = "LLM_CONNECT_TIMEOUT_MS", default_value_t = 3000)]
+    #[arg(
+        long,
+        global = true,
+        env = "LLM_CONNECT_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
     pub llm_connect_timeout_ms: u64,
 
     /// Milliseconds to wait for the first streamed token before falling back.
-    #[arg(long, global = true, env = "LLM_FIRST_TOKEN_TIMEOUT_MS", default_value_t = 15000)]
+    #[arg(
+        long,
+        global = true,
+        env = "LLM_FIRST_TOKEN_TIMEOUT_MS",
+        default_value_t = 15000
+    )]
     pub llm_first_token_timeout_ms: u64,
 
     /// Milliseconds one LLM call may take in all before falling back.
-    #[arg(long, global = true, env = "LLM_TOTAL_TIMEOUT_MS", default_value_t = 60000)]
+    #[arg(
+        long,
+        global = true,
+        env = "LLM_TOTAL_TIMEOUT_MS",
+        default_value_t = 60000
+    )]
     pub llm_total_timeout_ms: u64,
 
     /// Retries on 429/5xx before the first token (with backoff).
@@ -105,15 +165,30 @@ pub struct Config {
     pub llm_max_retries: u32,
 
     /// Knowledge-base retrieval: `fulltext` (the database's ranked full-text index) or `keyword` (the substring baseline).
-    #[arg(long, global = true, env = "WAYFINDER_RETRIEVAL", default_value = "fulltext")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_RETRIEVAL",
+        default_value = "fulltext"
+    )]
     pub retrieval: String,
 
     /// Credits charged per 1,000 tokens, per model: `model=price,…`; `default` applies to unlisted models.
-    #[arg(long, global = true, env = "WAYFINDER_CREDIT_PRICES", default_value = "default=1")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_CREDIT_PRICES",
+        default_value = "default=1"
+    )]
     pub credit_prices: String,
 
     /// Seconds between two "out of AI credits" emails to the same org's owner.
-    #[arg(long, global = true, env = "WAYFINDER_NOTIFY_DEBOUNCE_SECS", default_value_t = 86_400)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_NOTIFY_DEBOUNCE_SECS",
+        default_value_t = 86_400
+    )]
     pub notify_debounce_secs: u64,
 
     /// SMTP server for owner emails (`smtp://user:pass@host:port`); unset keeps emails in the notifications outbox only.
@@ -121,23 +196,48 @@ pub struct Config {
     pub smtp_url: Option<String>,
 
     /// Sender address of owner emails.
-    #[arg(long, global = true, env = "SMTP_FROM", default_value = "Wayfinder <no-reply@wayfinder.invalid>")]
+    #[arg(
+        long,
+        global = true,
+        env = "SMTP_FROM",
+        default_value = "Wayfinder <no-reply@wayfinder.invalid>"
+    )]
     pub smtp_from: String,
 
     /// Credits the demo org starts with.
-    #[arg(long, global = true, env = "WAYFINDER_DEMO_CREDITS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_DEMO_CREDITS",
+        default_value_t = 10_000
+    )]
     pub demo_credits: i64,
 
     /// Public (no API key) requests allowed per client IP per minute, across replicas when Redis is set; 0 disables.
-    #[arg(long, global = true, env = "WAYFINDER_PUBLIC_RATE_LIMIT", default_value_t = 120)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_PUBLIC_RATE_LIMIT",
+        default_value_t = 120
+    )]
     pub public_rate_limit: u32,
 
     /// Wait before a failed webhook delivery's first retry, in milliseconds; it doubles per attempt up to an hour.
-    #[arg(long, global = true, env = "WAYFINDER_WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_WEBHOOK_BACKOFF_MS",
+        default_value_t = 1000
+    )]
     pub webhook_backoff_ms: u64,
 
     /// Minimum milliseconds between minting a contact-form challenge and accepting it.
-    #[arg(long, global = true, env = "WAYFINDER_CONTACT_MIN_FILL_MS", default_value_t = 2000)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_CONTACT_MIN_FILL_MS",
+        default_value_t = 2000
+    )]
     pub contact_min_fill_ms: u64,
 }
 

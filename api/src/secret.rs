@@ -156,12 +156,21 @@ impl ServerSecret {
     /// Encrypts `plaintext` for storage (ChaCha20-Poly1305, random nonce),
     /// bound to `aad` (e.g. the owning org's id) so it can't be moved to another row.
     pub fn seal(&self, purpose: &str, aad: &[u8], plaintext: &[u8]) -> Result<String, SecretError> {
-        use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, aead::{Aead, Payload}};
+        use chacha20poly1305::{
+            ChaCha20Poly1305, KeyInit, Nonce,
+            aead::{Aead, Payload},
+        };
         let cipher = ChaCha20Poly1305::new_from_slice(&self.seal_key(purpose))
             .map_err(|_| SecretError::Random("bad key length".into()))?;
         let nonce_bytes = random_bytes::<12>()?;
         let sealed = cipher
-            .encrypt(&Nonce::from(nonce_bytes), Payload { msg: plaintext, aad })
+            .encrypt(
+                &Nonce::from(nonce_bytes),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| SecretError::Random("encryption failed".into()))?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&sealed);
@@ -170,7 +179,10 @@ impl ServerSecret {
 
     /// Decrypts what [`Self::seal`] made with the same purpose and `aad`; `None` if tampered or foreign.
     pub fn open(&self, purpose: &str, aad: &[u8], sealed: &str) -> Option<Vec<u8>> {
-        use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, aead::{Aead, Payload}};
+        use chacha20poly1305::{
+            ChaCha20Poly1305, KeyInit, Nonce,
+            aead::{Aead, Payload},
+        };
         let raw = URL_SAFE_NO_PAD.decode(sealed.strip_prefix("v1.")?).ok()?;
         if raw.len() < 12 + 16 {
             return None;
@@ -178,7 +190,9 @@ impl ServerSecret {
         let (nonce, body) = raw.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().ok()?;
         let cipher = ChaCha20Poly1305::new_from_slice(&self.seal_key(purpose)).ok()?;
-        cipher.decrypt(&Nonce::from(nonce), Payload { msg: body, aad }).ok()
+        cipher
+            .decrypt(&Nonce::from(nonce), Payload { msg: body, aad })
+            .ok()
     }
 }
 
@@ -262,7 +276,10 @@ mod tests {
         let b = ServerSecret::from_bytes(b"fedcba9876543210fedcba9876543210");
         let sealed = a.seal("byok", b"org-1", b"sk-secret").unwrap();
         assert!(!sealed.contains("sk-secret"));
-        assert_eq!(a.open("byok", b"org-1", &sealed).as_deref(), Some(&b"sk-secret"[..]));
+        assert_eq!(
+            a.open("byok", b"org-1", &sealed).as_deref(),
+            Some(&b"sk-secret"[..])
+        );
         assert_eq!(a.open("byok", b"org-2", &sealed), None);
         assert_eq!(a.open("other", b"org-1", &sealed), None);
         assert_eq!(b.open("byok", b"org-1", &sealed), None);

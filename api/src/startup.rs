@@ -69,7 +69,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             Some(crate::llm::build_provider(settings).map_err(|e| StartError::Llm(e.to_string()))?)
         }
         None => {
-            tracing::info!("no LLM provider configured: answers are extractive (set LLM_PROVIDER / LLM_API_KEY)");
+            tracing::info!(
+                "no LLM provider configured: answers are extractive (set LLM_PROVIDER / LLM_API_KEY)"
+            );
             None
         }
     };
@@ -138,7 +140,10 @@ impl App {
             Duration::from_secs(5),
             Duration::from_secs(5),
         ));
-        let mailer = tokio::spawn(crate::service::notify::send_forever(self.state.clone(), Duration::from_millis(500)));
+        let mailer = tokio::spawn(crate::service::notify::send_forever(
+            self.state.clone(),
+            Duration::from_millis(500),
+        ));
         let webhooks = tokio::spawn(crate::service::webhook::deliver_forever(self.state.clone()));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

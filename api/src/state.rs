@@ -11,7 +11,10 @@ use crate::{config::Config, graphql::WayfinderSchema, pubsub::Bus, secret::Serve
 pub type AppState = Arc<State>;
 
 /// A provider built from an org's own settings, and the settings' update time it was built from.
-pub type OrgProvider = (chrono::DateTime<chrono::Utc>, Arc<dyn crate::llm::LlmProvider>);
+pub type OrgProvider = (
+    chrono::DateTime<chrono::Utc>,
+    Arc<dyn crate::llm::LlmProvider>,
+);
 
 /// See [`AppState`].
 pub struct State {

@@ -112,7 +112,13 @@ pub async fn post(State(st): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, st.config.body_limit).await {
         Ok(b) => b,
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "BAD_REQUEST", "the request body is too large"),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BAD_REQUEST",
+                "the request body is too large",
+            );
+        }
     };
     let headers = &parts.headers;
     let caller = match caller(&st, headers, &parts.extensions).await {

@@ -5,8 +5,8 @@
 pub mod assets;
 pub mod graphql;
 pub mod health;
-pub mod rate_limit;
 pub mod origin;
+pub mod rate_limit;
 pub mod rest;
 pub mod ws;
 

@@ -67,7 +67,9 @@ impl RateLimiter {
                 .await;
             match counted {
                 Ok((n, ())) => return n <= u64::from(self.per_minute),
-                Err(err) => tracing::warn!(%err, "rate limit counter unavailable in redis; counting locally"),
+                Err(err) => {
+                    tracing::warn!(%err, "rate limit counter unavailable in redis; counting locally")
+                }
             }
         }
         self.allow_locally(key, minute)

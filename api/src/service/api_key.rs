@@ -2,9 +2,7 @@
 
 use chrono::Utc;
 use entity::api_key;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{Page, PageArgs, event, get, new_id, paginate, scoped};

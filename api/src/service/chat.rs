@@ -169,7 +169,10 @@ pub async fn session_events(
     if let Some(a) = after {
         q = q.filter(chat_message::Column::Id.gt(a));
     }
-    Ok(q.order_by_asc(chat_message::Column::Id).limit(limit.min(10_000)).all(db).await?)
+    Ok(q.order_by_asc(chat_message::Column::Id)
+        .limit(limit.min(10_000))
+        .all(db)
+        .await?)
 }
 
 /// The last `turns` exchanges of a session (user message, final bot text), oldest first.
@@ -211,7 +214,11 @@ pub async fn history(
 }
 
 /// Whether `turn_id` belongs to `session_id`.
-pub async fn turn_in_session(db: &DatabaseConnection, turn_id: Uuid, session_id: Uuid) -> Result<bool, AppError> {
+pub async fn turn_in_session(
+    db: &DatabaseConnection,
+    turn_id: Uuid,
+    session_id: Uuid,
+) -> Result<bool, AppError> {
     Ok(chat_message::Entity::find()
         .filter(chat_message::Column::TurnId.eq(turn_id))
         .filter(chat_message::Column::SessionId.eq(session_id))
@@ -221,7 +228,10 @@ pub async fn turn_in_session(db: &DatabaseConnection, turn_id: Uuid, session_id:
 }
 
 /// The session of `turn_id`, if the turn exists.
-pub async fn session_of_turn(db: &DatabaseConnection, turn_id: Uuid) -> Result<Option<Uuid>, AppError> {
+pub async fn session_of_turn(
+    db: &DatabaseConnection,
+    turn_id: Uuid,
+) -> Result<Option<Uuid>, AppError> {
     Ok(chat_message::Entity::find()
         .filter(chat_message::Column::TurnId.eq(turn_id))
         .one(db)

@@ -124,7 +124,14 @@ pub fn cost(tokens: u64, price: i64) -> i64 {
     i64::try_from((tokens.saturating_mul(price)).div_ceil(1000)).unwrap_or(i64::MAX)
 }
 
-fn ledger_row(org_id: Uuid, amount: i64, kind: &str, turn_id: Option<Uuid>, model: &str, note: Option<String>) -> credit_ledger::ActiveModel {
+fn ledger_row(
+    org_id: Uuid,
+    amount: i64,
+    kind: &str,
+    turn_id: Option<Uuid>,
+    model: &str,
+    note: Option<String>,
+) -> credit_ledger::ActiveModel {
     credit_ledger::ActiveModel {
         id: Set(new_id()),
         org_id: Set(org_id),
@@ -140,12 +147,21 @@ fn ledger_row(org_id: Uuid, amount: i64, kind: &str, turn_id: Option<Uuid>, mode
 
 /// Takes `amount` from the balance in one conditional statement that cannot
 /// go below zero, with its `RESERVATION` ledger row, atomically.
-pub async fn reserve(db: &DatabaseConnection, org_id: Uuid, turn_id: Option<Uuid>, model: &str, amount: i64) -> Result<Reservation, ReserveError> {
+pub async fn reserve(
+    db: &DatabaseConnection,
+    org_id: Uuid,
+    turn_id: Option<Uuid>,
+    model: &str,
+    amount: i64,
+) -> Result<Reservation, ReserveError> {
     let amount = std::cmp::max(amount, 1);
     let run = async {
         let txn = crate::service::begin_write(db).await?;
         let res = org::Entity::update_many()
-            .col_expr(org::Column::CreditBalance, Expr::col(org::Column::CreditBalance).sub(amount))
+            .col_expr(
+                org::Column::CreditBalance,
+                Expr::col(org::Column::CreditBalance).sub(amount),
+            )
             .filter(org::Column::Id.eq(org_id))
             .filter(org::Column::CreditBalance.gte(amount))
             .exec(&txn)
@@ -154,12 +170,19 @@ pub async fn reserve(db: &DatabaseConnection, org_id: Uuid, turn_id: Option<Uuid
             txn.rollback().await?;
             return Ok::<bool, sea_orm::DbErr>(false);
         }
-        ledger_row(org_id, -amount, "RESERVATION", turn_id, model, None).insert(&txn).await?;
+        ledger_row(org_id, -amount, "RESERVATION", turn_id, model, None)
+            .insert(&txn)
+            .await?;
         txn.commit().await?;
         Ok(true)
     };
     match run.await {
-        Ok(true) => Ok(Reservation { org_id, turn_id, model: model.to_string(), amount }),
+        Ok(true) => Ok(Reservation {
+            org_id,
+            turn_id,
+            model: model.to_string(),
+            amount,
+        }),
         Ok(false) => Err(ReserveError::Insufficient),
         Err(e) => Err(ReserveError::Failed(e.into())),
     }
@@ -168,33 +191,61 @@ pub async fn reserve(db: &DatabaseConnection, org_id: Uuid, turn_id: Option<Uuid
 /// Settles a reservation by what the call actually cost: refunds the
 /// difference, or charges the excess as far as the balance allows (never
 /// below zero). Every balance change gets its ledger row in the same transaction.
-pub async fn settle(db: &DatabaseConnection, res: &Reservation, actual: i64, tokens: u32) -> Result<(), AppError> {
+pub async fn settle(
+    db: &DatabaseConnection,
+    res: &Reservation,
+    actual: i64,
+    tokens: u32,
+) -> Result<(), AppError> {
     let actual = std::cmp::max(actual, 0);
     let note = Some(format!("{tokens} tokens"));
     let txn = crate::service::begin_write(db).await?;
     if actual <= res.amount {
-        ledger_row(res.org_id, 0, "SETTLEMENT", res.turn_id, &res.model, note).insert(&txn).await?;
+        ledger_row(res.org_id, 0, "SETTLEMENT", res.turn_id, &res.model, note)
+            .insert(&txn)
+            .await?;
         let refund = res.amount - actual;
         if refund > 0 {
             org::Entity::update_many()
-                .col_expr(org::Column::CreditBalance, Expr::col(org::Column::CreditBalance).add(refund))
+                .col_expr(
+                    org::Column::CreditBalance,
+                    Expr::col(org::Column::CreditBalance).add(refund),
+                )
                 .filter(org::Column::Id.eq(res.org_id))
                 .exec(&txn)
                 .await?;
-            ledger_row(res.org_id, refund, "REFUND", res.turn_id, &res.model, None).insert(&txn).await?;
+            ledger_row(res.org_id, refund, "REFUND", res.turn_id, &res.model, None)
+                .insert(&txn)
+                .await?;
         }
     } else {
-        let balance = org::Entity::find_by_id(res.org_id).one(&txn).await?.map(|o| o.credit_balance).unwrap_or(0);
+        let balance = org::Entity::find_by_id(res.org_id)
+            .one(&txn)
+            .await?
+            .map(|o| o.credit_balance)
+            .unwrap_or(0);
         let extra = std::cmp::min(actual - res.amount, std::cmp::max(balance, 0));
         if extra > 0 {
             org::Entity::update_many()
-                .col_expr(org::Column::CreditBalance, Expr::col(org::Column::CreditBalance).sub(extra))
+                .col_expr(
+                    org::Column::CreditBalance,
+                    Expr::col(org::Column::CreditBalance).sub(extra),
+                )
                 .filter(org::Column::Id.eq(res.org_id))
                 .filter(org::Column::CreditBalance.gte(extra))
                 .exec(&txn)
                 .await?;
         }
-        ledger_row(res.org_id, -extra, "SETTLEMENT", res.turn_id, &res.model, note).insert(&txn).await?;
+        ledger_row(
+            res.org_id,
+            -extra,
+            "SETTLEMENT",
+            res.turn_id,
+            &res.model,
+            note,
+        )
+        .insert(&txn)
+        .await?;
     }
     txn.commit().await?;
     Ok(())
@@ -225,14 +276,25 @@ pub async fn usage(st: &State, scope: &OrgScope, days: u32) -> Result<Vec<UsageR
         .await?;
     let mut by: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
     for r in rows {
-        let key = (r.created_at.format("%Y-%m-%d").to_string(), r.model.clone().unwrap_or_default());
+        let key = (
+            r.created_at.format("%Y-%m-%d").to_string(),
+            r.model.clone().unwrap_or_default(),
+        );
         let e = by.entry(key).or_default();
         e.0 -= r.amount;
         if r.kind == "RESERVATION" {
             e.1 += 1;
         }
     }
-    let mut out: Vec<UsageRow> = by.into_iter().map(|((day, model), (credits, calls))| UsageRow { day, model, credits, calls }).collect();
+    let mut out: Vec<UsageRow> = by
+        .into_iter()
+        .map(|((day, model), (credits, calls))| UsageRow {
+            day,
+            model,
+            credits,
+            calls,
+        })
+        .collect();
     out.reverse();
     Ok(out)
 }

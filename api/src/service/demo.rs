@@ -51,7 +51,12 @@ const ARTICLES: &[(&str, &str)] = &[
 /// `localhost` / `127.0.0.1` twin (people type either).
 fn demo_origins(public_url: &str) -> Vec<String> {
     let mut out = vec![public_url.to_string()];
-    for (from, to) in [("://127.0.0.1:", "://localhost:"), ("://localhost:", "://127.0.0.1:"), ("://0.0.0.0:", "://127.0.0.1:"), ("://0.0.0.0:", "://localhost:")] {
+    for (from, to) in [
+        ("://127.0.0.1:", "://localhost:"),
+        ("://localhost:", "://127.0.0.1:"),
+        ("://0.0.0.0:", "://127.0.0.1:"),
+        ("://0.0.0.0:", "://localhost:"),
+    ] {
         if public_url.contains(from) {
             out.push(public_url.replace(from, to));
         }
@@ -72,7 +77,13 @@ pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>,
     )
     .await?;
     let scope = OrgScope::operator(org.id);
-    credits::grant(&st.db, org.id, st.config.demo_credits.max(1), Some("demo starting balance".into())).await?;
+    credits::grant(
+        &st.db,
+        org.id,
+        st.config.demo_credits.max(1),
+        Some("demo starting balance".into()),
+    )
+    .await?;
     let knowledge = kb::create(
         st,
         &scope,

@@ -6,8 +6,8 @@
 //! outbox event that announces them.
 
 pub mod api_key;
-pub mod chat;
 pub mod bot;
+pub mod chat;
 pub mod chat_widget;
 pub mod contact;
 pub mod content;
@@ -161,7 +161,9 @@ pub async fn paginate<E: OrgOwned>(
 /// the write lock up front (waiting up to the busy timeout), so a transaction
 /// that reads before it writes can't fail with "database is locked" when
 /// another writer commits in between. PostgreSQL ignores the option.
-pub async fn begin_write(db: &sea_orm::DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+pub async fn begin_write(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
     use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

@@ -12,8 +12,10 @@ use chrono::Utc;
 use entity::{debounce, notification, org};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, message::Mailbox};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::{Expr, OnConflict},
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
 
@@ -24,9 +26,14 @@ use crate::{auth::OrgScope, error::AppError, state::State};
 const MAX_ATTEMPTS: i32 = 10;
 
 /// Claims the debounce window of `key`; true for exactly one caller per window.
-pub async fn claim_window(db: &DatabaseConnection, key: &str, window: Duration) -> Result<bool, AppError> {
+pub async fn claim_window(
+    db: &DatabaseConnection,
+    key: &str,
+    window: Duration,
+) -> Result<bool, AppError> {
     let now = Utc::now();
-    let cutoff = now - chrono::Duration::from_std(window).unwrap_or_else(|_| chrono::Duration::days(1));
+    let cutoff =
+        now - chrono::Duration::from_std(window).unwrap_or_else(|_| chrono::Duration::days(1));
     let updated = debounce::Entity::update_many()
         .col_expr(debounce::Column::LastFiredAt, Expr::value(now))
         .filter(debounce::Column::Key.eq(key))
@@ -40,7 +47,11 @@ pub async fn claim_window(db: &DatabaseConnection, key: &str, window: Duration) 
         key: Set(key.to_string()),
         last_fired_at: Set(now),
     })
-    .on_conflict(OnConflict::column(debounce::Column::Key).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::column(debounce::Column::Key)
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(db)
     .await?;
     Ok(inserted == 1)
@@ -49,7 +60,13 @@ pub async fn claim_window(db: &DatabaseConnection, key: &str, window: Duration) 
 /// Queues the "out of AI credits" email to the org's owner, at most once per debounce window.
 pub async fn out_of_credits(st: &State, org: &org::Model) -> Result<bool, AppError> {
     let key = format!("credits.insufficient:{}", org.id);
-    if !claim_window(&st.db, &key, Duration::from_secs(st.config.notify_debounce_secs)).await? {
+    if !claim_window(
+        &st.db,
+        &key,
+        Duration::from_secs(st.config.notify_debounce_secs),
+    )
+    .await?
+    {
         return Ok(false);
     }
     let now = Utc::now();
@@ -77,17 +94,26 @@ pub async fn out_of_credits(st: &State, org: &org::Model) -> Result<bool, AppErr
 }
 
 /// The caller's notifications, oldest first.
-pub async fn list(st: &State, scope: &OrgScope, page: &PageArgs) -> Result<Page<notification::Model>, AppError> {
+pub async fn list(
+    st: &State,
+    scope: &OrgScope,
+    page: &PageArgs,
+) -> Result<Page<notification::Model>, AppError> {
     paginate(&st.db, scoped::<notification::Entity>(scope), page).await
 }
 
 fn backoff(attempts: i32) -> chrono::Duration {
-    let secs = 2_i64.saturating_pow(attempts.clamp(0, 12) as u32).min(3_600);
+    let secs = 2_i64
+        .saturating_pow(attempts.clamp(0, 12) as u32)
+        .min(3_600);
     chrono::Duration::seconds(secs)
 }
 
 /// Sends what is due once; returns how many were sent.
-pub async fn send_due(st: &State, mailer: &AsyncSmtpTransport<Tokio1Executor>) -> Result<usize, AppError> {
+pub async fn send_due(
+    st: &State,
+    mailer: &AsyncSmtpTransport<Tokio1Executor>,
+) -> Result<usize, AppError> {
     let now = Utc::now();
     let due = notification::Entity::find()
         .filter(notification::Column::Status.eq("PENDING"))
@@ -100,7 +126,10 @@ pub async fn send_due(st: &State, mailer: &AsyncSmtpTransport<Tokio1Executor>) -
     for n in due {
         // Claim this attempt: only the replica whose update matches sends it.
         let claimed = notification::Entity::update_many()
-            .col_expr(notification::Column::NextAttemptAt, Expr::value(now + chrono::Duration::seconds(120)))
+            .col_expr(
+                notification::Column::NextAttemptAt,
+                Expr::value(now + chrono::Duration::seconds(120)),
+            )
             .filter(notification::Column::Id.eq(n.id))
             .filter(notification::Column::Status.eq("PENDING"))
             .filter(notification::Column::NextAttemptAt.eq(n.next_attempt_at))
@@ -135,8 +164,16 @@ pub async fn send_due(st: &State, mailer: &AsyncSmtpTransport<Tokio1Executor>) -
     Ok(sent)
 }
 
-async fn deliver(st: &State, mailer: &AsyncSmtpTransport<Tokio1Executor>, n: &notification::Model) -> Result<(), String> {
-    let from: Mailbox = st.config.smtp_from.parse().map_err(|e| format!("SMTP_FROM: {e}"))?;
+async fn deliver(
+    st: &State,
+    mailer: &AsyncSmtpTransport<Tokio1Executor>,
+    n: &notification::Model,
+) -> Result<(), String> {
+    let from: Mailbox = st
+        .config
+        .smtp_from
+        .parse()
+        .map_err(|e| format!("SMTP_FROM: {e}"))?;
     let to: Mailbox = n.recipient.parse().map_err(|e| format!("recipient: {e}"))?;
     let email = Message::builder()
         .from(from)
@@ -144,7 +181,11 @@ async fn deliver(st: &State, mailer: &AsyncSmtpTransport<Tokio1Executor>, n: &no
         .subject(n.subject.clone())
         .body(n.body.clone())
         .map_err(|e| e.to_string())?;
-    mailer.send(email).await.map(|_| ()).map_err(|e| e.to_string())
+    mailer
+        .send(email)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Delivers due notifications forever (when `SMTP_URL` is set), every `every`.
@@ -169,6 +210,9 @@ pub async fn send_forever(st: Arc<State>, every: Duration) {
 }
 
 /// Org of a notification id, for tests and tools.
-pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<Option<notification::Model>, AppError> {
+pub async fn get(
+    db: &DatabaseConnection,
+    id: Uuid,
+) -> Result<Option<notification::Model>, AppError> {
     Ok(notification::Entity::find_by_id(id).one(db).await?)
 }

@@ -2,9 +2,7 @@
 
 use chrono::Utc;
 use entity::{api_key, org};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
 use super::{api_key::insert_key, event, new_id};
@@ -105,7 +103,12 @@ pub async fn update_settings(
         Null => am.llm_provider = Set(None),
         Value(p) => match crate::llm::ProviderKind::parse(&p) {
             Some(kind) => am.llm_provider = Set(Some(kind.as_str().to_string())),
-            None => return Err(AppError::bad_input("input.llmProvider", "must be ollama, openai or anthropic")),
+            None => {
+                return Err(AppError::bad_input(
+                    "input.llmProvider",
+                    "must be ollama, openai or anthropic",
+                ));
+            }
         },
     }
     match change.llm_model {
@@ -116,7 +119,13 @@ pub async fn update_settings(
     match change.llm_base_url {
         Undefined => {}
         Null => am.llm_base_url = Set(None),
-        Value(u) => am.llm_base_url = Set(Some(domain::http_url("input.llmBaseUrl", &u)?.trim_end_matches('/').to_string())),
+        Value(u) => {
+            am.llm_base_url = Set(Some(
+                domain::http_url("input.llmBaseUrl", &u)?
+                    .trim_end_matches('/')
+                    .to_string(),
+            ))
+        }
     }
     match change.llm_api_key {
         Undefined => {}
@@ -125,7 +134,11 @@ pub async fn update_settings(
             let k = domain::text("input.llmApiKey", &k, 1, 1_000)?;
             let sealed = st
                 .secret
-                .seal(crate::turn::BYOK_PURPOSE, scope.org_id().as_bytes(), k.as_bytes())
+                .seal(
+                    crate::turn::BYOK_PURPOSE,
+                    scope.org_id().as_bytes(),
+                    k.as_bytes(),
+                )
                 .map_err(AppError::internal)?;
             am.llm_api_key_sealed = Set(Some(sealed));
         }

@@ -64,8 +64,14 @@ pub fn messages(history: &[(String, String)], hits: &[Hit], question: &str) -> V
         kept.push((q, a));
     }
     for (q, a) in kept.into_iter().rev() {
-        out.push(LlmMessage { role: Role::User, content: q.clone() });
-        out.push(LlmMessage { role: Role::Assistant, content: a.clone() });
+        out.push(LlmMessage {
+            role: Role::User,
+            content: q.clone(),
+        });
+        out.push(LlmMessage {
+            role: Role::Assistant,
+            content: a.clone(),
+        });
     }
     let mut content = String::from("<articles>\n");
     for (i, hit) in hits.iter().take(CONTEXT_ARTICLES).enumerate() {
@@ -80,7 +86,10 @@ pub fn messages(history: &[(String, String)], hits: &[Hit], question: &str) -> V
     content.push_str("</articles>\n\n<question>\n");
     content.push_str(&fence_safe(question));
     content.push_str("\n</question>");
-    out.push(LlmMessage { role: Role::User, content });
+    out.push(LlmMessage {
+        role: Role::User,
+        content,
+    });
     out
 }
 
@@ -91,7 +100,10 @@ pub fn citations(answer: &str, context: &[Hit]) -> Vec<Citation> {
     let mut found: Vec<Citation> = vec![];
     let mut add = |hit: &Hit| {
         if !found.iter().any(|c| c.article_id == hit.article_id) {
-            found.push(Citation { article_id: hit.article_id, title: hit.title.clone() });
+            found.push(Citation {
+                article_id: hit.article_id,
+                title: hit.title.clone(),
+            });
         }
     };
     let mut rest = answer;
@@ -101,7 +113,12 @@ pub fn citations(answer: &str, context: &[Hit]) -> Vec<Citation> {
         let inside = &after[..close];
         if inside.len() <= 200 {
             for token in inside.split([',', ';', ' ']) {
-                let token = token.trim().trim_start_matches('#').trim_start_matches("ref").trim_start_matches(':').trim();
+                let token = token
+                    .trim()
+                    .trim_start_matches('#')
+                    .trim_start_matches("ref")
+                    .trim_start_matches(':')
+                    .trim();
                 if let Ok(n) = token.parse::<usize>() {
                     if (1..=context.len()).contains(&n) {
                         add(&context[n - 1]);
@@ -143,7 +160,10 @@ mod tests {
     fn citations_keep_only_context_articles() {
         let ctx = vec![hit("A"), hit("B"), hit("C")];
         let invented = Uuid::now_v7();
-        let answer = format!("Do X [2]. Also Y [1, 2]. See [9] and [{invented}] and [{}].", ctx[2].article_id);
+        let answer = format!(
+            "Do X [2]. Also Y [1, 2]. See [9] and [{invented}] and [{}].",
+            ctx[2].article_id
+        );
         let got = citations(&answer, &ctx);
         let titles: Vec<&str> = got.iter().map(|c| c.title.as_str()).collect();
         assert_eq!(titles, ["B", "A", "C"]);

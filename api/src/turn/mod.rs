@@ -88,12 +88,17 @@ pub struct TurnOutcome {
 }
 
 /// Validates the request, resolves widget/bot and session, and stores the user message.
-pub async fn start(st: &AppState, caller: &Caller, req: TurnRequest) -> Result<StartedTurn, AppError> {
+pub async fn start(
+    st: &AppState,
+    caller: &Caller,
+    req: TurnRequest,
+) -> Result<StartedTurn, AppError> {
     let message = domain::text("input.message", &req.message, 1, MESSAGE_MAX)?;
     if let Some(url) = &req.page_url {
         domain::page_url("input.pageUrl", url)?;
     }
-    let (bot, widget): (bot::Model, Option<chat_widget::Model>) = match (req.widget_id, req.bot_id) {
+    let (bot, widget): (bot::Model, Option<chat_widget::Model>) = match (req.widget_id, req.bot_id)
+    {
         (Some(widget_id), _) => {
             let (widget, bot) = service::chat_widget::public(st, widget_id)
                 .await
@@ -102,7 +107,10 @@ pub async fn start(st: &AppState, caller: &Caller, req: TurnRequest) -> Result<S
         }
         (None, Some(bot_id)) => {
             let scope = caller.scope()?;
-            (service::get_ref::<bot::Entity>(&st.db, scope, bot_id, "input.botId").await?, None)
+            (
+                service::get_ref::<bot::Entity>(&st.db, scope, bot_id, "input.botId").await?,
+                None,
+            )
         }
         (None, None) => {
             return Err(AppError::bad_input(
@@ -118,9 +126,12 @@ pub async fn start(st: &AppState, caller: &Caller, req: TurnRequest) -> Result<S
     let session = match token {
         Some(token) => {
             let session = chat::verify_token(st, &token).await?;
-            let same_place = session.chat_widget_id == widget.as_ref().map(|w| w.id) && session.bot_id == bot.id;
+            let same_place =
+                session.chat_widget_id == widget.as_ref().map(|w| w.id) && session.bot_id == bot.id;
             if !same_place {
-                return Err(AppError::Forbidden("this session token belongs to another widget".into()));
+                return Err(AppError::Forbidden(
+                    "this session token belongs to another widget".into(),
+                ));
             }
             session
         }
@@ -138,7 +149,14 @@ pub async fn start(st: &AppState, caller: &Caller, req: TurnRequest) -> Result<S
         ..Default::default()
     };
     let first = emitter
-        .emit(TurnStatus::Analyzing, "user", message.clone(), payload, None, 0)
+        .emit(
+            TurnStatus::Analyzing,
+            "user",
+            message.clone(),
+            payload,
+            None,
+            0,
+        )
         .await?;
     Ok(StartedTurn {
         turn_id,
@@ -164,7 +182,10 @@ pub fn provider_for(st: &AppState, org: &org::Model) -> Option<(Arc<dyn LlmProvi
     let Some(kind) = org.llm_provider.as_deref().and_then(ProviderKind::parse) else {
         return st.llm.clone().map(|p| (p, st.config.llm_model.clone()));
     };
-    let model = org.llm_model.clone().unwrap_or_else(|| st.config.llm_model.clone());
+    let model = org
+        .llm_model
+        .clone()
+        .unwrap_or_else(|| st.config.llm_model.clone());
     if let Ok(cache) = st.org_llm.lock()
         && let Some((at, p)) = cache.get(&org.id)
         && *at == org.updated_at
@@ -183,7 +204,10 @@ pub fn provider_for(st: &AppState, org: &org::Model) -> Option<(Arc<dyn LlmProvi
     };
     let settings = ProviderSettings {
         kind,
-        base_url: org.llm_base_url.clone().unwrap_or_else(|| kind.default_base_url().to_string()),
+        base_url: org
+            .llm_base_url
+            .clone()
+            .unwrap_or_else(|| kind.default_base_url().to_string()),
         api_key,
         connect_timeout: Duration::from_millis(st.config.llm_connect_timeout_ms),
         first_token_timeout: Duration::from_millis(st.config.llm_first_token_timeout_ms),
@@ -228,7 +252,14 @@ pub async fn run(st: AppState, mut turn: StartedTurn) -> TurnOutcome {
     };
     if let Err(err) = turn
         .emitter
-        .emit(TurnStatus::Completed, "status", "", EventPayload::default(), None, 0)
+        .emit(
+            TurnStatus::Completed,
+            "status",
+            "",
+            EventPayload::default(),
+            None,
+            0,
+        )
         .await
     {
         tracing::error!(%err, "could not store COMPLETED");
@@ -248,7 +279,14 @@ pub async fn run(st: AppState, mut turn: StartedTurn) -> TurnOutcome {
         } else {
             None
         };
-        tokio::spawn(traits::extract_and_merge(st.clone(), turn.org.id, turn.turn_id, user, turn.message.clone(), llm));
+        tokio::spawn(traits::extract_and_merge(
+            st.clone(),
+            turn.org.id,
+            turn.turn_id,
+            user,
+            turn.message.clone(),
+            llm,
+        ));
     }
     outcome
 }
@@ -285,15 +323,41 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
 }
 
 /// A flow or tooltip named in the question: `MATCHED_CONTENT`, then `NAVIGATING` when its start page differs.
-async fn matched(st: &AppState, turn: &mut StartedTurn, site_id: Uuid, content: TurnContent) -> Result<TurnOutcome, AppError> {
-    let site = entity::site::Entity::find_by_id(site_id).one(&st.db).await?;
+async fn matched(
+    st: &AppState,
+    turn: &mut StartedTurn,
+    site_id: Uuid,
+    content: TurnContent,
+) -> Result<TurnOutcome, AppError> {
+    let site = entity::site::Entity::find_by_id(site_id)
+        .one(&st.db)
+        .await?;
     let navigate_to = matcher::navigation(&content, turn.page_url.as_deref(), site.as_ref());
     let text = format!("I can walk you through this: {}.", content.name);
-    let payload = EventPayload { content: Some(content.clone()), ..Default::default() };
-    let ev = turn.emitter.emit(TurnStatus::MatchedContent, "bot", text.clone(), payload, None, 0).await?;
+    let payload = EventPayload {
+        content: Some(content.clone()),
+        ..Default::default()
+    };
+    let ev = turn
+        .emitter
+        .emit(
+            TurnStatus::MatchedContent,
+            "bot",
+            text.clone(),
+            payload,
+            None,
+            0,
+        )
+        .await?;
     if let Some(to) = &navigate_to {
-        let payload = EventPayload { navigate_to: Some(to.clone()), content: Some(content.clone()), ..Default::default() };
-        turn.emitter.emit(TurnStatus::Navigating, "status", "", payload, None, 0).await?;
+        let payload = EventPayload {
+            navigate_to: Some(to.clone()),
+            content: Some(content.clone()),
+            ..Default::default()
+        };
+        turn.emitter
+            .emit(TurnStatus::Navigating, "status", "", payload, None, 0)
+            .await?;
     }
     Ok(TurnOutcome {
         status: TurnStatus::MatchedContent,
@@ -312,8 +376,13 @@ async fn extractive_answer(turn: &mut StartedTurn, hits: &[Hit]) -> Result<TurnO
         return fallback(turn, "no_articles").await;
     };
     for piece in pieces {
-        let payload = EventPayload { delta: Some(piece), ..Default::default() };
-        turn.emitter.emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0).await?;
+        let payload = EventPayload {
+            delta: Some(piece),
+            ..Default::default()
+        };
+        turn.emitter
+            .emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0)
+            .await?;
     }
     answered(turn, text, citations, Some("extractive".into()), 0).await
 }
@@ -325,10 +394,20 @@ async fn answered(
     model: Option<String>,
     tokens: i32,
 ) -> Result<TurnOutcome, AppError> {
-    let payload = EventPayload { citations: citations.clone(), ..Default::default() };
+    let payload = EventPayload {
+        citations: citations.clone(),
+        ..Default::default()
+    };
     let ev = turn
         .emitter
-        .emit(TurnStatus::Answered, "bot", text.clone(), payload, model.clone(), tokens)
+        .emit(
+            TurnStatus::Answered,
+            "bot",
+            text.clone(),
+            payload,
+            model.clone(),
+            tokens,
+        )
         .await?;
     Ok(TurnOutcome {
         status: TurnStatus::Answered,
@@ -343,10 +422,25 @@ async fn answered(
 }
 
 /// Out of credits: no LLM call, the canned reply, the outbox event and (debounced) the owner's email.
-async fn insufficient_credits(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, AppError> {
-    let mut outcome = canned(turn, TurnStatus::InsufficientCredits, "insufficient_credits").await?;
+async fn insufficient_credits(
+    st: &AppState,
+    turn: &mut StartedTurn,
+) -> Result<TurnOutcome, AppError> {
+    let mut outcome = canned(
+        turn,
+        TurnStatus::InsufficientCredits,
+        "insufficient_credits",
+    )
+    .await?;
     outcome.status = TurnStatus::InsufficientCredits;
-    match service::event::record(&st.db, turn.org.id, "credits.insufficient", serde_json::json!({ "turnId": turn.turn_id, "sessionId": turn.session_id })).await {
+    match service::event::record(
+        &st.db,
+        turn.org.id,
+        "credits.insufficient",
+        serde_json::json!({ "turnId": turn.turn_id, "sessionId": turn.session_id }),
+    )
+    .await
+    {
         Ok(ev) => service::event::publish(st, &[ev]).await,
         Err(err) => tracing::warn!(%err, "could not record credits.insufficient"),
     }
@@ -361,7 +455,11 @@ async fn fallback(turn: &mut StartedTurn, reason: &str) -> Result<TurnOutcome, A
     canned(turn, TurnStatus::Fallback, reason).await
 }
 
-async fn canned(turn: &mut StartedTurn, status: TurnStatus, reason: &str) -> Result<TurnOutcome, AppError> {
+async fn canned(
+    turn: &mut StartedTurn,
+    status: TurnStatus,
+    reason: &str,
+) -> Result<TurnOutcome, AppError> {
     let offer = turn.bot.fallback_to_human;
     let mut text = turn.bot.fallback_message.clone();
     if offer {
@@ -372,7 +470,10 @@ async fn canned(turn: &mut StartedTurn, status: TurnStatus, reason: &str) -> Res
         reason: Some(reason.to_string()),
         ..Default::default()
     };
-    let ev = turn.emitter.emit(status, "bot", text.clone(), payload, None, 0).await?;
+    let ev = turn
+        .emitter
+        .emit(status, "bot", text.clone(), payload, None, 0)
+        .await?;
     Ok(TurnOutcome {
         status,
         text,
@@ -402,12 +503,23 @@ async fn llm_answer(
         json: false,
     };
     // Pay before calling: reserve a generous estimate, settle by real usage.
-    let prompt_chars: usize = req.system.len() + req.messages.iter().map(|m| m.content.len()).sum::<usize>();
+    let prompt_chars: usize =
+        req.system.len() + req.messages.iter().map(|m| m.content.len()).sum::<usize>();
     let estimate_tokens = (prompt_chars / 3) as u64 + u64::from(req.max_tokens);
     let price = st.config.credit_price(&model);
-    let reservation = match service::credits::reserve(&st.db, turn.org.id, Some(turn.turn_id), &model, service::credits::cost(estimate_tokens, price)).await {
+    let reservation = match service::credits::reserve(
+        &st.db,
+        turn.org.id,
+        Some(turn.turn_id),
+        &model,
+        service::credits::cost(estimate_tokens, price),
+    )
+    .await
+    {
         Ok(r) => r,
-        Err(service::credits::ReserveError::Insufficient) => return insufficient_credits(st, turn).await,
+        Err(service::credits::ReserveError::Insufficient) => {
+            return insufficient_credits(st, turn).await;
+        }
         Err(service::credits::ReserveError::Failed(err)) => return Err(err),
     };
     let deadline = Duration::from_millis(st.config.llm_total_timeout_ms.saturating_add(5_000));
@@ -440,8 +552,15 @@ async fn llm_answer(
                 full.push_str(&d);
                 buffer.push_str(&d);
                 if buffer.len() >= DELTA_FLUSH_BYTES || buffer.contains('\n') {
-                    let payload = EventPayload { delta: Some(std::mem::take(&mut buffer)), ..Default::default() };
-                    if let Err(err) = turn.emitter.emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0).await {
+                    let payload = EventPayload {
+                        delta: Some(std::mem::take(&mut buffer)),
+                        ..Default::default()
+                    };
+                    if let Err(err) = turn
+                        .emitter
+                        .emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0)
+                        .await
+                    {
                         failure = Some(err.to_string());
                         break;
                     }
@@ -451,21 +570,44 @@ async fn llm_answer(
     }
     // Settle by what the provider reported (nothing reported: nothing charged).
     let used = usage.map(|u| u.total()).unwrap_or(0);
-    if let Err(err) = service::credits::settle(&st.db, &reservation, service::credits::cost(u64::from(used), price), used).await {
+    if let Err(err) = service::credits::settle(
+        &st.db,
+        &reservation,
+        service::credits::cost(u64::from(used), price),
+        used,
+    )
+    .await
+    {
         tracing::error!(%err, "could not settle a credit reservation");
     }
     let usage = match (usage, failure) {
         (Some(u), None) if !full.trim().is_empty() => u,
         (_, failure) => {
-            tracing::warn!(provider = provider.name(), reason = failure.as_deref().unwrap_or("empty answer"), "LLM answer unusable; falling back");
+            tracing::warn!(
+                provider = provider.name(),
+                reason = failure.as_deref().unwrap_or("empty answer"),
+                "LLM answer unusable; falling back"
+            );
             return fallback(turn, "llm_unavailable").await;
         }
     };
     if !buffer.is_empty() {
-        let payload = EventPayload { delta: Some(buffer), ..Default::default() };
-        turn.emitter.emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0).await?;
+        let payload = EventPayload {
+            delta: Some(buffer),
+            ..Default::default()
+        };
+        turn.emitter
+            .emit(TurnStatus::AnswerDelta, "status", "", payload, None, 0)
+            .await?;
     }
     let citations = answer::citations(&full, hits);
     let tokens = i32::try_from(usage.total()).unwrap_or(i32::MAX);
-    answered(turn, full.trim().to_string(), citations, Some(model), tokens).await
+    answered(
+        turn,
+        full.trim().to_string(),
+        citations,
+        Some(model),
+        tokens,
+    )
+    .await
 }

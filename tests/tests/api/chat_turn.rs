@@ -17,8 +17,19 @@ on_both_databases!(
 );
 
 /// A widget whose bot answers from a small KB; returns (widget id, bot id, article ids).
-pub async fn widget_with_kb(app: &TestApp, articles: &[(&str, &str)]) -> (String, String, Vec<String>) {
-    let kb = app.gql_ok(r#"mutation { createKnowledgeBase(input: {name: "Help"}) { id } }"#, json!({})).await["createKnowledgeBase"]["id"].as_str().unwrap().to_string();
+pub async fn widget_with_kb(
+    app: &TestApp,
+    articles: &[(&str, &str)],
+) -> (String, String, Vec<String>) {
+    let kb = app
+        .gql_ok(
+            r#"mutation { createKnowledgeBase(input: {name: "Help"}) { id } }"#,
+            json!({}),
+        )
+        .await["createKnowledgeBase"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut ids = vec![];
     for (title, body) in articles {
         let a = app
@@ -36,9 +47,18 @@ pub async fn widget_with_kb(app: &TestApp, articles: &[(&str, &str)]) -> (String
 }
 
 pub const ARTICLES: &[(&str, &str)] = &[
-    ("Resetting your password", "To reset your password, open the sign-in page and click Forgot password. We email you a link that stays valid for one hour."),
-    ("Exporting invoices", "Billing admins can download every invoice as PDF from Settings, Billing, Invoices. Exports include VAT numbers."),
-    ("Inviting teammates", "Owners invite teammates from Settings, Team. Each invitation expires after seven days."),
+    (
+        "Resetting your password",
+        "To reset your password, open the sign-in page and click Forgot password. We email you a link that stays valid for one hour.",
+    ),
+    (
+        "Exporting invoices",
+        "Billing admins can download every invoice as PDF from Settings, Billing, Invoices. Exports include VAT numbers.",
+    ),
+    (
+        "Inviting teammates",
+        "Owners invite teammates from Settings, Team. Each invitation expires after seven days.",
+    ),
 ];
 
 const SEND: &str = "mutation($i: TurnInput!) { sendMessage(input: $i) { turnId sessionId sessionToken status text citations { articleId title } model handoffOffered messageId } }";
@@ -47,7 +67,13 @@ async fn extractive_answers_cite_and_sessions_continue(backend: Backend) {
     let app = spawn_app(backend).await;
     let (widget, _, ids) = widget_with_kb(&app, ARTICLES).await;
 
-    let first = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } })).await;
+    let first = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } }),
+        )
+        .await;
     let r = &first["data"]["sendMessage"];
     assert_eq!(r["status"], "ANSWERED", "{first}");
     assert_eq!(r["model"], "extractive");
@@ -59,21 +85,41 @@ async fn extractive_answers_cite_and_sessions_continue(backend: Backend) {
     // The token continues the same session.
     let second = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "And how can I get my invoices as PDF?", "sessionToken": token } })).await;
     assert_eq!(second["data"]["sendMessage"]["sessionId"], session);
-    assert_eq!(second["data"]["sendMessage"]["citations"][0]["articleId"], ids[1].as_str(), "{second}");
+    assert_eq!(
+        second["data"]["sendMessage"]["citations"][0]["articleId"],
+        ids[1].as_str(),
+        "{second}"
+    );
 
     // The dashboard sees the whole conversation, stored step by step.
     let s = app.gql_ok("query($id: UUID!) { chatSession(id: $id) { messages(first: 100) { nodes { seq status role text } } } }", json!({ "id": session })).await;
-    let statuses: Vec<&str> = s["chatSession"]["messages"]["nodes"].as_array().unwrap().iter().map(|m| m["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = s["chatSession"]["messages"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses.first(), Some(&"ANALYZING"));
     assert_eq!(statuses.iter().filter(|s| **s == "COMPLETED").count(), 2);
     assert_eq!(statuses.iter().filter(|s| **s == "ANSWERED").count(), 2);
 
     // The outbox announces completed turns.
-    let ev = app.gql_ok(r#"{ events(kind: "chat.turn.completed") { nodes { payload } } }"#, json!({})).await;
+    let ev = app
+        .gql_ok(
+            r#"{ events(kind: "chat.turn.completed") { nodes { payload } } }"#,
+            json!({}),
+        )
+        .await;
     assert_eq!(ev["events"]["nodes"].as_array().unwrap().len(), 2);
 
     // A question the KB can't answer: the canned reply, still a 200 with data.
-    let none = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "zzqx vvbn" } })).await;
+    let none = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget, "message": "zzqx vvbn" } }),
+        )
+        .await;
     assert_eq!(none["data"]["sendMessage"]["status"], "FALLBACK", "{none}");
     assert_eq!(none["data"]["sendMessage"]["handoffOffered"], true);
 }
@@ -82,44 +128,117 @@ async fn session_tokens_only_unlock_their_session(backend: Backend) {
     let app = spawn_app(backend).await;
     let (widget_a, _, _) = widget_with_kb(&app, ARTICLES).await;
     let (widget_b, _, _) = widget_with_kb(&app, ARTICLES).await;
-    let a = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget_a, "message": "reset password" } })).await;
-    let token = a["data"]["sendMessage"]["sessionToken"].as_str().unwrap().to_string();
+    let a = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget_a, "message": "reset password" } }),
+        )
+        .await;
+    let token = a["data"]["sendMessage"]["sessionToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Another widget's token.
-    let r = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget_b, "message": "hi", "sessionToken": token } })).await;
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget_b, "message": "hi", "sessionToken": token } }),
+        )
+        .await;
     assert_eq!(error_code(&r), Some("FORBIDDEN"), "{r}");
     // A tampered token.
     let mut tampered = token.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    let r = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget_a, "message": "hi", "sessionToken": tampered } })).await;
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget_a, "message": "hi", "sessionToken": tampered } }),
+        )
+        .await;
     assert_eq!(error_code(&r), Some("FORBIDDEN"), "{r}");
-    let r = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget_a, "message": "hi", "sessionToken": "garbage" } })).await;
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget_a, "message": "hi", "sessionToken": "garbage" } }),
+        )
+        .await;
     assert_eq!(error_code(&r), Some("FORBIDDEN"));
 
     // A token for session B cannot follow a turn of session A.
-    let b = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget_b, "message": "reset password" } })).await;
-    let b_token = b["data"]["sendMessage"]["sessionToken"].as_str().unwrap().to_string();
+    let b = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget_b, "message": "reset password" } }),
+        )
+        .await;
+    let b_token = b["data"]["sendMessage"]["sessionToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut ws = WsClient::connect(&app.ws_url, json!({})).await;
-    ws.subscribe("t", "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { seq } }", json!({ "t": a["data"]["sendMessage"]["turnId"], "s": b_token })).await;
+    ws.subscribe(
+        "t",
+        "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { seq } }",
+        json!({ "t": a["data"]["sendMessage"]["turnId"], "s": b_token }),
+    )
+    .await;
     let msg = ws.next(Duration::from_secs(5)).await.unwrap();
-    let errors = if msg["type"] == "error" { msg["payload"].clone() } else { msg["payload"]["errors"].clone() };
+    let errors = if msg["type"] == "error" {
+        msg["payload"].clone()
+    } else {
+        msg["payload"]["errors"].clone()
+    };
     assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{msg}");
 
     // Public callers need a widgetId; botId needs an API key.
-    let r = app.gql_as(None, SEND, json!({ "i": { "botId": Uuid::now_v7(), "message": "hi" } })).await;
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "botId": Uuid::now_v7(), "message": "hi" } }),
+        )
+        .await;
     assert_eq!(error_code(&r), Some("UNAUTHENTICATED"), "{r}");
-    let r = app.gql_as(None, SEND, json!({ "i": { "widgetId": Uuid::now_v7(), "message": "hi" } })).await;
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": Uuid::now_v7(), "message": "hi" } }),
+        )
+        .await;
     assert_eq!(error_code(&r), Some("NOT_FOUND"));
-    let r = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget_a, "message": "x".repeat(5000) } })).await;
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget_a, "message": "x".repeat(5000) } }),
+        )
+        .await;
     assert_eq!(error_code(&r), Some("BAD_USER_INPUT"));
 }
 
 async fn ai_off_gives_the_canned_reply_and_handoff_offer(backend: Backend) {
     let app = spawn_app(backend).await;
     let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
-    app.gql_ok("mutation { updateOrgSettings(input: {aiChatbotEnabled: false}) { id } }", json!({})).await;
-    let r = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } })).await;
+    app.gql_ok(
+        "mutation { updateOrgSettings(input: {aiChatbotEnabled: false}) { id } }",
+        json!({}),
+    )
+    .await;
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } }),
+        )
+        .await;
     let r = &r["data"]["sendMessage"];
     assert_eq!(r["status"], "FALLBACK");
     assert!(r["text"].as_str().unwrap().starts_with("Sorry, no idea."));
@@ -128,7 +247,13 @@ async fn ai_off_gives_the_canned_reply_and_handoff_offer(backend: Backend) {
     // The server-wide kill switch does the same.
     let app = spawn_app_with(backend, |c| c.ai_chatbot_enabled = false).await;
     let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
-    let r = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } })).await;
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } }),
+        )
+        .await;
     assert_eq!(r["data"]["sendMessage"]["status"], "FALLBACK");
 }
 
@@ -136,13 +261,29 @@ async fn traits_are_extracted_when_enabled(backend: Backend) {
     use sea_orm::EntityTrait;
     let app = spawn_app(backend).await;
     let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
-    app.gql_ok("mutation { updateOrgSettings(input: {aiAutoTraitsEnabled: true}) { id } }", json!({})).await;
+    app.gql_ok(
+        "mutation { updateOrgSettings(input: {aiAutoTraitsEnabled: true}) { id } }",
+        json!({}),
+    )
+    .await;
     let r = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "Hi, my name is Ada Lovelace and my email is ada@engines.io. How do I reset my password?" } })).await;
-    let session_id: Uuid = r["data"]["sendMessage"]["sessionId"].as_str().unwrap().parse().unwrap();
-    let session = entity::chat_session::Entity::find_by_id(session_id).one(&app.state.db).await.unwrap().unwrap();
+    let session_id: Uuid = r["data"]["sendMessage"]["sessionId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let session = entity::chat_session::Entity::find_by_id(session_id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
     let mut traits = Value::Null;
     for _ in 0..50 {
-        let user = entity::end_user::Entity::find_by_id(session.end_user_id.unwrap()).one(&app.state.db).await.unwrap().unwrap();
+        let user = entity::end_user::Entity::find_by_id(session.end_user_id.unwrap())
+            .one(&app.state.db)
+            .await
+            .unwrap()
+            .unwrap();
         if user.traits.get("email").is_some() {
             traits = user.traits;
             assert!(!user.anonymous);
@@ -154,14 +295,17 @@ async fn traits_are_extracted_when_enabled(backend: Backend) {
     assert_eq!(traits["name"], "Ada Lovelace");
 }
 
-const START: &str = "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionId sessionToken } }";
+const START: &str =
+    "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionId sessionToken } }";
 const FOLLOW: &str = "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { seq status text delta citations { articleId title } model } }";
 
 fn seqs_and_statuses(events: &[Value]) -> (Vec<i64>, Vec<String>) {
     let evs: Vec<&Value> = events.iter().map(|p| &p["data"]["chatTurn"]).collect();
     (
         evs.iter().map(|e| e["seq"].as_i64().unwrap()).collect(),
-        evs.iter().map(|e| e["status"].as_str().unwrap().to_string()).collect(),
+        evs.iter()
+            .map(|e| e["status"].as_str().unwrap().to_string())
+            .collect(),
     )
 }
 
@@ -172,19 +316,37 @@ async fn chat_turn_streams_every_event_once_in_order(backend: Backend) {
     let (widget, _, ids) = widget_with_kb(&app, ARTICLES).await;
 
     // Subscribe right after startTurn, racing the background turn.
-    let started = app.gql_as(None, START, json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } })).await;
+    let started = app
+        .gql_as(
+            None,
+            START,
+            json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } }),
+        )
+        .await;
     let s = &started["data"]["startTurn"];
     let mut ws = WsClient::connect(&app.ws_url, json!({ "sessionToken": s["sessionToken"] })).await;
-    ws.subscribe("turn", FOLLOW, json!({ "t": s["turnId"] })).await;
+    ws.subscribe("turn", FOLLOW, json!({ "t": s["turnId"] }))
+        .await;
     let events = ws.collect("turn", Duration::from_secs(10)).await;
     let (seqs, statuses) = seqs_and_statuses(&events);
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gap, no duplicate");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
     assert_eq!(statuses.first().map(String::as_str), Some("ANALYZING"));
     assert_eq!(statuses.last().map(String::as_str), Some("COMPLETED"));
     assert!(statuses.contains(&"ANSWER_DELTA".to_string()));
-    let answered = events.iter().map(|p| &p["data"]["chatTurn"]).find(|e| e["status"] == "ANSWERED").unwrap();
+    let answered = events
+        .iter()
+        .map(|p| &p["data"]["chatTurn"])
+        .find(|e| e["status"] == "ANSWERED")
+        .unwrap();
     assert_eq!(answered["citations"][0]["articleId"], ids[0].as_str());
-    let streamed: String = events.iter().filter_map(|p| p["data"]["chatTurn"]["delta"].as_str()).collect();
+    let streamed: String = events
+        .iter()
+        .filter_map(|p| p["data"]["chatTurn"]["delta"].as_str())
+        .collect();
     assert_eq!(streamed, answered["text"].as_str().unwrap());
 
     // Many subscribers at staggered times (before, during, after the turn) each see the same full sequence.
@@ -199,7 +361,8 @@ async fn chat_turn_streams_every_event_once_in_order(backend: Backend) {
             handles.push(tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(i * 7 * (round + 1))).await;
                 let mut ws = WsClient::connect(&url, json!({})).await;
-                ws.subscribe("t", FOLLOW, json!({ "t": turn, "s": token })).await;
+                ws.subscribe("t", FOLLOW, json!({ "t": turn, "s": token }))
+                    .await;
                 ws.collect("t", Duration::from_secs(10)).await
             }));
         }
@@ -221,14 +384,32 @@ async fn chat_turn_streams_every_event_once_in_order(backend: Backend) {
 async fn session_events_follow_a_conversation_for_dashboards() {
     let app = spawn_app(Backend::Sqlite).await;
     let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
-    let first = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "reset password" } })).await;
+    let first = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget, "message": "reset password" } }),
+        )
+        .await;
     let r = &first["data"]["sendMessage"];
     let mut ws = WsClient::connect(&app.ws_url, json!({ "apiKey": app.api_key })).await;
-    ws.subscribe("s", "subscription($s: UUID!) { sessionEvents(sessionId: $s) { turnId seq status } }", json!({ "s": r["sessionId"] })).await;
+    ws.subscribe(
+        "s",
+        "subscription($s: UUID!) { sessionEvents(sessionId: $s) { turnId seq status } }",
+        json!({ "s": r["sessionId"] }),
+    )
+    .await;
     // Replay of the first turn.
     let mut seen = vec![];
-    while seen.last().map(|v: &Value| v["status"] != "COMPLETED").unwrap_or(true) {
-        let m = ws.next(Duration::from_secs(5)).await.expect("replayed event");
+    while seen
+        .last()
+        .map(|v: &Value| v["status"] != "COMPLETED")
+        .unwrap_or(true)
+    {
+        let m = ws
+            .next(Duration::from_secs(5))
+            .await
+            .expect("replayed event");
         seen.push(m["payload"]["data"]["sessionEvents"].clone());
     }
     assert_eq!(seen[0]["status"], "ANALYZING");
@@ -241,9 +422,18 @@ async fn session_events_follow_a_conversation_for_dashboards() {
     // Another org's key can't watch it.
     let (_, other) = app.create_org(wayfinder::domain::Plan::Pro).await;
     let mut ws = WsClient::connect(&app.ws_url, json!({ "apiKey": other })).await;
-    ws.subscribe("s", "subscription($s: UUID!) { sessionEvents(sessionId: $s) { seq } }", json!({ "s": r["sessionId"] })).await;
+    ws.subscribe(
+        "s",
+        "subscription($s: UUID!) { sessionEvents(sessionId: $s) { seq } }",
+        json!({ "s": r["sessionId"] }),
+    )
+    .await;
     let m = ws.next(Duration::from_secs(5)).await.unwrap();
-    let errors = if m["type"] == "error" { m["payload"].clone() } else { m["payload"]["errors"].clone() };
+    let errors = if m["type"] == "error" {
+        m["payload"].clone()
+    } else {
+        m["payload"]["errors"].clone()
+    };
     assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{m}");
 }
 
@@ -252,7 +442,13 @@ on_both_databases!(a_question_naming_a_published_flow_starts_it);
 async fn a_question_naming_a_published_flow_starts_it(backend: Backend) {
     let app = spawn_app(backend).await;
     let site = app.gql_ok(r#"mutation { createSite(input: {name: "App", baseUrl: "https://app.example.com"}) { id } }"#, json!({})).await["createSite"]["id"].clone();
-    let kb = app.gql_ok(r#"mutation { createKnowledgeBase(input: {name: "Help"}) { id } }"#, json!({})).await["createKnowledgeBase"]["id"].clone();
+    let kb = app
+        .gql_ok(
+            r#"mutation { createKnowledgeBase(input: {name: "Help"}) { id } }"#,
+            json!({}),
+        )
+        .await["createKnowledgeBase"]["id"]
+        .clone();
     let bot = app.gql_ok("mutation($s: UUID!, $kb: UUID!) { createBot(input: {name: \"Guide\", siteId: $s, knowledgeBaseIds: [$kb]}) { id } }", json!({ "s": site, "kb": kb })).await["createBot"]["id"].clone();
     let widget = app.gql_ok("mutation($b: UUID!, $s: UUID!) { createChatWidget(input: {botId: $b, siteId: $s}) { id } }", json!({ "b": bot, "s": site })).await["createChatWidget"]["id"].clone();
     let step = r#"{pageUrl: "/settings/team", targetSelector: "button#invite", title: "Invite", body: "Click invite", placement: BOTTOM}"#;
@@ -271,13 +467,32 @@ async fn a_question_naming_a_published_flow_starts_it(backend: Backend) {
     // The events, in order.
     let mut ws = WsClient::connect(&app.ws_url, json!({})).await;
     ws.subscribe("t", "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { status navigateTo content { id } } }", json!({ "t": m["turnId"], "s": m["sessionToken"] })).await;
-    let statuses: Vec<String> = ws.collect("t", Duration::from_secs(5)).await.iter().map(|p| p["data"]["chatTurn"]["status"].as_str().unwrap().to_string()).collect();
-    assert_eq!(statuses, ["ANALYZING", "MATCHED_CONTENT", "NAVIGATING", "COMPLETED"]);
+    let statuses: Vec<String> = ws
+        .collect("t", Duration::from_secs(5))
+        .await
+        .iter()
+        .map(|p| {
+            p["data"]["chatTurn"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["ANALYZING", "MATCHED_CONTENT", "NAVIGATING", "COMPLETED"]
+    );
 
     // Already on the start page: no navigation. A draft flow never matches.
     let r = app.gql_as(None, q, json!({ "i": { "widgetId": widget, "message": "invite a teammate", "pageUrl": "https://app.example.com/settings/team" } })).await;
     assert_eq!(r["data"]["sendMessage"]["status"], "MATCHED_CONTENT");
     assert!(r["data"]["sendMessage"]["navigateTo"].is_null());
-    let r = app.gql_as(None, q, json!({ "i": { "widgetId": widget, "message": "how to export data?" } })).await;
+    let r = app
+        .gql_as(
+            None,
+            q,
+            json!({ "i": { "widgetId": widget, "message": "how to export data?" } }),
+        )
+        .await;
     assert_ne!(r["data"]["sendMessage"]["status"], "MATCHED_CONTENT", "{r}");
 }

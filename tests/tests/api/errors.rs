@@ -348,10 +348,20 @@ async fn public_requests_are_rate_limited_per_client() {
     }
     let r = app.client.post(&url).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 429);
-    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), Some("RATE_LIMITED"));
+    assert_eq!(
+        error_code(&r.json::<Value>().await.unwrap()),
+        Some("RATE_LIMITED")
+    );
     // Dashboards with a key are not limited by the public rate.
     for _ in 0..10 {
-        let r = app.client.post(&url).header("x-api-key", &app.api_key).json(&body).send().await.unwrap();
+        let r = app
+            .client
+            .post(&url)
+            .header("x-api-key", &app.api_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
 }
@@ -375,7 +385,16 @@ async fn public_rate_limits_are_shared_across_replicas_through_redis() {
     let mut statuses = vec![];
     for i in 0..8 {
         let app = if i % 2 == 0 { &a } else { &b };
-        statuses.push(app.client.post(format!("{}/graphql", app.address)).json(&body).send().await.unwrap().status().as_u16());
+        statuses.push(
+            app.client
+                .post(format!("{}/graphql", app.address))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
 }

@@ -242,7 +242,9 @@ pub fn error_code(v: &Value) -> Option<&str> {
 
 /// A minimal graphql-transport-ws client for tests.
 pub struct WsClient {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl WsClient {
@@ -251,11 +253,21 @@ impl WsClient {
         use futures_util::SinkExt;
         use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
         let mut req = url.into_client_request().unwrap();
-        req.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
         let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        ws.send(Message::text(json!({ "type": "connection_init", "payload": payload }).to_string())).await.unwrap();
+        ws.send(Message::text(
+            json!({ "type": "connection_init", "payload": payload }).to_string(),
+        ))
+        .await
+        .unwrap();
         let mut client = Self { ws };
-        let ack = client.next(std::time::Duration::from_secs(5)).await.expect("connection_ack");
+        let ack = client
+            .next(std::time::Duration::from_secs(5))
+            .await
+            .expect("connection_ack");
         assert_eq!(ack["type"], "connection_ack", "{ack}");
         client
     }
@@ -275,11 +287,17 @@ impl WsClient {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let msg = tokio::time::timeout(left, self.ws.next()).await.ok()??.ok()?;
+            let msg = tokio::time::timeout(left, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
             if let Message::Text(t) = msg {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["type"] == "ping" {
-                    self.ws.send(Message::text(json!({ "type": "pong" }).to_string())).await.unwrap();
+                    self.ws
+                        .send(Message::text(json!({ "type": "pong" }).to_string()))
+                        .await
+                        .unwrap();
                     continue;
                 }
                 return Some(v);
@@ -291,7 +309,10 @@ impl WsClient {
     pub async fn collect(&mut self, id: &str, wait: std::time::Duration) -> Vec<Value> {
         let mut out = vec![];
         loop {
-            let msg = self.next(wait).await.unwrap_or_else(|| panic!("timed out; got so far {out:?}"));
+            let msg = self
+                .next(wait)
+                .await
+                .unwrap_or_else(|| panic!("timed out; got so far {out:?}"));
             if msg["id"] != id {
                 continue;
             }

@@ -43,12 +43,17 @@ impl SmtpSink {
                     let (read, mut write) = stream.into_split();
                     let mut lines = BufReader::new(read).lines();
                     let _ = write.write_all(b"220 sink ESMTP\r\n").await;
-                    let (mut from, mut to, mut in_data, mut data) = (String::new(), vec![], false, String::new());
+                    let (mut from, mut to, mut in_data, mut data) =
+                        (String::new(), vec![], false, String::new());
                     while let Ok(Some(line)) = lines.next_line().await {
                         if in_data {
                             if line == "." {
                                 in_data = false;
-                                shared.lock().unwrap().mails.push(Mail { from: from.clone(), to: to.clone(), data: std::mem::take(&mut data) });
+                                shared.lock().unwrap().mails.push(Mail {
+                                    from: from.clone(),
+                                    to: to.clone(),
+                                    data: std::mem::take(&mut data),
+                                });
                                 let _ = write.write_all(b"250 queued\r\n").await;
                             } else {
                                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
@@ -57,7 +62,8 @@ impl SmtpSink {
                             continue;
                         }
                         let upper = line.to_ascii_uppercase();
-                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO")
+                        {
                             b"250-sink\r\n250 8BITMIME\r\n"
                         } else if upper.starts_with("MAIL FROM") {
                             let refuse = {

@@ -85,11 +85,19 @@ pub struct ChatMutation;
 #[Object]
 impl ChatMutation {
     /// Public: runs a whole chat turn and returns the reply. The user message is stored before anything else.
-    async fn send_message(&self, ctx: &Context<'_>, input: TurnInput) -> GqlResult<SendMessageResult> {
+    async fn send_message(
+        &self,
+        ctx: &Context<'_>,
+        input: TurnInput,
+    ) -> GqlResult<SendMessageResult> {
         let st = ctx.state()?.clone();
         crate::http::origin::check_widget_id(ctx, input.widget_id).await?;
         let started = turn::start(&st, &ctx.caller(), input.into()).await?;
-        let (turn_id, session_id, session_token) = (started.turn_id, started.session_id, started.session_token.clone());
+        let (turn_id, session_id, session_token) = (
+            started.turn_id,
+            started.session_id,
+            started.session_token.clone(),
+        );
         // Run detached so a client that disconnects mid-turn can't cut the turn short.
         let outcome = tokio::spawn(turn::run(st, started))
             .await
@@ -110,7 +118,11 @@ impl ChatMutation {
     }
 
     /// Public: stores the message and returns at once; the turn runs in the background. Follow it with `chatTurn`.
-    async fn start_turn(&self, ctx: &Context<'_>, input: TurnInput) -> GqlResult<StartedTurnResult> {
+    async fn start_turn(
+        &self,
+        ctx: &Context<'_>,
+        input: TurnInput,
+    ) -> GqlResult<StartedTurnResult> {
         let st = ctx.state()?.clone();
         crate::http::origin::check_widget_id(ctx, input.widget_id).await?;
         let started = turn::start(&st, &ctx.caller(), input.into()).await?;

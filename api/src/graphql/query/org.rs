@@ -54,7 +54,10 @@ impl OrgQuery {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> GqlResult<crate::graphql::types::NotificationConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(connection(service::notify::list(st, &scope, &PageArgs { first, after }).await?, |m| m.id))
+        Ok(connection(
+            service::notify::list(st, &scope, &PageArgs { first, after }).await?,
+            |m| m.id,
+        ))
     }
 
     /// The org's outbox events, oldest first.

@@ -7,7 +7,11 @@
 //! is filled in from the store, and an idle stream re-checks the store, so a
 //! subscriber on any replica sees every event once, in order.
 
-use std::{collections::{HashSet, VecDeque}, sync::Arc, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_graphql::{Context, Subscription};
 use futures_util::{Stream, stream};
@@ -32,7 +36,12 @@ const TURN_MAX: Duration = Duration::from_secs(600);
 const SESSION_REPLAY: u64 = 200;
 
 /// May the caller see session `session_id`? Another org's session is `NOT_FOUND`.
-async fn authorize(st: &AppState, caller: &Caller, session_id: Uuid, token: Option<String>) -> Result<(), AppError> {
+async fn authorize(
+    st: &AppState,
+    caller: &Caller,
+    session_id: Uuid,
+    token: Option<String>,
+) -> Result<(), AppError> {
     let not_found = || AppError::not_found("chat session");
     match caller {
         Caller::Org(scope) => {
@@ -42,7 +51,12 @@ async fn authorize(st: &AppState, caller: &Caller, session_id: Uuid, token: Opti
             Ok(())
         }
         Caller::Public { session_token } => {
-            let token = token.or_else(|| session_token.clone()).ok_or(AppError::Unauthenticated("a sessionToken (or an API key) is needed"))?;
+            let token =
+                token
+                    .or_else(|| session_token.clone())
+                    .ok_or(AppError::Unauthenticated(
+                        "a sessionToken (or an API key) is needed",
+                    ))?;
             let session = chat::verify_token(st, &token).await?;
             if session.id != session_id {
                 return Err(not_found());
@@ -53,7 +67,9 @@ async fn authorize(st: &AppState, caller: &Caller, session_id: Uuid, token: Opti
 }
 
 fn events(rows: Vec<entity::chat_message::Model>) -> VecDeque<TurnEvent> {
-    rows.iter().filter_map(|m| TurnEvent::from_message(m).ok()).collect()
+    rows.iter()
+        .filter_map(|m| TurnEvent::from_message(m).ok())
+        .collect()
 }
 
 struct TurnFollow {
@@ -95,7 +111,9 @@ impl TurnFollow {
             }
             match tokio::time::timeout(IDLE_RECHECK, self.rx.recv()).await {
                 Ok(Ok(raw)) => {
-                    let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw) else { continue };
+                    let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw) else {
+                        continue;
+                    };
                     if ev.seq <= self.last_seq {
                         continue;
                     }
@@ -128,7 +146,9 @@ struct SessionFollow {
 
 impl SessionFollow {
     async fn fill(&mut self) {
-        if let Ok(rows) = chat::session_events(&self.st.db, self.session_id, self.last_id, SESSION_REPLAY).await {
+        if let Ok(rows) =
+            chat::session_events(&self.st.db, self.session_id, self.last_id, SESSION_REPLAY).await
+        {
             self.pending.extend(events(rows));
         }
     }
@@ -169,10 +189,13 @@ impl ChatSubscription {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The turn, from `startTurn`.")] turn_id: Uuid,
-        #[graphql(desc = "The session token from `startTurn` or `sendMessage`.")] session_token: Option<String>,
+        #[graphql(desc = "The session token from `startTurn` or `sendMessage`.")]
+        session_token: Option<String>,
     ) -> Result<impl Stream<Item = TurnEvent> + use<>, GqlError> {
         let st = ctx.state()?.clone();
-        let session_id = chat::session_of_turn(&st.db, turn_id).await?.ok_or_else(|| AppError::not_found("turn"))?;
+        let session_id = chat::session_of_turn(&st.db, turn_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("turn"))?;
         authorize(&st, &ctx.caller(), session_id, session_token)
             .await
             .map_err(|e| match e {
@@ -181,7 +204,15 @@ impl ChatSubscription {
             })?;
         let rx = st.bus.subscribe(&turn_topic(turn_id));
         let pending = events(chat::turn_events(&st.db, turn_id, 0).await?);
-        let follow = TurnFollow { st, rx, turn_id, pending, last_seq: 0, done: false, started: tokio::time::Instant::now() };
+        let follow = TurnFollow {
+            st,
+            rx,
+            turn_id,
+            pending,
+            last_seq: 0,
+            done: false,
+            started: tokio::time::Instant::now(),
+        };
         Ok(stream::unfold(follow, TurnFollow::next))
     }
 
@@ -190,13 +221,22 @@ impl ChatSubscription {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The session.")] session_id: Uuid,
-        #[graphql(desc = "The session's token, when not using an API key.")] session_token: Option<String>,
+        #[graphql(desc = "The session's token, when not using an API key.")] session_token: Option<
+            String,
+        >,
     ) -> Result<impl Stream<Item = TurnEvent> + use<>, GqlError> {
         let st = ctx.state()?.clone();
         authorize(&st, &ctx.caller(), session_id, session_token).await?;
         let rx = st.bus.subscribe(&session_topic(session_id));
         let rows = chat::recent_session_events(&st.db, session_id, SESSION_REPLAY).await?;
-        let follow = SessionFollow { st, rx, session_id, pending: events(rows), seen: HashSet::new(), last_id: None };
+        let follow = SessionFollow {
+            st,
+            rx,
+            session_id,
+            pending: events(rows),
+            seen: HashSet::new(),
+            last_id: None,
+        };
         Ok(stream::unfold(follow, SessionFollow::next))
     }
 }
