@@ -58,18 +58,24 @@ pub async fn create(
     Ok((org, key_row, key))
 }
 
-/// The settings an org may change about itself. `None` leaves a setting as it is.
-#[derive(Debug, Default)]
-pub struct SettingsChange {
+/// Settings an org may change about itself; omitted fields stay as they are.
+#[derive(Debug, Default, async_graphql::InputObject)]
+pub struct UpdateOrgSettingsInput {
+    /// New org name.
     pub name: Option<String>,
+    /// New owner email (receives notifications).
     pub owner_email: Option<String>,
+    /// Turn AI answers on or off for every bot of the org.
     pub ai_chatbot_enabled: Option<bool>,
+    /// Turn profile-trait extraction on or off.
     pub ai_auto_traits_enabled: Option<bool>,
-    /// `ollama`, `openai`, `anthropic`; `Null` returns to the server's provider.
+    /// Bring your own LLM: `ollama`, `openai` (or compatible) or `anthropic`; `null` returns to the server's provider.
     pub llm_provider: async_graphql::MaybeUndefined<String>,
+    /// The model to use with your provider; `null` uses the server's default model name.
     pub llm_model: async_graphql::MaybeUndefined<String>,
+    /// Your provider's base URL; `null` uses the provider's public API.
     pub llm_base_url: async_graphql::MaybeUndefined<String>,
-    /// Stored sealed; never returned.
+    /// Your provider's API key. Write-only: stored encrypted, never returned; `null` removes it.
     pub llm_api_key: async_graphql::MaybeUndefined<String>,
 }
 
@@ -77,7 +83,7 @@ pub struct SettingsChange {
 pub async fn update_settings(
     st: &State,
     scope: &OrgScope,
-    change: SettingsChange,
+    change: UpdateOrgSettingsInput,
 ) -> Result<org::Model, AppError> {
     let txn = crate::service::begin_write(&st.db).await?;
     let current = org::Entity::find_by_id(scope.org_id())

@@ -9,29 +9,8 @@ use crate::{
         ContextExt,
         types::{ApiKey, CreatedApiKey, Credits, Org},
     },
-    service::{self, org::SettingsChange},
+    service::{self, org::UpdateOrgSettingsInput},
 };
-
-/// Settings an org may change about itself; omitted fields stay as they are.
-#[derive(InputObject)]
-pub struct UpdateOrgSettingsInput {
-    /// New org name.
-    pub name: Option<String>,
-    /// New owner email (receives notifications).
-    pub owner_email: Option<String>,
-    /// Turn AI answers on or off for every bot of the org.
-    pub ai_chatbot_enabled: Option<bool>,
-    /// Turn profile-trait extraction on or off.
-    pub ai_auto_traits_enabled: Option<bool>,
-    /// Bring your own LLM: `ollama`, `openai` (or compatible) or `anthropic`; `null` returns to the server's provider.
-    pub llm_provider: async_graphql::MaybeUndefined<String>,
-    /// The model to use with your provider; `null` uses the server's default model name.
-    pub llm_model: async_graphql::MaybeUndefined<String>,
-    /// Your provider's base URL; `null` uses the provider's public API.
-    pub llm_base_url: async_graphql::MaybeUndefined<String>,
-    /// Your provider's API key. Write-only: stored encrypted, never returned; `null` removes it.
-    pub llm_api_key: async_graphql::MaybeUndefined<String>,
-}
 
 /// A new API key.
 #[derive(InputObject)]
@@ -70,18 +49,8 @@ impl OrgMutation {
         input: UpdateOrgSettingsInput,
     ) -> GqlResult<Org> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let change = SettingsChange {
-            name: input.name,
-            owner_email: input.owner_email,
-            ai_chatbot_enabled: input.ai_chatbot_enabled,
-            ai_auto_traits_enabled: input.ai_auto_traits_enabled,
-            llm_provider: input.llm_provider,
-            llm_model: input.llm_model,
-            llm_base_url: input.llm_base_url,
-            llm_api_key: input.llm_api_key,
-        };
         Ok(Org::try_from(
-            service::org::update_settings(st, &scope, change).await?,
+            service::org::update_settings(st, &scope, input).await?,
         )?)
     }
 
