@@ -151,14 +151,23 @@ pub struct Config {
     )]
     pub llm_first_token_timeout_ms: u64,
 
-    /// Milliseconds one LLM call may take in all before falling back.
+    /// Milliseconds one LLM call may take in all before falling back (kept at least 5 s under the request timeout).
     #[arg(
         long,
         global = true,
         env = "LLM_TOTAL_TIMEOUT_MS",
-        default_value_t = 60000
+        default_value_t = 45000
     )]
     pub llm_total_timeout_ms: u64,
+
+    /// Milliseconds an LLM stream may go silent after its first token before the turn falls back.
+    #[arg(
+        long,
+        global = true,
+        env = "LLM_IDLE_TIMEOUT_MS",
+        default_value_t = 10000
+    )]
+    pub llm_idle_timeout_ms: u64,
 
     /// Retries on 429/5xx before the first token (with backoff).
     #[arg(long, global = true, env = "LLM_MAX_RETRIES", default_value_t = 2)]
@@ -221,6 +230,91 @@ pub struct Config {
         default_value_t = 120
     )]
     pub public_rate_limit: u32,
+
+    /// Public operations allowed per chat widget per minute (all visitors of one widget together), across replicas when Redis is set; 0 disables.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_WIDGET_RATE_LIMIT",
+        default_value_t = 600
+    )]
+    pub widget_rate_limit: u32,
+
+    /// Operations allowed per API key per minute (dashboards and integrators), across replicas when Redis is set; 0 disables.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_API_KEY_RATE_LIMIT",
+        default_value_t = 1200
+    )]
+    pub api_key_rate_limit: u32,
+
+    /// Most root query fields one public (no API key) operation may select; a public mutation may select exactly one.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_PUBLIC_MAX_ROOT_FIELDS",
+        default_value_t = 3
+    )]
+    pub public_max_root_fields: usize,
+
+    /// Reverse proxies in front of the server whose `X-Forwarded-For` entries are trusted (0: the TCP peer is the client).
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_TRUSTED_PROXIES",
+        default_value_t = 0
+    )]
+    pub trusted_proxies: usize,
+
+    /// Seconds one HTTP request may take before it is answered 408; every LLM deadline ends well before it.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_REQUEST_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Seconds between the server's keep-alive pings on a graphql-ws socket.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_WS_PING_SECS",
+        default_value_t = 30
+    )]
+    pub ws_ping_secs: u64,
+
+    /// Seconds a graphql-ws client may take to read what the server sends before the socket is closed.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_WS_WRITE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub ws_write_timeout_secs: u64,
+
+    /// Seconds a graphql-ws socket may stay open with no running subscription before it is closed.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_WS_IDLE_SECS",
+        default_value_t = 300
+    )]
+    pub ws_idle_secs: u64,
+
+    /// Days a chat session token keeps working after the session's last turn.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_SESSION_TTL_DAYS",
+        default_value_t = 30
+    )]
+    pub session_ttl_days: u64,
+
+    /// Outbound destinations allowed despite the private-address guard, comma-separated `host:port` or `ip:port` (e.g. `127.0.0.1:11434` for a local Ollama).
+    #[arg(long, global = true, env = "WAYFINDER_OUTBOUND_ALLOW")]
+    pub outbound_allow: Option<String>,
 
     /// Wait before a failed webhook delivery's first retry, in milliseconds; it doubles per attempt up to an hour.
     #[arg(

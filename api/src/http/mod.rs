@@ -54,7 +54,7 @@ pub fn router(st: AppState) -> Router {
         .layer(cors)
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(60),
+            Duration::from_secs(st.config.request_timeout_secs.max(1)),
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
