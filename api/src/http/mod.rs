@@ -33,6 +33,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every route, with limits, CORS, request ids and tracing.
 pub fn router(st: AppState) -> Router {
     let body_limit = st.config.body_limit;
+    let request_timeout = Duration::from_secs(st.config.request_timeout_secs.max(1));
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
@@ -54,7 +55,7 @@ pub fn router(st: AppState) -> Router {
         .layer(cors)
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(st.config.request_timeout_secs.max(1)),
+            request_timeout,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
