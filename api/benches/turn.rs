@@ -54,6 +54,7 @@ async fn main() {
     config.secret = Some("bench-secret-bench-secret-bench-secret-00".into());
     config.demo = false;
     config.public_rate_limit = 0;
+    config.widget_rate_limit = 0;
     config.llm_provider = Some("none".into());
     let app = App::build(config).await.expect("app");
     let url = format!("http://{}/graphql", app.addr());

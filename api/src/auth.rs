@@ -95,3 +95,32 @@ pub async fn authenticate(db: &DatabaseConnection, key: &str) -> Result<OrgScope
         api_key_id: Some(found.id),
     })
 }
+
+/// Whether API key `id` is revoked (or gone). A database failure answers
+/// `false`: the next check decides.
+pub async fn is_revoked(db: &DatabaseConnection, id: Uuid) -> bool {
+    match api_key::Entity::find_by_id(id).one(db).await {
+        Ok(found) => found.is_none_or(|k| k.revoked_at.is_some()),
+        Err(err) => {
+            tracing::warn!(%err, "could not check whether an API key is revoked");
+            false
+        }
+    }
+}
+
+/// Keys revoked at or after `since`: the revocation watch tells every socket
+/// of this replica that used one of them to close.
+pub async fn revoked_since(
+    db: &DatabaseConnection,
+    since: chrono::DateTime<Utc>,
+) -> Result<Vec<Uuid>, sea_orm::DbErr> {
+    use sea_orm::QuerySelect;
+    api_key::Entity::find()
+        .select_only()
+        .column(api_key::Column::Id)
+        .filter(api_key::Column::RevokedAt.gte(since))
+        .limit(10_000)
+        .into_tuple()
+        .all(db)
+        .await
+}

@@ -29,6 +29,12 @@ pub enum AppError {
     /// `PLAN_REQUIRED`: the org's plan does not include this feature.
     #[error("this needs the {required} plan or higher")]
     PlanRequired { required: &'static str },
+    /// `RATE_LIMITED`: too many operations; `retryAfter` says in how many seconds one more fits.
+    #[error("You are going a little fast: please try again in {retry_after} s.")]
+    RateLimited { retry_after: u64 },
+    /// `BAD_REQUEST`: the request as a whole is refused before it runs (too many fields for a public caller, …).
+    #[error("{0}")]
+    BadRequest(String),
     /// `INTERNAL`: a database or server failure; the cause is logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -69,6 +75,8 @@ impl AppError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::BadInput { .. } => "BAD_USER_INPUT",
             Self::PlanRequired { .. } => "PLAN_REQUIRED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::BadRequest(_) => "BAD_REQUEST",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -100,6 +108,7 @@ impl ErrorExtensions for AppError {
                 Self::BadInput { field, .. } => ext.set("field", field.as_str()),
                 Self::NotFound { field: Some(f), .. } => ext.set("field", *f),
                 Self::PlanRequired { required } => ext.set("requiredPlan", *required),
+                Self::RateLimited { retry_after } => ext.set("retryAfter", *retry_after),
                 _ => {}
             }
         })

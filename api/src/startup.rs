@@ -77,7 +77,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     };
     let schema = graphql::builder(&config).finish();
     let rate = crate::http::rate_limit::RateLimiter::new(
-        config.public_rate_limit,
+        &config,
         redis.clone().map(|c| (c, config.redis_prefix.clone())),
     );
     Ok(Arc::new(State {
@@ -90,6 +90,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         org_llm: Default::default(),
         rate,
         schema,
+        shutdown: tokio::sync::watch::channel(false).0,
+        revoked_keys: tokio::sync::broadcast::channel(256).0,
     }))
 }
 
@@ -145,13 +147,16 @@ impl App {
             Duration::from_millis(500),
         ));
         let webhooks = tokio::spawn(crate::service::webhook::deliver_forever(self.state.clone()));
+        let revocations = tokio::spawn(watch_revocations(self.state.clone()));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = http::router(self.state.clone());
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let state = self.state.clone();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
+            let _ = state.shutdown.send(true);
             let _ = stop_tx.send(true);
         });
         let mut stop_rx_deadline = stop_rx.clone();
@@ -168,8 +173,39 @@ impl App {
         relay.abort();
         mailer.abort();
         webhooks.abort();
+        revocations.abort();
         drop(stop_rx);
         result
+    }
+}
+
+/// How often each replica looks for newly revoked API keys.
+const REVOCATION_POLL: Duration = Duration::from_secs(2);
+/// How far back each look reaches: generous, so clocks that disagree by
+/// seconds between replicas still see every revocation.
+const REVOCATION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// Tells this replica's sockets which API keys were revoked, on any replica:
+/// one small query every [`REVOCATION_POLL`] per replica, not one per socket,
+/// and no dependence on the bus (a lost message can't keep a socket open).
+async fn watch_revocations(st: AppState) {
+    let mut announced: std::collections::HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>> =
+        Default::default();
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        announced.retain(|_, at| now - *at < REVOCATION_WINDOW * 2);
+        match crate::auth::revoked_since(&st.db, now - REVOCATION_WINDOW).await {
+            Ok(ids) => {
+                for id in ids {
+                    if announced.insert(id, now).is_none() {
+                        let _ = st.revoked_keys.send(id);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(%err, "could not look for revoked API keys"),
+        }
     }
 }
 

@@ -28,8 +28,13 @@ pub struct State {
     pub llm: Option<Arc<dyn crate::llm::LlmProvider>>,
     /// Providers built from orgs' own LLM settings, keyed by org and the settings' update time.
     pub org_llm: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, OrgProvider>>,
-    /// Public request rate limits.
+    /// Rate budgets per client IP, chat widget and API key.
     pub rate: crate::http::rate_limit::RateLimiter,
     /// The GraphQL schema; requests carry this state and their caller as data.
     pub schema: WayfinderSchema,
+    /// Turns `true` when the server begins shutting down: sockets say goodbye (1001).
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Ids of API keys just revoked (on any replica): their sockets close (4403).
+    /// A broadcast because revocations are rare and every socket must hear them.
+    pub revoked_keys: tokio::sync::broadcast::Sender<uuid::Uuid>,
 }

@@ -5,6 +5,7 @@
 //! service function and map its rows to schema types.
 
 pub mod mutation;
+pub mod operation;
 pub mod query;
 pub mod subscription;
 pub mod types;

@@ -16,10 +16,13 @@ use axum::{
 };
 use serde_json::json;
 
-use super::origin::RequestOrigin;
+use std::net::IpAddr;
+
+use super::{origin::RequestOrigin, rate_limit::Subject};
 use crate::{
     auth::{Caller, authenticate},
     error::AppError,
+    graphql::operation,
     state::AppState,
 };
 
@@ -30,6 +33,39 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         Json(json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })),
     )
         .into_response()
+}
+
+/// A request refused before it ran, in the GraphQL error shape with its
+/// `code` (and `retryAfter`, with a `Retry-After` header, when rate limited).
+pub(crate) fn refusal(err: AppError) -> Response {
+    let status = match &err {
+        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        AppError::Internal(cause) => {
+            tracing::error!(%cause, "request refused: internal error");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut extensions = json!({ "code": err.code() });
+    if let AppError::RateLimited { retry_after } = &err {
+        extensions["retryAfter"] = json!(retry_after);
+    }
+    let message = match &err {
+        AppError::Internal(_) => "internal error".to_string(),
+        other => other.to_string(),
+    };
+    let mut response = (
+        status,
+        Json(json!({ "errors": [{ "message": message, "extensions": extensions }] })),
+    )
+        .into_response();
+    if let AppError::RateLimited { retry_after } = &err {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+    }
+    response
 }
 
 /// The API key from `x-api-key` or `Authorization: Bearer`, if any.
@@ -46,54 +82,72 @@ pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
-/// The client's IP for rate limiting (the TCP peer; proxies are not trusted).
-pub fn client_key(extensions: &axum::http::Extensions) -> String {
-    extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The client's address for rate limits (see `http::client_ip`).
+pub fn client_ip(st: &AppState, parts: &axum::http::request::Parts) -> IpAddr {
+    super::client_ip::client_ip(
+        &parts.headers,
+        super::client_ip::peer(&parts.extensions),
+        st.config.trusted_proxies,
+    )
 }
 
-/// 429 when the public caller at `key` is over its rate.
-pub async fn limit_public(st: &AppState, key: &str) -> Result<(), Response> {
-    if st.rate.allow(key).await {
-        Ok(())
+/// The budget a caller's operations are charged to: its IP when public, its
+/// key when it has one (the operator's shell has neither).
+pub fn budget(caller: &Caller, ip: IpAddr) -> Option<Subject> {
+    if let Caller::Public { .. } = caller {
+        Some(Subject::Ip(ip))
+    } else if let Caller::Org(scope) = caller {
+        scope.api_key_id().map(Subject::ApiKey)
     } else {
-        Err(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            "too many requests; try again in a minute",
-        ))
+        None
     }
 }
 
-/// Resolves the caller; a key that is present but wrong is an error, not a public call.
-async fn caller(
+/// Resolves the caller; a key that is present but wrong is an error, not a
+/// public call, and costs the client's address one unit (so guessing keys is
+/// rate limited like everything else).
+pub(crate) async fn caller(
     st: &AppState,
     headers: &HeaderMap,
-    extensions: &axum::http::Extensions,
-) -> Result<Caller, Response> {
+    ip: IpAddr,
+) -> Result<Caller, AppError> {
     match api_key(headers) {
-        None => {
-            limit_public(st, &client_key(extensions)).await?;
-            Ok(Caller::Public {
-                session_token: None,
-            })
-        }
+        None => Ok(Caller::Public {
+            session_token: None,
+        }),
         Some(key) => match authenticate(&st.db, key).await {
             Ok(scope) => Ok(Caller::Org(scope)),
             Err(AppError::Unauthenticated(msg)) => {
-                Err(error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", msg))
+                st.rate.check(Subject::Ip(ip), 1).await?;
+                Err(AppError::Unauthenticated(msg))
             }
-            Err(err) => {
-                tracing::error!(%err, "authentication failed");
-                Err(error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "INTERNAL",
-                    "internal error",
-                ))
-            }
+            Err(err) => Err(err),
         },
+    }
+}
+
+/// Checks every operation of a request against what its caller may run, and
+/// charges their root fields to the caller's budget.
+async fn admit(
+    st: &AppState,
+    caller: &Caller,
+    ip: IpAddr,
+    requests: &mut [async_graphql::Request],
+) -> Result<(), AppError> {
+    let mut cost: u32 = 0;
+    for request in requests.iter_mut() {
+        let units = match operation::shape(request) {
+            Some(shape) => {
+                operation::admit(caller, &shape, st.config.public_max_root_fields)?;
+                shape.cost()
+            }
+            None => 1,
+        };
+        cost = cost.saturating_add(units);
+    }
+    match budget(caller, ip) {
+        Some(subject) => st.rate.check(subject, cost).await,
+        None => Ok(()),
     }
 }
 
@@ -121,9 +175,10 @@ pub async fn post(State(st): State<AppState>, req: Request) -> Response {
         }
     };
     let headers = &parts.headers;
-    let caller = match caller(&st, headers, &parts.extensions).await {
+    let ip = client_ip(&st, &parts);
+    let caller = match caller(&st, headers, ip).await {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(err) => return refusal(err),
     };
     // Decide single vs batch by the first byte: serde would also read a JSON
     // array as a (defaulted) single request.
@@ -133,7 +188,7 @@ pub async fn post(State(st): State<AppState>, req: Request) -> Response {
     } else {
         serde_json::from_slice::<async_graphql::Request>(&body).map(BatchRequest::Single)
     };
-    let batch = match parsed {
+    let mut batch = match parsed {
         Ok(b) => b,
         Err(err) => {
             return error(
@@ -154,6 +209,15 @@ pub async fn post(State(st): State<AppState>, req: Request) -> Response {
             );
         }
     }
+    let admitted = match &mut batch {
+        BatchRequest::Single(request) => {
+            admit(&st, &caller, ip, std::slice::from_mut(request)).await
+        }
+        BatchRequest::Batch(requests) => admit(&st, &caller, ip, requests).await,
+    };
+    if let Err(err) = admitted {
+        return refusal(err);
+    }
     execute(&st, caller, RequestOrigin::from_headers(headers), batch).await
 }
 
@@ -167,16 +231,17 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 /// `GET /graphql`: graphql-ws upgrade, GraphiQL for a browser, or a query in the URL.
 pub async fn get(State(st): State<AppState>, req: Request) -> Response {
     let (mut parts, _body) = req.into_parts();
+    let ip = client_ip(&st, &parts);
     if is_websocket(&parts.headers) {
-        if api_key(&parts.headers).is_none()
-            && let Err(resp) = limit_public(&st, &client_key(&parts.extensions)).await
-        {
-            return resp;
+        // Every upgrade costs its address, whatever headers it carries: the
+        // socket decides who is calling only at `connection_init`.
+        if let Err(err) = st.rate.check(Subject::Ip(ip), 1).await {
+            return refusal(err);
         }
         return match WebSocketUpgrade::from_request_parts(&mut parts, &st).await {
             Ok(ws) => {
                 let origin = RequestOrigin::from_headers(&parts.headers);
-                super::ws::handler(State(st), ws, origin).await
+                super::ws::handler(State(st), ws, origin, ip).await
             }
             Err(rejection) => rejection.into_response(),
         };
@@ -204,7 +269,7 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
             "the query string is too long",
         );
     }
-    let request = match async_graphql::http::parse_query_string(query) {
+    let mut request = match async_graphql::http::parse_query_string(query) {
         Ok(r) => r,
         Err(err) => {
             return error(
@@ -229,10 +294,13 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
             );
         }
     }
-    let caller = match caller(&st, &parts.headers, &parts.extensions).await {
+    let caller = match caller(&st, &parts.headers, ip).await {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(err) => return refusal(err),
     };
+    if let Err(err) = admit(&st, &caller, ip, std::slice::from_mut(&mut request)).await {
+        return refusal(err);
+    }
     let origin = RequestOrigin::from_headers(&parts.headers);
     execute(&st, caller, origin, BatchRequest::Single(request)).await
 }

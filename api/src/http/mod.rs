@@ -3,6 +3,7 @@
 //! the REST adapters, and the widgets' origin checks.
 
 pub mod assets;
+pub mod client_ip;
 pub mod graphql;
 pub mod health;
 pub mod origin;
@@ -19,6 +20,7 @@ use axum::{
     routing::get,
 };
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     cors::{Any, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -50,6 +52,7 @@ pub fn router(st: AppState) -> Router {
         .merge(assets::routes())
         .merge(rest::routes())
         .with_state(st)
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(cors)
@@ -69,4 +72,26 @@ pub fn router(st: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// A handler that panicked answers a JSON `INTERNAL` error (in both the
+/// GraphQL and the REST error shapes) instead of dropping the connection; the
+/// panic is logged, never sent.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = detail, "a request handler panicked");
+    let message = "internal error";
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(serde_json::json!({
+            "errors": [{ "message": message, "extensions": { "code": "INTERNAL" } }],
+            "error": { "code": "INTERNAL", "message": message },
+        })),
+    )
+        .into_response()
 }

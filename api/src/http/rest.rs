@@ -22,14 +22,19 @@
 //!
 //! Errors are `{"error": {"code", "message", "field"?}}` with the codes of
 //! the GraphQL API: `BAD_REQUEST`/`BAD_USER_INPUT` 400, `UNAUTHENTICATED`
-//! 401, `FORBIDDEN` and `PLAN_REQUIRED` 403, `NOT_FOUND` 404, `INTERNAL` 503
+//! 401, `FORBIDDEN` and `PLAN_REQUIRED` 403, `NOT_FOUND` 404,
+//! `RATE_LIMITED` 429 (with `retryAfter` and a `Retry-After` header: every
+//! call counts against the client's address, the widget's or the key's
+//! budget, as over GraphQL), `INTERNAL` 503
 //! (a database outage; the cause is logged, never sent). A turn itself never
 //! fails: a broken or missing LLM answers the canned fallback with `200`.
+
+use std::net::SocketAddr;
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{ConnectInfo, Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
@@ -38,7 +43,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::origin::{self, RequestOrigin};
+use super::{
+    origin::{self, RequestOrigin},
+    rate_limit::Subject,
+};
 use crate::{
     auth::{self, Caller},
     error::AppError,
@@ -93,7 +101,8 @@ impl IntoResponse for RestError {
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) | AppError::PlanRequired { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
-            AppError::BadInput { .. } => StatusCode::BAD_REQUEST,
+            AppError::BadInput { .. } | AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(cause) => {
                 tracing::error!(%cause, "REST adapter failed");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -104,9 +113,17 @@ impl IntoResponse for RestError {
             AppError::BadInput { field, .. } => body["field"] = json!(field),
             AppError::NotFound { field: Some(f), .. } => body["field"] = json!(f),
             AppError::PlanRequired { required } => body["requiredPlan"] = json!(required),
+            AppError::RateLimited { retry_after } => body["retryAfter"] = json!(retry_after),
             _ => {}
         }
-        (status, Json(json!({ "error": body }))).into_response()
+        let mut response = (status, Json(json!({ "error": body }))).into_response();
+        if let AppError::RateLimited { retry_after } = &err {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after),
+            );
+        }
+        response
     }
 }
 
@@ -173,12 +190,27 @@ struct ChatReply {
 async fn widget_chat(
     State(st): State<AppState>,
     Path(widget_id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result: Result<_, RestError> =
-        async { chat(&st, &widget_id, &headers, parse(&body)?).await }.await;
+    let result: Result<_, RestError> = async {
+        limit_public(&st, &headers, peer).await?;
+        chat(&st, &widget_id, &headers, parse(&body)?).await
+    }
+    .await;
     respond(StatusCode::OK, result)
+}
+
+/// Charges one call to the client's address (public REST calls are
+/// operations like any other; the widget's own budget is charged by the service).
+async fn limit_public(
+    st: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(), RestError> {
+    let ip = super::client_ip::client_ip(headers, peer.ip(), st.config.trusted_proxies);
+    Ok(st.rate.check(Subject::Ip(ip), 1).await?)
 }
 
 async fn chat(
@@ -235,8 +267,14 @@ async fn chat(
 }
 
 /// `POST /chatbot/message`: the contact form.
-async fn contact(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn contact(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result: Result<_, RestError> = async {
+        limit_public(&st, &headers, peer).await?;
         let input: ContactSubmission = parse(&body)?;
         let (widget, _) = service::chat_widget::public(&st, input.widget_id).await?;
         origin::enforce(
@@ -277,12 +315,24 @@ struct ChatbotBody {
 async fn create_chatbot(
     State(st): State<AppState>,
     Path(org_id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result: Result<_, RestError> = async {
         // Who is asking comes before what they ask: no key, no hints about the body.
-        let scope = authorize(&st, &org_id, &headers).await?;
+        let scope = match authorize(&st, &org_id, &headers).await {
+            Ok(scope) => scope,
+            Err(RestError::App(AppError::Unauthenticated(msg))) => {
+                // A missing or wrong key costs the address, like a public call.
+                limit_public(&st, &headers, peer).await?;
+                return Err(AppError::Unauthenticated(msg).into());
+            }
+            Err(err) => return Err(err),
+        };
+        if let Some(key_id) = scope.api_key_id() {
+            st.rate.check(Subject::ApiKey(key_id), 1).await?;
+        }
         create(&st, &scope, parse(&body)?).await
     }
     .await;

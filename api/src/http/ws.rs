@@ -14,11 +14,23 @@
 //! The socket task only forwards a message while its operation is still the
 //! active one for that id, so nothing is sent after a client's `complete`.
 //!
+//! What bounds a socket: every `subscribe` is charged to the caller's rate
+//! budget (its root fields, like an HTTP request) and public callers run
+//! only small operations; at most `WAYFINDER_WS_MAX_SUBSCRIPTIONS` root
+//! subscription fields run at once; the server pings every
+//! `WAYFINDER_WS_PING_SECS` and drops a peer that stops answering; a send
+//! that the client does not read within `WAYFINDER_WS_WRITE_TIMEOUT_SECS`
+//! drops the socket; a socket with nothing running for
+//! `WAYFINDER_WS_IDLE_SECS` is closed (1000); a revoked API key closes its
+//! sockets (4403) on every replica; shutdown closes every socket with 1001.
+//!
 //! [`Schema::execute_stream`]: async_graphql::Schema::execute_stream
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
-use async_graphql::{Request, Response, ServerError, Value, Variables};
+use async_graphql::{
+    ErrorExtensions, Request, Response, ServerError, Value, Variables, parser::types::OperationType,
+};
 use axum::{
     extract::{
         State,
@@ -29,12 +41,13 @@ use axum::{
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
-use tokio::{sync::mpsc, task::AbortHandle};
+use tokio::{sync::mpsc, task::AbortHandle, time::Instant};
 
 use super::origin::RequestOrigin;
 use crate::{
     auth::{self, Caller},
     error::AppError,
+    graphql::operation,
     state::AppState,
 };
 
@@ -61,6 +74,10 @@ mod close_code {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server failed (the database, while checking the API key).
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// Nothing ran on the socket for the idle timeout.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
 }
 
 /// Messages an operation may have queued for the socket before it waits.
@@ -78,12 +95,13 @@ pub async fn handler(
     State(st): State<AppState>,
     ws: WebSocketUpgrade,
     origin: RequestOrigin,
+    ip: IpAddr,
 ) -> HttpResponse {
     let limit = st.config.body_limit;
     ws.protocols([PROTOCOL])
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(st, socket, origin))
+        .on_upgrade(move |socket| serve(st, socket, origin, ip))
 }
 
 /// Why the server ends the socket: a close code and its reason.
@@ -107,7 +125,7 @@ impl Close {
 }
 
 /// Runs one socket until either side closes it.
-async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin) {
+async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: IpAddr) {
     let offered = socket
         .protocol()
         .is_some_and(|p| p.as_bytes() == PROTOCOL.as_bytes());
@@ -124,26 +142,37 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin) {
     }
 
     let init_timeout = st.config.ws_init_timeout();
+    let ping_every = Duration::from_secs(st.config.ws_ping_secs.max(1));
+    let write_timeout = Duration::from_secs(st.config.ws_write_timeout_secs.max(1));
+    let idle_after = Duration::from_secs(st.config.ws_idle_secs.max(1));
+    let mut shutdown = st.shutdown.subscribe();
+    let mut revoked = st.revoked_keys.subscribe();
     let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_BUFFER);
     let (gone_tx, mut gone_rx) = mpsc::unbounded_channel();
     let mut conn = Connection {
         st,
         origin,
+        ip,
         caller: None,
         init_received: false,
         ops: HashMap::new(),
         next_key: 0,
         out_tx,
         gone_tx,
+        idle_since: Instant::now(),
     };
 
     // A zero wait means "wait forever", as in the reference server.
     let deadline = tokio::time::sleep(init_timeout);
     tokio::pin!(deadline);
+    let mut ticks = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
 
     let ending = loop {
         tokio::select! {
             incoming = socket.recv() => {
+                last_heard = Instant::now();
                 let text = match incoming {
                     None => break None,
                     Some(Err(err)) => {
@@ -165,8 +194,7 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin) {
                 match conn.handle(&text).await {
                     Ok(None) => {}
                     Ok(Some(reply)) => {
-                        if let Err(err) = socket.send(Message::text(reply)).await {
-                            tracing::debug!(%err, "graphql-ws send failed");
+                        if !send(&mut socket, Message::text(reply), write_timeout).await {
                             break None;
                         }
                     }
@@ -175,13 +203,34 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin) {
             }
             Some(out) = out_rx.recv() => {
                 if conn.admit(&out)
-                    && let Err(err) = socket.send(Message::text(out.text)).await
+                    && !send(&mut socket, Message::text(out.text), write_timeout).await
                 {
-                    tracing::debug!(%err, "graphql-ws send failed");
                     break None;
                 }
             }
             Some((key, id)) = gone_rx.recv() => conn.forget(key, &id),
+            _ = ticks.tick() => {
+                if last_heard.elapsed() > ping_every * 2 + write_timeout {
+                    tracing::debug!("graphql-ws peer stopped answering pings");
+                    break None;
+                }
+                if conn.ops.is_empty() && conn.idle_since.elapsed() >= idle_after {
+                    break Some(Close::new(close_code::NORMAL, "Idle timeout"));
+                }
+                if !send(&mut socket, Message::Ping(Default::default()), write_timeout).await {
+                    break None;
+                }
+            }
+            Ok(()) = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break Some(Close::new(close_code::GOING_AWAY, "Server shutting down"));
+                }
+            }
+            id = revoked.recv() => {
+                if conn.key_revoked(id).await {
+                    break Some(Close::new(close_code::FORBIDDEN, "Forbidden: API key revoked"));
+                }
+            }
             () = &mut deadline, if !conn.init_received && !init_timeout.is_zero() => {
                 break Some(Close::new(
                     close_code::INIT_TIMEOUT,
@@ -197,6 +246,22 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin) {
     match ending {
         Some(reason) => close(&mut socket, reason).await,
         None => drain(&mut socket).await,
+    }
+}
+
+/// Sends `message` unless the client stops reading for `timeout`; false when
+/// the socket is unusable (failed, or the client is not reading).
+async fn send(socket: &mut WebSocket, message: Message, timeout: Duration) -> bool {
+    match tokio::time::timeout(timeout, socket.send(message)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "graphql-ws send failed");
+            false
+        }
+        Err(_) => {
+            tracing::debug!("graphql-ws client stopped reading; dropping the socket");
+            false
+        }
     }
 }
 
@@ -247,6 +312,9 @@ struct Op {
     /// Tells this run apart from an earlier or later one with the same id.
     key: u64,
     task: AbortHandle,
+    /// What it counts against the subscription cap: its root fields for a
+    /// subscription, one for a query or mutation.
+    weight: usize,
 }
 
 /// A message an operation wants sent.
@@ -264,6 +332,8 @@ struct Connection {
     st: AppState,
     /// The upgrade request's `Origin`, attached to every operation.
     origin: RequestOrigin,
+    /// The client's address: the budget of a public connection.
+    ip: IpAddr,
     /// `Some` once the connection is acknowledged.
     caller: Option<Caller>,
     init_received: bool,
@@ -273,6 +343,8 @@ struct Connection {
     out_tx: mpsc::Sender<Outbound>,
     /// Told when an operation task ends without its last message (a panic).
     gone_tx: mpsc::UnboundedSender<(u64, String)>,
+    /// Since when nothing has run (meaningful while `ops` is empty).
+    idle_since: Instant,
 }
 
 impl Connection {
@@ -284,11 +356,12 @@ impl Connection {
                 payload: payload.as_ref(),
             }))),
             ClientMessage::Pong => Ok(None),
-            ClientMessage::Subscribe { id, payload } => self.subscribe(id, payload),
+            ClientMessage::Subscribe { id, payload } => self.subscribe(id, payload).await,
             ClientMessage::Complete { id } => {
                 if let Some(op) = self.ops.remove(&id) {
                     op.task.abort();
                 }
+                self.touch();
                 Ok(None)
             }
         }
@@ -329,13 +402,42 @@ impl Connection {
         Ok(encode(&ServerMessage::ConnectionAck))
     }
 
-    /// `subscribe`: starts the operation in its own task.
-    fn subscribe(
+    /// Whether the socket's API key is `id` and is revoked (on a lagged
+    /// notice, whether it is revoked at all, asking the database).
+    async fn key_revoked(
+        &self,
+        id: Result<uuid::Uuid, tokio::sync::broadcast::error::RecvError>,
+    ) -> bool {
+        let Some(Caller::Org(scope)) = &self.caller else {
+            return false;
+        };
+        let Some(mine) = scope.api_key_id() else {
+            return false;
+        };
+        match id {
+            Ok(id) => id == mine,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                auth::is_revoked(&self.st.db, mine).await
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+        }
+    }
+
+    /// Restarts the idle clock when nothing runs any more.
+    fn touch(&mut self) {
+        if self.ops.is_empty() {
+            self.idle_since = Instant::now();
+        }
+    }
+
+    /// `subscribe`: admits the operation (its size, the caller's rate budget,
+    /// the socket's cap), then starts it in its own task.
+    async fn subscribe(
         &mut self,
         id: String,
         payload: SubscribePayload,
     ) -> Result<Option<String>, Close> {
-        let Some(caller) = &self.caller else {
+        let Some(caller) = self.caller.clone() else {
             return Err(Close::new(close_code::UNAUTHORIZED, "Unauthorized"));
         };
         if self.ops.contains_key(&id) {
@@ -344,13 +446,15 @@ impl Connection {
                 format!("Subscriber for {id} already exists"),
             ));
         }
-        if self.ops.len() >= self.st.config.ws_max_subscriptions {
-            let error = ServerError::new("too many active subscriptions on this connection", None);
-            return Ok(Some(encode(&ServerMessage::Error {
+        let refuse = |err: AppError| {
+            let extended = err.extend();
+            let mut error = ServerError::new(extended.message, None);
+            error.extensions = extended.extensions;
+            Ok(Some(encode(&ServerMessage::Error {
                 id: &id,
                 payload: std::slice::from_ref(&error),
-            })));
-        }
+            })))
+        };
 
         let mut request = Request::new(payload.query)
             .data(caller.clone())
@@ -375,6 +479,34 @@ impl Connection {
             }
         }
 
+        let (weight, cost) = match operation::shape(&mut request) {
+            Some(shape) => {
+                if let Err(err) =
+                    operation::admit(&caller, &shape, self.st.config.public_max_root_fields)
+                {
+                    return refuse(err);
+                }
+                let weight = match shape.kind {
+                    OperationType::Subscription => shape.root_fields.max(1),
+                    _ => 1,
+                };
+                (weight, shape.cost())
+            }
+            None => (1, 1),
+        };
+        let running: usize = self.ops.values().map(|op| op.weight).sum();
+        if running + weight > self.st.config.ws_max_subscriptions {
+            return refuse(AppError::BadRequest(format!(
+                "too many active subscriptions on this connection (at most {})",
+                self.st.config.ws_max_subscriptions
+            )));
+        }
+        if let Some(subject) = super::graphql::budget(&caller, self.ip)
+            && let Err(err) = self.st.rate.check(subject, cost).await
+        {
+            return refuse(err);
+        }
+
         let key = self.next_key;
         self.next_key += 1;
         let stream = self.st.schema.execute_stream(request);
@@ -395,6 +527,7 @@ impl Connection {
             Op {
                 key,
                 task: task.abort_handle(),
+                weight,
             },
         );
         Ok(None)
@@ -406,6 +539,7 @@ impl Connection {
             Some(op) if op.key == out.key => {
                 if out.last {
                     self.ops.remove(&out.id);
+                    self.touch();
                 }
                 true
             }
@@ -418,6 +552,7 @@ impl Connection {
     fn forget(&mut self, key: u64, id: &str) {
         if self.ops.get(id).is_some_and(|op| op.key == key) {
             self.ops.remove(id);
+            self.touch();
         }
     }
 

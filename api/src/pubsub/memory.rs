@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
-use super::{Bus, Fanout};
+use super::{Bus, Fanout, Subscription};
 
 /// Publishes straight into this process's fan-out.
 #[derive(Default)]
@@ -17,7 +15,11 @@ impl Bus for MemoryBus {
         self.fanout.deliver(topic, Arc::from(message));
     }
 
-    fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<str>> {
+    fn subscribe(&self, topic: &str) -> Subscription {
         self.fanout.subscribe(topic)
+    }
+
+    fn local_topics(&self) -> usize {
+        self.fanout.len()
     }
 }

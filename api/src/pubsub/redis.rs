@@ -10,9 +10,9 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use redis::{AsyncCommands, aio::ConnectionManager};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
-use super::{Bus, Fanout};
+use super::{Bus, Fanout, Subscription};
 
 /// Messages waiting for the writer task; beyond this, publish drops and logs.
 const OUTBOX_CAPACITY: usize = 10_000;
@@ -102,8 +102,12 @@ impl Bus for RedisBus {
         }
     }
 
-    fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<str>> {
+    fn subscribe(&self, topic: &str) -> Subscription {
         self.fanout.subscribe(topic)
+    }
+
+    fn local_topics(&self) -> usize {
+        self.fanout.len()
     }
 }
 

@@ -167,6 +167,15 @@ pub async fn public(
     Ok((widget, bot))
 }
 
+/// Charges one public operation to `widget_id`'s budget (all its visitors
+/// together): `RATE_LIMITED` when the widget is over it. Dashboards using
+/// their own widget are charged to their key instead, by the transport.
+pub async fn charge(st: &State, widget_id: Uuid) -> Result<(), AppError> {
+    st.rate
+        .check(crate::http::rate_limit::Subject::Widget(widget_id), 1)
+        .await
+}
+
 /// What a contact challenge token carries.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ContactChallenge {

@@ -143,6 +143,7 @@ pub async fn submit_contact(
     input: ContactSubmission,
 ) -> Result<ContactOutcome, AppError> {
     let (widget, _bot) = chat_widget::public(st, input.widget_id).await?;
+    chat_widget::charge(st, widget.id).await?;
     let span = tracing::Span::current();
     span.record("org_id", tracing::field::display(widget.org_id));
     if input

@@ -103,6 +103,9 @@ pub async fn start(
             let (widget, bot) = service::chat_widget::public(st, widget_id)
                 .await
                 .map_err(|_| AppError::not_found_in("chat widget", "input.widgetId"))?;
+            if let Caller::Public { .. } = caller {
+                service::chat_widget::charge(st, widget.id).await?;
+            }
             (bot, Some(widget))
         }
         (None, Some(bot_id)) => {

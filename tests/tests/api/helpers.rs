@@ -87,6 +87,20 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Another handle on `other`'s database (a second replica's), with a data
+    /// directory of its own; dropping it leaves the database to its owner.
+    pub fn borrowed(other: &TestDatabase) -> Self {
+        let dir = std::env::temp_dir().join(format!("wayfinder-test-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            url: other.url.clone(),
+            dir,
+            pg_name: None,
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -200,6 +214,13 @@ pub async fn spawn_on(db: TestDatabase, config: Config, backend: Backend) -> Tes
 }
 
 impl TestApp {
+    /// Tells the server to shut down (as SIGTERM would), without dropping the test's handles.
+    pub fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// POSTs a GraphQL operation with `key` (or none); returns the JSON answer.
     pub async fn gql_as(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
         let mut req = self
@@ -278,6 +299,16 @@ impl WsClient {
         use tokio_tungstenite::tungstenite::Message;
         let msg = json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } });
         self.ws.send(Message::text(msg.to_string())).await.unwrap();
+    }
+
+    /// Sends any protocol message.
+    pub async fn send_raw(&mut self, message: Value) {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        self.ws
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
     }
 
     /// The next protocol message (pings answered), or `None` after `wait`.

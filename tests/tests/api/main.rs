@@ -13,6 +13,7 @@ mod cli;
 mod crud;
 mod errors;
 mod graphql_ws;
+mod limits;
 mod llm_providers;
 mod operations;
 mod rest;

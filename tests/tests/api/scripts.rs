@@ -54,6 +54,7 @@ async fn spawn_demo() -> DemoServer {
     config.contact_min_fill_ms = 500;
     // The JavaScript suite makes many public calls from one address.
     config.public_rate_limit = 0;
+    config.widget_rate_limit = 0;
     let mut app = App::build(config).await.expect("app builds");
     let demo = app.demo.take().expect("an empty database gets the demo");
     let address = format!("http://{}", app.addr());

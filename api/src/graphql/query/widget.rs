@@ -54,6 +54,9 @@ impl WidgetQuery {
         let st = ctx.state()?;
         let (widget, bot) = service::chat_widget::public(st, widget_id).await?;
         crate::http::origin::check(ctx, &widget)?;
+        if let crate::auth::Caller::Public { .. } = ctx.caller() {
+            service::chat_widget::charge(st, widget.id).await?;
+        }
         Ok(WidgetConfig {
             widget_id: widget.id,
             labels: BotLabels::from_stored(&bot.labels),

@@ -9,13 +9,12 @@
 
 use std::{
     collections::{HashSet, VecDeque},
-    sync::Arc,
     time::Duration,
 };
 
 use async_graphql::{Context, Subscription};
 use futures_util::{Stream, stream};
-use tokio::sync::broadcast::{Receiver, error::RecvError};
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::{
@@ -23,6 +22,7 @@ use crate::{
     domain::TurnStatus,
     error::{AppError, GqlError},
     graphql::ContextExt,
+    pubsub::Subscription,
     service::chat,
     state::AppState,
     turn::events::{TurnEvent, session_topic, turn_topic},
@@ -74,7 +74,7 @@ fn events(rows: Vec<entity::chat_message::Model>) -> VecDeque<TurnEvent> {
 
 struct TurnFollow {
     st: AppState,
-    rx: Receiver<Arc<str>>,
+    rx: Subscription,
     turn_id: Uuid,
     pending: VecDeque<TurnEvent>,
     last_seq: i32,
@@ -137,7 +137,7 @@ impl TurnFollow {
 
 struct SessionFollow {
     st: AppState,
-    rx: Receiver<Arc<str>>,
+    rx: Subscription,
     session_id: Uuid,
     pending: VecDeque<TurnEvent>,
     seen: HashSet<Uuid>,

@@ -1,8 +1,8 @@
 //! The org's outbox events, live.
 
 use async_graphql::{Context, Subscription};
-use futures_util::{Stream, StreamExt};
-use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+use futures_util::{Stream, StreamExt, stream};
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     error::GqlError,
@@ -27,16 +27,23 @@ impl OrgSubscription {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let org_id = scope.org_id();
         let rx = st.bus.subscribe(&org_topic(org_id));
-        Ok(BroadcastStream::new(rx).filter_map(move |msg| {
+        let messages = stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(raw) => return Some((raw, rx)),
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            skipped = n,
+                            "orgEvents subscriber lagged; events skipped (query `events` to catch up)"
+                        );
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(messages.filter_map(move |raw| {
             let kinds = kinds.clone();
             async move {
-                let raw = match msg {
-                    Ok(raw) => raw,
-                    Err(BroadcastStreamRecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "orgEvents subscriber lagged; events skipped (query `events` to catch up)");
-                        return None;
-                    }
-                };
                 let ev: BusEvent = serde_json::from_str(&raw).ok()?;
                 if ev.org_id != org_id {
                     return None;

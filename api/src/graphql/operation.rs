@@ -1,0 +1,168 @@
+//! What an operation will run, read before it runs: its kind and how many
+//! root fields it selects. The rate limits charge one unit per root field,
+//! so `mutation { a0: startTurn(…) a1: startTurn(…) … }` costs what two
+//! hundred requests cost, and public callers may only run small operations.
+//!
+//! Root fields are counted by response key (alias or name), fragments
+//! included: GraphQL merges fields that share a response key, so a fragment
+//! spread twice runs its fields once. `__typename` costs nothing.
+
+use std::collections::HashSet;
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+};
+
+use crate::{auth::Caller, error::AppError};
+
+/// The kind and size of the operation a request selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub kind: OperationType,
+    /// Distinct root response keys, `__typename` excluded.
+    pub root_fields: usize,
+}
+
+impl Shape {
+    /// Units the operation takes from a rate budget (at least one: even an
+    /// empty or failing operation was a request).
+    pub fn cost(&self) -> u32 {
+        u32::try_from(self.root_fields.max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// The shape of `request`'s operation, parsing its document once (async-graphql
+/// keeps the parsed document for execution). `None` when the document does not
+/// parse or names no operation it holds: execution then reports that error.
+pub fn shape(request: &mut async_graphql::Request) -> Option<Shape> {
+    let name = request.operation_name.clone();
+    let doc = request.parsed_query().ok()?;
+    shape_of(doc, name.as_deref())
+}
+
+fn shape_of(doc: &ExecutableDocument, operation_name: Option<&str>) -> Option<Shape> {
+    let op = match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
+        (DocumentOperations::Multiple(_), None) => return None,
+    };
+    let mut keys = HashSet::new();
+    let mut visited = HashSet::new();
+    collect(doc, &op.node.selection_set.node, &mut keys, &mut visited);
+    Some(Shape {
+        kind: op.node.ty,
+        root_fields: keys.len(),
+    })
+}
+
+/// Adds the response keys `set` selects at this level, following fragments
+/// (each fragment once, so cycles end).
+fn collect<'a>(
+    doc: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    keys: &mut HashSet<&'a str>,
+    visited: &mut HashSet<&'a str>,
+) {
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                if field.name.node.as_str() != "__typename" {
+                    keys.insert(field.response_key().node.as_str());
+                }
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                if visited.insert(name)
+                    && let Some(fragment) = doc.fragments.get(name)
+                {
+                    collect(doc, &fragment.node.selection_set.node, keys, visited);
+                }
+            }
+            Selection::InlineFragment(inline) => {
+                collect(doc, &inline.node.selection_set.node, keys, visited);
+            }
+        }
+    }
+}
+
+/// Refuses an operation too large for its caller: a subscription selects one
+/// root field (as the GraphQL specification requires; each is a stream of its
+/// own); a public mutation one field; a public query at most
+/// `public_max_query_fields`.
+pub fn admit(
+    caller: &Caller,
+    shape: &Shape,
+    public_max_query_fields: usize,
+) -> Result<(), AppError> {
+    let public = matches!(caller, Caller::Public { .. });
+    let n = shape.root_fields;
+    match shape.kind {
+        OperationType::Subscription if n > 1 => Err(AppError::BadRequest(format!(
+            "a subscription selects exactly one root field (this one selects {n})"
+        ))),
+        OperationType::Mutation if public && n > 1 => Err(AppError::BadRequest(format!(
+            "a public request runs one mutation field per operation (this one has {n}); send one operation per message"
+        ))),
+        OperationType::Query if public && n > public_max_query_fields => {
+            Err(AppError::BadRequest(format!(
+                "a public query selects at most {public_max_query_fields} root fields (this one selects {n})"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(query: &str) -> Option<Shape> {
+        shape(&mut async_graphql::Request::new(query))
+    }
+
+    #[test]
+    fn counts_aliases_and_fragments() {
+        let s = of(
+            "mutation { a: startTurn(input: {}) { turnId } b: startTurn(input: {}) { turnId } }",
+        );
+        assert_eq!(
+            s,
+            Some(Shape {
+                kind: OperationType::Mutation,
+                root_fields: 2
+            })
+        );
+        let s = of(
+            "query { ...F ...F ... on Query { c: org { id } } __typename } fragment F on Query { a: bots { id } b: org { id } ...G } fragment G on Query { ...F d: org { id } }",
+        );
+        assert_eq!(s.map(|s| s.root_fields), Some(4));
+        assert_eq!(of("{ __typename }").map(|s| s.cost()), Some(1));
+    }
+
+    #[test]
+    fn picks_the_named_operation() {
+        let q = "query A { a b } subscription B { x }";
+        let mut req = async_graphql::Request::new(q).operation_name("B");
+        assert_eq!(
+            shape(&mut req).map(|s| (s.kind, s.root_fields)),
+            Some((OperationType::Subscription, 1))
+        );
+        assert_eq!(of(q), None, "two operations and no name");
+        assert_eq!(of("{ nope"), None);
+    }
+
+    #[test]
+    fn public_callers_run_small_operations() {
+        let public = Caller::Public {
+            session_token: None,
+        };
+        let shape = |kind, root_fields| Shape { kind, root_fields };
+        assert!(admit(&public, &shape(OperationType::Mutation, 1), 3).is_ok());
+        assert!(admit(&public, &shape(OperationType::Mutation, 2), 3).is_err());
+        assert!(admit(&public, &shape(OperationType::Query, 3), 3).is_ok());
+        assert!(admit(&public, &shape(OperationType::Query, 4), 3).is_err());
+        assert!(admit(&public, &shape(OperationType::Subscription, 2), 3).is_err());
+    }
+}
