@@ -478,7 +478,10 @@ async fn subscriptions_over_the_cap_get_an_error() {
         json!({
             "type": "error",
             "id": "one-too-many",
-            "payload": [{ "message": "too many active subscriptions on this connection" }]
+            "payload": [{
+                "message": format!("too many active subscriptions on this connection (at most {MAX_SUBSCRIPTIONS})"),
+                "extensions": { "code": "BAD_REQUEST" }
+            }]
         })
     );
     // Freeing one makes room again.
