@@ -19,6 +19,7 @@ mod rest;
 mod retrieval;
 mod schema;
 mod scripts;
+mod session_lifetime;
 mod smtp_sink;
 mod support;
 mod tenancy;
