@@ -104,7 +104,9 @@ async fn a_stream_that_breaks_after_real_text_ends_in_the_fallback(backend: Back
                 json!({ "id": s["sessionId"] }),
             )
             .await;
-        let messages = stored["chatSession"]["messages"]["nodes"].as_array().unwrap();
+        let messages = stored["chatSession"]["messages"]["nodes"]
+            .as_array()
+            .unwrap();
         let stored_statuses: Vec<&str> = messages
             .iter()
             .map(|m| m["status"].as_str().unwrap())

@@ -84,7 +84,9 @@ fn readme_documents_every_setting() {
             .collect();
         let expected = default.as_deref().unwrap_or("(unset)");
         match documented.as_slice() {
-            [] => problems.push(format!("`{env}`: missing from the README (default `{expected}`)")),
+            [] => problems.push(format!(
+                "`{env}`: missing from the README (default `{expected}`)"
+            )),
             [d] if d.as_str() == expected => {}
             [d] => problems.push(format!(
                 "`{env}`: README says `{d}`, the code's default is `{expected}`"
