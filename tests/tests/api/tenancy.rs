@@ -617,6 +617,24 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
         .await;
     assert_eq!(error_code(&r), Some("FORBIDDEN"), "{r}");
 
+    // The REST adapter that names an org: A's id is as unknown to B's key as a random one.
+    let mut answers = vec![];
+    for org in [app.org_id, Uuid::now_v7()] {
+        let resp = app
+            .client
+            .post(format!("{}/api/v1/orgs/{org}/chatbots", app.address))
+            .header("x-api-key", &b.key)
+            .json(&json!({ "name": "B's bot in A", "allowedOrigins": ["*"] }))
+            .send()
+            .await
+            .unwrap();
+        answers.push((resp.status(), resp.json::<Value>().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, 404, "{:?}", answers[0]);
+    assert_eq!(answers[0], answers[1], "like a missing org");
+    let bots = app.gql_ok("{ bots { nodes { name } } }", json!({})).await;
+    assert_eq!(bots["bots"]["nodes"], json!([{ "name": "A bot" }]));
+
     // B's outbox stream carried none of A's events: its next event is B's own.
     let end = create(
         &app,
