@@ -59,6 +59,32 @@ async fn next_event(ws: &mut WsClient) -> Value {
     msg["payload"]["data"]["orgEvents"].clone()
 }
 
+/// Creates probe knowledge bases with `key` until `ws`'s `orgEvents` stream
+/// shows one (a subscription starts asynchronously); returns their ids.
+async fn warm_up(app: &TestApp, key: &str, ws: &mut WsClient) -> Vec<Value> {
+    let mut probes = vec![];
+    for _ in 0..20 {
+        probes.push(
+            create(
+                app,
+                Some(key),
+                r#"mutation { createKnowledgeBase(input: {name: "probe"}) { id } }"#,
+                json!({}),
+                "createKnowledgeBase",
+            )
+            .await,
+        );
+        if let Some(msg) = ws.next(Duration::from_millis(300)).await {
+            assert!(
+                probes.contains(&msg["payload"]["data"]["orgEvents"]["payload"]["id"]),
+                "{msg}"
+            );
+            return probes;
+        }
+    }
+    panic!("orgEvents never started");
+}
+
 /// The errors of a graphql-ws operation's first answer.
 async fn ws_errors(ws: &mut WsClient, id: &str, query: &str, variables: Value) -> Value {
     ws.subscribe(id, query, variables).await;
@@ -213,20 +239,13 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_b_org, b_key) = app.create_org(Plan::Enterprise).await;
 
-    // Org B follows its outbox events from before A does anything; a probe proves the stream is live.
+    // Both orgs follow their outbox events from before A does anything.
     let mut b_events = WsClient::connect(&app.ws_url, json!({ "apiKey": b_key })).await;
     b_events.subscribe("ev", OWN_EVENTS, json!({})).await;
+    let b_probes = warm_up(&app, &b_key, &mut b_events).await;
     let mut a_events = WsClient::connect(&app.ws_url, json!({ "apiKey": app.api_key })).await;
     a_events.subscribe("ev", OWN_EVENTS, json!({})).await;
-    let probe = create(
-        &app,
-        Some(&b_key),
-        r#"mutation { createKnowledgeBase(input: {name: "B probe"}) { id } }"#,
-        json!({}),
-        "createKnowledgeBase",
-    )
-    .await;
-    assert_eq!(next_event(&mut b_events).await["payload"]["id"], probe);
+    let a_probes = warm_up(&app, &app.api_key, &mut a_events).await;
 
     let a = populate_org_a(&app).await;
     let b = populate_org_b(&app, b_key.clone()).await;
@@ -246,8 +265,14 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
         &a.message,
         &a.ticket,
     ];
-    // A's events were published (A's own subscriber sees the first one).
-    assert_eq!(next_event(&mut a_events).await["payload"]["id"], a.kb);
+    // A's events were published: A's own stream has them (after any late probe).
+    loop {
+        let id = next_event(&mut a_events).await["payload"]["id"].clone();
+        if id == a.kb {
+            break;
+        }
+        assert!(a_probes.contains(&id), "A's first event is its kb: {id}");
+    }
 
     // As B: the same refusal for A's ids as for random ones.
     let refused_like_missing = |q: &'static str, vars: Value| {
@@ -372,7 +397,7 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
             );
         }
         let own = match field.as_str() {
-            "knowledgeBases" => 1, // the probe
+            "knowledgeBases" => b_probes.len(),
             "bots" | "chatWidgets" | "flows" | "tooltips" => 1,
             _ => 0,
         };
@@ -644,7 +669,7 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
         "createKnowledgeBase",
     )
     .await;
-    // B's own objects made after the probe come first, then the end marker.
+    // B's own objects (and any late probe) come first, then the end marker.
     loop {
         let ev = next_event(&mut b_events).await;
         assert!(
