@@ -1,11 +1,11 @@
 //! Chat sessions and turn events: session tokens, the end user and session a
 //! first message creates, and the stored-then-published events of a turn.
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use entity::{chat_message, chat_session, chat_widget, end_user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -38,7 +38,17 @@ pub fn mint_token(st: &State, session: &chat_session::Model) -> Result<String, A
     Ok(st.secret.sign(SESSION_PURPOSE, &payload))
 }
 
-/// The session a token unlocks; a forged, tampered or stale token is `FORBIDDEN`.
+/// What a visitor whose session has gone quiet for longer than the TTL is told.
+pub const SESSION_EXPIRED: &str = "session expired: start a new conversation";
+
+/// Longest session TTL honoured, in days (a hundred years: keeps the date arithmetic in range).
+const SESSION_TTL_MAX_DAYS: u64 = 36_500;
+
+/// The session a token unlocks. A forged or tampered token, or one whose
+/// session is gone (deleted, or with its widget or bot), is `FORBIDDEN`
+/// ("invalid session token"); so is one whose session's last turn is older
+/// than `WAYFINDER_SESSION_TTL_DAYS` ([`SESSION_EXPIRED`]). Every public
+/// operation that takes a token comes through here.
 pub async fn verify_token(st: &State, token: &str) -> Result<chat_session::Model, AppError> {
     let bad = || AppError::Forbidden("invalid session token".into());
     let payload = st.secret.verify(SESSION_PURPOSE, token).ok_or_else(bad)?;
@@ -50,7 +60,36 @@ pub async fn verify_token(st: &State, token: &str) -> Result<chat_session::Model
     if session.org_id != claims.o || session.chat_widget_id != claims.w {
         return Err(bad());
     }
+    if session_expired(&session, st.config.session_ttl_days, Utc::now()) {
+        return Err(AppError::Forbidden(SESSION_EXPIRED.into()));
+    }
     Ok(session)
+}
+
+/// Whether `session`'s last turn is more than `ttl_days` before `now`.
+fn session_expired(session: &chat_session::Model, ttl_days: u64, now: DateTime<Utc>) -> bool {
+    let days = i64::try_from(ttl_days.min(SESSION_TTL_MAX_DAYS)).unwrap_or(i64::MAX);
+    session.updated_at + TimeDelta::days(days) < now
+}
+
+/// Bumps the session's `updated_at`: a row write that also takes the
+/// session's row lock (callers in a transaction use that to serialise).
+pub async fn touch_session(db: &impl ConnectionTrait, session_id: Uuid) -> Result<(), AppError> {
+    chat_session::Entity::update_many()
+        .col_expr(chat_session::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(chat_session::Column::Id.eq(session_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Records that a turn started in `session_id`: its token's TTL counts from
+/// now. Never fails the turn (the visitor's message is already stored); a
+/// failed write is logged and only shortens that session's life.
+pub async fn turn_started(db: &impl ConnectionTrait, session_id: Uuid) {
+    if let Err(err) = touch_session(db, session_id).await {
+        tracing::warn!(%err, %session_id, "could not bump the session's last turn");
+    }
 }
 
 /// A new anonymous end user and a session for them on `widget` (or on `bot_id` alone, for dashboards).

@@ -8,12 +8,9 @@
 
 use async_graphql::{Enum, InputObject};
 use chrono::Utc;
-use entity::{chat_feedback, chat_message, chat_session, support_ticket};
+use entity::{chat_feedback, chat_message, support_ticket};
 use sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    sea_query::{Expr, OnConflict},
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -154,7 +151,7 @@ pub async fn submit(
     if open_ticket {
         // Writing the session row first serialises concurrent votes of one
         // session, so two downvotes can't both open a ticket.
-        touch_session(&txn, message.session_id).await?;
+        chat::touch_session(&txn, message.session_id).await?;
     }
     let feedback = chat_feedback::Entity::insert(chat_feedback::ActiveModel {
         id: Set(new_id()),
@@ -230,19 +227,6 @@ pub async fn submit(
         feedback,
         ticket_id,
     })
-}
-
-/// Bumps the session's `updated_at`: a row write that takes the session's lock.
-pub(super) async fn touch_session(
-    db: &impl ConnectionTrait,
-    session_id: Uuid,
-) -> Result<(), AppError> {
-    chat_session::Entity::update_many()
-        .col_expr(chat_session::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(chat_session::Column::Id.eq(session_id))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// Appends `note` to an open ticket, unless it has grown to the longest a

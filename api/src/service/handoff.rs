@@ -13,9 +13,7 @@ use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use super::{
-    chat, event,
-    feedback::touch_session,
-    new_id,
+    chat, event, new_id,
     ticket::{self, NewTicket},
 };
 use crate::{
@@ -121,7 +119,7 @@ pub async fn request(
     let txn = crate::service::begin_write(&st.db).await?;
     // Writing the session row first serialises concurrent requests of one
     // session, so a double click can't open two tickets.
-    touch_session(&txn, session.id).await?;
+    chat::touch_session(&txn, session.id).await?;
     if let Some(existing) =
         ticket::unclosed_for_session(&txn, session.id, TicketSource::Handoff).await?
     {

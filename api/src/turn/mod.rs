@@ -161,6 +161,7 @@ pub async fn start(
             0,
         )
         .await?;
+    chat::turn_started(&st.db, session.id).await;
     Ok(StartedTurn {
         turn_id,
         session_id: session.id,

@@ -248,7 +248,11 @@ async fn injected_instructions_stay_data_and_history_is_sent() {
 
     // Second turn: the first exchange is in the prompt as history.
     let token = first["data"]["sendMessage"]["sessionToken"].clone();
-    app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "And how long does the password reset link last?", "sessionToken": token } })).await;
+    let second = app.gql_as(None, SEND, json!({ "i": { "widgetId": widget, "message": "And how long does the password reset link last?", "sessionToken": token } })).await;
+    assert_eq!(
+        second["data"]["sendMessage"]["status"], "ANSWERED",
+        "{second}"
+    );
     let body = fake.requests().last().cloned().unwrap();
     let msgs = body["messages"].as_array().unwrap();
     assert!(

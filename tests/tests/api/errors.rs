@@ -71,6 +71,15 @@ async fn api_keys_authenticate_and_revoke(backend: Backend) {
     let listed = app
         .gql_as(Some(&key), "{ apiKeys { nodes { name } } }", json!({}))
         .await;
+    assert!(listed["errors"].is_null(), "{listed}");
+    assert!(
+        listed["data"]["apiKeys"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["name"] == "ci"),
+        "{listed}"
+    );
     assert!(!listed.to_string().contains(&key));
 
     // Revoked keys stop working at once.

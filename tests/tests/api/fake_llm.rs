@@ -82,6 +82,10 @@ pub enum Behaviour {
     /// The stream's opening, deltas `"Partial "` and `"answer"`, then the
     /// connection breaks (the body ends with a transport error).
     BreakStream,
+    /// The stream's opening, these deltas (real answer text, long enough to
+    /// reach subscribers), then the connection breaks without a completion
+    /// marker (the body ends with a transport error).
+    BreakAfter(Vec<String>),
     /// Headers and the stream's opening (`message_start`, a role-only chunk…)
     /// at once; the first delta only after this long; then the default reply.
     SlowFirstToken(Duration),
@@ -111,6 +115,11 @@ impl Behaviour {
         Self::ReplyWith(Arc::new(compute))
     }
 
+    /// `BreakAfter` these chunks.
+    pub fn break_after(chunks: &[&str]) -> Self {
+        Self::BreakAfter(chunks.iter().map(|c| (*c).to_owned()).collect())
+    }
+
     /// `Reply` of `answer` cut after each space; usage
     /// [`FAKE_PROMPT_TOKENS`] + one per chunk.
     pub fn text(answer: &str) -> Self {
@@ -138,6 +147,7 @@ impl std::fmt::Debug for Behaviour {
             Self::Garbage => write!(f, "Garbage"),
             Self::CutStream => write!(f, "CutStream"),
             Self::BreakStream => write!(f, "BreakStream"),
+            Self::BreakAfter(chunks) => write!(f, "BreakAfter({chunks:?})"),
             Self::SlowFirstToken(d) => write!(f, "SlowFirstToken({d:?})"),
             Self::Hang => write!(f, "Hang"),
         }
@@ -392,6 +402,7 @@ async fn respond(kind: ProviderKind, behaviour: Behaviour, request: &Value) -> R
         ),
         Behaviour::CutStream => wire.stream(&cut_chunks(), None, Duration::ZERO, End::Cut),
         Behaviour::BreakStream => wire.stream(&cut_chunks(), None, Duration::ZERO, End::Break),
+        Behaviour::BreakAfter(chunks) => wire.stream(&chunks, None, Duration::ZERO, End::Break),
         Behaviour::SlowFirstToken(delay) => {
             let chunks = ["Hello".to_owned(), " world".to_owned()];
             wire.stream(&chunks, Some((FAKE_PROMPT_TOKENS, 2)), delay, End::Complete)

@@ -35,25 +35,82 @@ fn schema_graphql_is_up_to_date() {
     }
 }
 
+/// The README's configuration rows: variable → default column, backticks stripped.
+fn readme_settings(readme: &str) -> Vec<(String, String)> {
+    let start = readme
+        .find("| variable | default | what it does |")
+        .expect("README has the configuration table");
+    readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let unquote = |cell: &str| cell.trim_matches('`').to_string();
+            (unquote(cells[1]), unquote(cells[2]))
+        })
+        .collect()
+}
+
 #[test]
 fn readme_documents_every_setting() {
-    use clap::CommandFactory;
+    // Arrange: every setting of `Config` with its variable and its default,
+    // as clap knows them (not as this process's environment would set them).
     let readme = repo_file("README.md");
-    let cmd = wayfinder::cli::Cli::command();
-    let mut missing = vec![];
-    for arg in cmd.get_arguments() {
-        if let Some(env) = arg.get_env() {
-            let env = env.to_string_lossy().to_string();
-            if !readme.contains(&format!("`{env}`")) {
-                missing.push(env);
-            }
+    let command =
+        <wayfinder::config::Config as clap::Args>::augment_args(clap::Command::new("wayfinder"));
+    let code: Vec<(String, Option<String>)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let env = arg.get_env()?.to_string_lossy().to_string();
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().to_string())
+                .collect();
+            Some((env, (!defaults.is_empty()).then(|| defaults.join(","))))
+        })
+        .collect();
+    assert!(code.len() > 30, "Config's settings were found: {code:?}");
+    let rows = readme_settings(&readme);
+
+    // Act: compare both ways.
+    let mut problems = vec![];
+    for (env, default) in &code {
+        let documented: Vec<&String> = rows
+            .iter()
+            .filter(|(var, _)| var == env)
+            .map(|(_, d)| d)
+            .collect();
+        let expected = default.as_deref().unwrap_or("(unset)");
+        match documented.as_slice() {
+            [] => problems.push(format!(
+                "`{env}`: missing from the README (default `{expected}`)"
+            )),
+            [d] if d.as_str() == expected => {}
+            [d] => problems.push(format!(
+                "`{env}`: README says `{d}`, the code's default is `{expected}`"
+            )),
+            _ => problems.push(format!("`{env}`: {} README rows", documented.len())),
         }
     }
+    for (var, default) in &rows {
+        if var == "RUST_LOG" {
+            // Read by the tracing filter, not a `Config` setting.
+            assert_eq!(default, "info", "RUST_LOG's default");
+            continue;
+        }
+        if !code.iter().any(|(env, _)| env == var) {
+            problems.push(format!("`{var}`: in the README but not a setting"));
+        }
+    }
+
+    // Assert
     assert!(
-        missing.is_empty(),
-        "README's configuration table lacks: {missing:?}"
+        problems.is_empty(),
+        "README's configuration table disagrees with config.rs:\n{}",
+        problems.join("\n")
     );
-    assert!(readme.contains("`RUST_LOG`"));
 }
 
 #[tokio::test]

@@ -379,6 +379,10 @@ async fn votes_only_reach_the_voters_own_bot_replies(backend: Backend) {
     };
     let a = send("How do I reset my password?").await["data"]["sendMessage"].clone();
     let b = send("Exporting invoices?").await["data"]["sendMessage"].clone();
+    for reply in [&a, &b] {
+        assert_eq!(reply["status"], "ANSWERED", "{reply}");
+        assert!(reply["messageId"].is_string(), "{reply}");
+    }
 
     // Session A's token can't vote on session B's reply.
     let r = app
@@ -537,6 +541,8 @@ async fn handoff_answers_emits_and_opens_one_ticket(backend: Backend) {
             json!({ "i": { "sessionToken": reply["sessionToken"] } }),
         )
         .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert!(r["data"]["requestHandoff"]["ticketId"].is_string(), "{r}");
     assert_ne!(
         r["data"]["requestHandoff"]["ticketId"], first["ticketId"],
         "{r}"
