@@ -95,3 +95,39 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::R
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_json_internal() {
+        async fn boom() -> &'static str {
+            panic!("secret detail")
+        }
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panicked));
+        let response = app
+            .oneshot(
+                Request::get("/boom")
+                    .body(Body::empty())
+                    .unwrap_or_default(),
+            )
+            .await;
+        let Ok(response) = response else {
+            panic!("the layer did not answer");
+        };
+        assert_eq!(response.status(), 500);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(json["errors"][0]["extensions"]["code"], "INTERNAL");
+        assert_eq!(json["error"]["code"], "INTERNAL");
+        assert!(!String::from_utf8_lossy(&body).contains("secret detail"));
+    }
+}
