@@ -1,24 +1,30 @@
 //! GraphQL over HTTP: POST (single or batched JSON), GET (queries only, never
 //! mutations), GraphiQL for browsers, and the websocket upgrade on the same
-//! path. Transport errors answer in the GraphQL error shape with a `code`.
+//! path, following the GraphQL-over-HTTP specification: the response type is
+//! negotiated (`http::media`); under `application/graphql-response+json` a
+//! request error (a body or parameters that are not a GraphQL request, a
+//! document that does not parse or validate, variables that do not coerce)
+//! is 400 with only `errors`, under `application/json` it is 200 once the
+//! body is a well-formed request; an execution error is always 200 with
+//! `data`. Transport errors answer in the GraphQL error shape with a `code`.
 
 use async_graphql::{
-    BatchRequest,
-    http::GraphiQLSource,
-    parser::{parse_query, types::OperationType},
+    BatchRequest, BatchResponse, http::GraphiQLSource, parser::types::OperationType,
 };
-use async_graphql_axum::GraphQLResponse;
 use axum::{
-    Json,
     extract::{FromRequestParts, Request, State, ws::WebSocketUpgrade},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
-use serde_json::json;
+use serde_json::{Map, Value as Json, json};
 
 use std::net::IpAddr;
 
-use super::{origin::RequestOrigin, rate_limit::Subject};
+use super::{
+    media::{self, ResponseType},
+    origin::RequestOrigin,
+    rate_limit::Subject,
+};
 use crate::{
     auth::{Caller, authenticate},
     error::AppError,
@@ -26,18 +32,32 @@ use crate::{
     state::AppState,
 };
 
+/// `body` as a response of media type `ty`.
+fn respond(status: StatusCode, ty: ResponseType, body: &impl serde::Serialize) -> Response {
+    let text = serde_json::to_string(body).unwrap_or_else(|err| {
+        tracing::error!(%err, "a GraphQL response could not be serialised");
+        r#"{"errors":[{"message":"internal error","extensions":{"code":"INTERNAL"}}]}"#.to_owned()
+    });
+    let mut response = (status, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(ty.content_type()),
+    );
+    response
+}
+
 /// A transport-level failure in the GraphQL error shape.
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
+fn error(status: StatusCode, ty: ResponseType, code: &str, message: &str) -> Response {
+    respond(
         status,
-        Json(json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })),
+        ty,
+        &json!({ "errors": [{ "message": message, "extensions": { "code": code } }] }),
     )
-        .into_response()
 }
 
 /// A request refused before it ran, in the GraphQL error shape with its
 /// `code` (and `retryAfter`, with a `Retry-After` header, when rate limited).
-pub(crate) fn refusal(err: AppError) -> Response {
+pub(crate) fn refusal(err: AppError, ty: ResponseType) -> Response {
     let status = match &err {
         AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -55,15 +75,15 @@ pub(crate) fn refusal(err: AppError) -> Response {
         AppError::Internal(_) => "internal error".to_string(),
         other => other.to_string(),
     };
-    let mut response = (
+    let mut response = respond(
         status,
-        Json(json!({ "errors": [{ "message": message, "extensions": extensions }] })),
-    )
-        .into_response();
+        ty,
+        &json!({ "errors": [{ "message": message, "extensions": extensions }] }),
+    );
     if let AppError::RateLimited { retry_after } = &err {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     response
 }
@@ -156,59 +176,138 @@ async fn execute(
     caller: Caller,
     origin: RequestOrigin,
     batch: BatchRequest,
+    ty: ResponseType,
 ) -> Response {
     let batch = batch.data(caller).data(origin).data(st.clone());
-    GraphQLResponse::from(st.schema.execute_batch(batch).await).into_response()
+    match st.schema.execute_batch(batch).await {
+        BatchResponse::Single(response) => {
+            let request_error = super::ws::is_request_error(&response);
+            let status = if request_error && ty == ResponseType::GraphqlResponse {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            respond(status, ty, &GraphqlResult::of(&response))
+        }
+        BatchResponse::Batch(responses) => {
+            let items: Vec<GraphqlResult<'_>> = responses.iter().map(GraphqlResult::of).collect();
+            respond(StatusCode::OK, ty, &items)
+        }
+    }
+}
+
+/// One GraphQL result as sent: fields in the order the query asked for them;
+/// a request error has no `data` entry at all (it never reached execution),
+/// as the GraphQL specification says.
+#[derive(serde::Serialize)]
+struct GraphqlResult<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a async_graphql::Value>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [async_graphql::ServerError],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+}
+
+impl<'a> GraphqlResult<'a> {
+    fn of(response: &'a async_graphql::Response) -> Self {
+        let request_error = super::ws::is_request_error(response);
+        Self {
+            data: (!request_error).then_some(&response.data),
+            errors: &response.errors,
+            extensions: &response.extensions,
+        }
+    }
+}
+
+/// Checks that `value` has the shape of a GraphQL-over-HTTP request (a map
+/// with a string `query`, and an optional string `operationName`, map
+/// `variables` and map `extensions`) and reads it.
+fn request_of(value: Json) -> Result<async_graphql::Request, String> {
+    let Json::Object(map) = value else {
+        return Err("a GraphQL request is a JSON object".into());
+    };
+    match map.get("query") {
+        Some(Json::String(_)) => {}
+        None | Some(Json::Null) => return Err("the request has no 'query'".into()),
+        Some(_) => return Err("'query' must be a string".into()),
+    }
+    let optional = |key: &str, ok: fn(&Json) -> bool, what: &str| match map.get(key) {
+        None | Some(Json::Null) => Ok(()),
+        Some(v) if ok(v) => Ok(()),
+        Some(_) => Err(format!("'{key}' must be {what} or null")),
+    };
+    optional("operationName", Json::is_string, "a string")?;
+    optional("variables", Json::is_object, "an object")?;
+    optional("extensions", Json::is_object, "an object")?;
+    let mut map: Map<String, Json> = map;
+    // async-graphql reads a null map as absent only when the key is gone.
+    for key in ["variables", "extensions", "operationName"] {
+        if map.get(key) == Some(&Json::Null) {
+            map.remove(key);
+        }
+    }
+    serde_json::from_value(Json::Object(map)).map_err(|err| format!("not a GraphQL request: {err}"))
 }
 
 /// `POST /graphql`: one operation or a JSON array of at most `WAYFINDER_MAX_BATCH`.
 pub async fn post(State(st): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let Some(ty) = media::negotiate(headers) else {
+        return not_acceptable();
+    };
+    if !media::is_json_request(headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ty,
+            "BAD_REQUEST",
+            "send the request as application/json (UTF-8)",
+        );
+    }
     let body = match axum::body::to_bytes(body, st.config.body_limit).await {
         Ok(b) => b,
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
+                ty,
                 "BAD_REQUEST",
                 "the request body is too large",
             );
         }
     };
-    let headers = &parts.headers;
+    let bad = |message: String| error(StatusCode::BAD_REQUEST, ty, "BAD_REQUEST", &message);
+    let parsed: Json = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(err) => return bad(format!("the body is not JSON: {err}")),
+    };
+    let mut batch = match parsed {
+        Json::Array(items) => {
+            if items.is_empty() || items.len() > st.config.max_batch {
+                return bad(format!(
+                    "a batch must hold 1 to {} operations",
+                    st.config.max_batch
+                ));
+            }
+            match items
+                .into_iter()
+                .map(request_of)
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(requests) => BatchRequest::Batch(requests),
+                Err(message) => return bad(message),
+            }
+        }
+        single => match request_of(single) {
+            Ok(request) => BatchRequest::Single(request),
+            Err(message) => return bad(message),
+        },
+    };
     let ip = client_ip(&st, &parts);
     let caller = match caller(&st, headers, ip).await {
         Ok(c) => c,
-        Err(err) => return refusal(err),
+        Err(err) => return refusal(err, ty),
     };
-    // Decide single vs batch by the first byte: serde would also read a JSON
-    // array as a (defaulted) single request.
-    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let parsed = if is_batch {
-        serde_json::from_slice::<Vec<async_graphql::Request>>(&body).map(BatchRequest::Batch)
-    } else {
-        serde_json::from_slice::<async_graphql::Request>(&body).map(BatchRequest::Single)
-    };
-    let mut batch = match parsed {
-        Ok(b) => b,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                &format!("the body is not a GraphQL request: {err}"),
-            );
-        }
-    };
-    if let BatchRequest::Batch(items) = &batch
-        && (items.is_empty() || items.len() > st.config.max_batch)
-    {
-        {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                &format!("a batch must hold 1 to {} operations", st.config.max_batch),
-            );
-        }
-    }
     let admitted = match &mut batch {
         BatchRequest::Single(request) => {
             admit(&st, &caller, ip, std::slice::from_mut(request)).await
@@ -216,9 +315,19 @@ pub async fn post(State(st): State<AppState>, req: Request) -> Response {
         BatchRequest::Batch(requests) => admit(&st, &caller, ip, requests).await,
     };
     if let Err(err) = admitted {
-        return refusal(err);
+        return refusal(err, ty);
     }
-    execute(&st, caller, RequestOrigin::from_headers(headers), batch).await
+    execute(&st, caller, RequestOrigin::from_headers(headers), batch, ty).await
+}
+
+/// 406: the client accepts neither response type (answered as JSON anyway).
+fn not_acceptable() -> Response {
+    error(
+        StatusCode::NOT_ACCEPTABLE,
+        ResponseType::Json,
+        "BAD_REQUEST",
+        "accept application/graphql-response+json or application/json",
+    )
 }
 
 fn is_websocket(headers: &HeaderMap) -> bool {
@@ -236,7 +345,7 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
         // Every upgrade costs its address, whatever headers it carries: the
         // socket decides who is calling only at `connection_init`.
         if let Err(err) = st.rate.check(Subject::Ip(ip), 1).await {
-            return refusal(err);
+            return refusal(err, ResponseType::Json);
         }
         return match WebSocketUpgrade::from_request_parts(&mut parts, &st).await {
             Ok(ws) => {
@@ -262,9 +371,13 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
         )
         .into_response();
     }
+    let Some(ty) = media::negotiate(&parts.headers) else {
+        return not_acceptable();
+    };
     if query.len() > st.config.body_limit {
         return error(
             StatusCode::URI_TOO_LONG,
+            ty,
             "BAD_REQUEST",
             "the query string is too long",
         );
@@ -274,33 +387,32 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
         Err(err) => {
             return error(
                 StatusCode::BAD_REQUEST,
+                ty,
                 "BAD_REQUEST",
                 &format!("not a GraphQL request: {err}"),
             );
         }
     };
     // GET must never change anything (links and prefetches are GETs).
-    if let Ok(doc) = parse_query(&request.query) {
-        let is_mutation = doc.operations.iter().any(|(name, op)| {
-            op.node.ty == OperationType::Mutation
-                && (request.operation_name.is_none()
-                    || name.map(|n| n.as_str()) == request.operation_name.as_deref())
-        });
-        if is_mutation {
-            return error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "BAD_REQUEST",
-                "mutations are only accepted over POST",
-            );
-        }
+    if operation::shape(&mut request).is_some_and(|s| s.kind == OperationType::Mutation) {
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ty,
+            "BAD_REQUEST",
+            "mutations are only accepted over POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
     }
     let caller = match caller(&st, &parts.headers, ip).await {
         Ok(c) => c,
-        Err(err) => return refusal(err),
+        Err(err) => return refusal(err, ty),
     };
     if let Err(err) = admit(&st, &caller, ip, std::slice::from_mut(&mut request)).await {
-        return refusal(err);
+        return refusal(err, ty);
     }
     let origin = RequestOrigin::from_headers(&parts.headers);
-    execute(&st, caller, origin, BatchRequest::Single(request)).await
+    execute(&st, caller, origin, BatchRequest::Single(request), ty).await
 }

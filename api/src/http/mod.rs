@@ -6,6 +6,7 @@ pub mod assets;
 pub mod client_ip;
 pub mod graphql;
 pub mod health;
+pub mod media;
 pub mod origin;
 pub mod rate_limit;
 pub mod rest;

@@ -637,7 +637,7 @@ async fn run_operation(
 /// A response to a request that was never executed: parse, validation,
 /// variable or operation-selection errors. Those carry no data and no path;
 /// a resolver's error always has a path, even when it nulls the whole data.
-fn is_request_error(response: &Response) -> bool {
+pub(crate) fn is_request_error(response: &Response) -> bool {
     response.data == Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty())
