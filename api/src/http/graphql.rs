@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::origin::RequestOrigin;
 use crate::{
-    auth::{Caller, authenticate},
+    auth::{self, Caller},
     error::AppError,
     state::AppState,
 };
@@ -80,8 +80,8 @@ async fn caller(
                 session_token: None,
             })
         }
-        Some(key) => match authenticate(&st.db, key).await {
-            Ok(scope) => Ok(Caller::Org(scope)),
+        Some(key) => match auth::resolve(&st.db, key).await {
+            Ok(caller) => Ok(caller),
             Err(AppError::Unauthenticated(msg)) => {
                 Err(error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", msg))
             }

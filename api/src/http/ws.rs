@@ -306,8 +306,8 @@ impl Connection {
         let forbidden = || Close::new(close_code::FORBIDDEN, "Forbidden");
         let payload = payload.unwrap_or_default();
         let caller = match payload.get("apiKey") {
-            Some(Json::String(key)) => match auth::authenticate(&self.st.db, key).await {
-                Ok(scope) => Caller::Org(scope),
+            Some(Json::String(key)) => match auth::resolve(&self.st.db, key).await {
+                Ok(caller) => caller,
                 Err(AppError::Unauthenticated(_)) => return Err(forbidden()),
                 Err(err) => {
                     tracing::error!(%err, "graphql-ws connection_init: authentication failed");

@@ -86,12 +86,12 @@ async fn votable_message(
     let not_found = || AppError::not_found_in("chat message", "input.messageId");
     let token = token.or_else(|| match caller {
         Caller::Public { session_token } => session_token.clone(),
-        Caller::Org(_) => None,
+        Caller::Org(_) | Caller::Operator(_) => None,
     });
     let session = match (&token, caller) {
         (Some(t), _) => Some(chat::verify_token(st, t).await?),
         (None, Caller::Org(_)) => None,
-        (None, Caller::Public { .. }) => {
+        (None, Caller::Public { .. } | Caller::Operator(_)) => {
             return Err(AppError::bad_input(
                 "input.sessionToken",
                 "the session token is needed to vote (or an API key)",

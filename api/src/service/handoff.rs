@@ -100,7 +100,7 @@ pub async fn request(
         .map(str::to_string)
         .or_else(|| match caller {
             Caller::Public { session_token } => session_token.clone(),
-            Caller::Org(_) => None,
+            Caller::Org(_) | Caller::Operator(_) => None,
         })
         .ok_or_else(|| AppError::bad_input("input.sessionToken", "the session token is needed"))?;
     let session = chat::verify_token(st, &token).await?;

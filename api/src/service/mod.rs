@@ -18,6 +18,8 @@ pub mod feedback;
 pub mod handoff;
 pub mod kb;
 pub mod notify;
+pub mod operator;
+pub mod operator_key;
 pub mod org;
 pub mod session;
 pub mod site;

@@ -1,4 +1,4 @@
-//! Orgs: creation by the operator, settings by the org itself.
+//! Orgs: creation by the operator (see `service::operator`), settings by the org itself.
 
 use chrono::Utc;
 use entity::{api_key, org};
@@ -18,15 +18,31 @@ pub async fn get(db: &DatabaseConnection, scope: &OrgScope) -> Result<org::Model
         .ok_or_else(|| AppError::not_found("org"))
 }
 
-/// A new org and its first API key, made in one transaction.
+/// A new org and its first API key, made in one transaction (the
+/// `org.created` event is published by the outbox relay).
 pub async fn create(
     db: &DatabaseConnection,
     name: &str,
     plan: Plan,
     owner_email: &str,
 ) -> Result<(org::Model, api_key::Model, NewApiKey), AppError> {
-    let name = domain::name("name", name)?;
-    let owner_email = domain::email("ownerEmail", owner_email)?;
+    let (org, key_row, key, _) =
+        create_recorded(db, name, plan, owner_email, "name", "ownerEmail").await?;
+    Ok((org, key_row, key))
+}
+
+/// [`create`], also returning the committed `org.created` event for the
+/// caller to publish; validation errors name `name_field` / `email_field`.
+pub(crate) async fn create_recorded(
+    db: &DatabaseConnection,
+    name: &str,
+    plan: Plan,
+    owner_email: &str,
+    name_field: &str,
+    email_field: &str,
+) -> Result<(org::Model, api_key::Model, NewApiKey, entity::event::Model), AppError> {
+    let name = domain::name(name_field, name)?;
+    let owner_email = domain::email(email_field, owner_email)?;
     let now = Utc::now();
     let txn = crate::service::begin_write(db).await?;
     let org = org::ActiveModel {
@@ -47,7 +63,7 @@ pub async fn create(
     .insert(&txn)
     .await?;
     let (key_row, key) = insert_key(&txn, org.id, "default").await?;
-    event::record(
+    let ev = event::record(
         &txn,
         org.id,
         "org.created",
@@ -55,7 +71,7 @@ pub async fn create(
     )
     .await?;
     txn.commit().await?;
-    Ok((org, key_row, key))
+    Ok((org, key_row, key, ev))
 }
 
 /// Settings an org may change about itself; omitted fields stay as they are.

@@ -121,7 +121,7 @@ pub async fn start(
     };
     let token = req.session_token.clone().or_else(|| match caller {
         Caller::Public { session_token } => session_token.clone(),
-        Caller::Org(_) => None,
+        Caller::Org(_) | Caller::Operator(_) => None,
     });
     let session = match token {
         Some(token) => {

@@ -1,9 +1,12 @@
 //! Write operations, one object per domain, merged into the root `Mutation`.
 //! Create and update take a single `input`; every change emits an outbox event.
+//! Orgs, plans and credits are the operator's (`operator`): an org's key may
+//! not use them.
 
 mod chat;
 mod content;
 mod kb;
+mod operator;
 mod org;
 mod support;
 mod webhook;
@@ -21,4 +24,5 @@ pub struct Mutation(
     widget::WidgetMutation,
     support::SupportMutation,
     webhook::WebhookMutation,
+    operator::OperatorMutation,
 );

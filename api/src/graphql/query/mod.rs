@@ -3,13 +3,15 @@
 mod chat;
 mod content;
 mod kb;
+mod operator;
 mod org;
 mod webhook;
 mod widget;
 
 use async_graphql::MergedObject;
 
-/// Every read operation. All but `widgetConfig` need an org API key.
+/// Every read operation. All but `widgetConfig` need an org API key, except
+/// `orgs`, which needs an operator key.
 #[derive(MergedObject, Default)]
 pub struct Query(
     org::OrgQuery,
@@ -18,4 +20,5 @@ pub struct Query(
     widget::WidgetQuery,
     chat::ChatQuery,
     webhook::WebhookQuery,
+    operator::OperatorQuery,
 );

@@ -50,10 +50,14 @@ async fn authorize(
                 .map_err(|_| not_found())?;
             Ok(())
         }
-        Caller::Public { session_token } => {
+        Caller::Public { .. } | Caller::Operator(_) => {
+            let socket_token = match caller {
+                Caller::Public { session_token } => session_token.clone(),
+                _ => None,
+            };
             let token =
                 token
-                    .or_else(|| session_token.clone())
+                    .or(socket_token)
                     .ok_or(AppError::Unauthenticated(
                         "a sessionToken (or an API key) is needed",
                     ))?;
