@@ -196,6 +196,12 @@ impl ServerSecret {
     }
 }
 
+/// What an optional secret prints as in a hand-written `Debug`: whether it is
+/// there, never what it is.
+pub fn redacted<T>(value: &Option<T>) -> Option<&'static str> {
+    value.as_ref().map(|_| "<redacted>")
+}
+
 /// `N` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
     let mut buf = [0u8; N];

@@ -150,8 +150,9 @@ fn ledger_row(
 }
 
 /// Takes `amount` from the balance in one conditional statement that cannot
-/// go below zero, with its `RESERVATION` ledger row, atomically.
-pub async fn reserve(
+/// go below zero, with its `RESERVATION` ledger row, atomically. Only
+/// [`ReservationGuard::reserve`] calls it, so every reservation has a guard.
+async fn reserve(
     db: &DatabaseConnection,
     org_id: Uuid,
     turn_id: Option<Uuid>,
@@ -236,17 +237,7 @@ async fn apply(txn: &impl ConnectionTrait, org_id: Uuid, delta: i64) -> Result<(
 /// difference, or charges the excess as far as the balance allows (never
 /// below zero; what could not be charged is noted, not recorded as a charge).
 /// Every balance change gets its ledger row, of exactly the amount applied,
-/// in the same transaction. Prefer [`ReservationGuard::settle`], which also
-/// survives cancellation.
-pub async fn settle(
-    db: &DatabaseConnection,
-    res: &Reservation,
-    actual: i64,
-    tokens: u32,
-) -> Result<(), AppError> {
-    settle_noted(db, res, actual, format!("{tokens} tokens")).await
-}
-
+/// in the same transaction. Only [`ReservationGuard`] calls it.
 async fn settle_noted(
     db: &DatabaseConnection,
     res: &Reservation,
@@ -338,7 +329,9 @@ pub struct ReservationGuard {
 }
 
 impl ReservationGuard {
-    /// Reserves like [`reserve`], returning the guard that settles it.
+    /// Takes `amount` credits (at least 1) from the balance in one conditional
+    /// statement that cannot go below zero, with its `RESERVATION` ledger row;
+    /// returns the guard that settles it.
     pub async fn reserve(
         db: &DatabaseConnection,
         org_id: Uuid,

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod operator;
 pub mod operator_key;
 pub mod org;
+pub mod server_setting;
 pub mod session;
 pub mod site;
 pub mod ticket;

@@ -75,7 +75,8 @@ pub(crate) async fn create_recorded(
 }
 
 /// Settings an org may change about itself; omitted fields stay as they are.
-#[derive(Debug, Default, async_graphql::InputObject)]
+/// (`Debug` shows whether `llmApiKey` is set, never the key.)
+#[derive(Default, async_graphql::InputObject)]
 pub struct UpdateOrgSettingsInput {
     /// New org name.
     pub name: Option<String>,
@@ -92,7 +93,32 @@ pub struct UpdateOrgSettingsInput {
     /// Your provider's base URL; `null` uses the provider's public API.
     pub llm_base_url: async_graphql::MaybeUndefined<String>,
     /// Your provider's API key. Write-only: stored encrypted, never returned; `null` removes it.
+    #[graphql(secret)]
     pub llm_api_key: async_graphql::MaybeUndefined<String>,
+}
+
+impl std::fmt::Debug for UpdateOrgSettingsInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use async_graphql::MaybeUndefined::{Null, Undefined, Value};
+        let key = match &self.llm_api_key {
+            Undefined => "undefined",
+            Null => "null",
+            Value(_) => "<redacted>",
+        };
+        f.debug_struct("UpdateOrgSettingsInput")
+            .field("name", &self.name)
+            .field("owner_email", &self.owner_email)
+            .field("ai_chatbot_enabled", &self.ai_chatbot_enabled)
+            .field("ai_auto_traits_enabled", &self.ai_auto_traits_enabled)
+            .field("llm_provider", &self.llm_provider)
+            .field("llm_model", &self.llm_model)
+            .field(
+                "llm_base_url",
+                &self.llm_base_url.value().map(|u| crate::config::redact_url(u)),
+            )
+            .field("llm_api_key", &key)
+            .finish()
+    }
 }
 
 /// Applies `change` to the caller's org.
