@@ -313,15 +313,17 @@ async fn operator_key(
             }
         }
         OperatorKeyCommand::List { all, json } => {
-            let keys = service::operator_key::list(conn, all)
-                .await
-                .map_err(fail)?;
+            let keys = service::operator_key::list(conn, all).await.map_err(fail)?;
             if json {
                 let list: Vec<_> = keys.iter().map(described).collect();
                 writeln!(out, "{}", json!(list))?;
             } else {
                 for k in &keys {
-                    let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
                     writeln!(out, "{}  {}…  {}  {state}", k.id, k.prefix, k.name)?;
                 }
             }

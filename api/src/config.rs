@@ -407,9 +407,17 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
     let secretish = |name: &str| {
         let name = name.to_ascii_lowercase();
-        ["pass", "secret", "token", "key", "auth", "credential", "sig"]
-            .iter()
-            .any(|s| name.contains(s))
+        [
+            "pass",
+            "secret",
+            "token",
+            "key",
+            "auth",
+            "credential",
+            "sig",
+        ]
+        .iter()
+        .any(|s| name.contains(s))
     };
     if parsed.query_pairs().any(|(k, _)| secretish(&k)) {
         let pairs: Vec<(String, String)> = parsed

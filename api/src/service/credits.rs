@@ -252,9 +252,16 @@ async fn settle_noted(
         return Ok(());
     };
     if actual <= res.amount {
-        ledger_row(res.org_id, 0, "SETTLEMENT", res.turn_id, &res.model, Some(note))
-            .insert(&txn)
-            .await?;
+        ledger_row(
+            res.org_id,
+            0,
+            "SETTLEMENT",
+            res.turn_id,
+            &res.model,
+            Some(note),
+        )
+        .insert(&txn)
+        .await?;
         let refund = res.amount - actual;
         if refund > 0 {
             apply(&txn, res.org_id, refund).await?;

@@ -74,7 +74,10 @@ impl std::fmt::Debug for SubmitFeedbackInput {
             .field("message_id", &self.message_id)
             .field("vote", &self.vote)
             .field("comment", &self.comment)
-            .field("session_token", &crate::secret::redacted(&self.session_token))
+            .field(
+                "session_token",
+                &crate::secret::redacted(&self.session_token),
+            )
             .field("open_ticket", &self.open_ticket)
             .finish()
     }

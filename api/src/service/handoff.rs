@@ -46,7 +46,10 @@ pub struct RequestHandoffInput {
 impl std::fmt::Debug for RequestHandoffInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestHandoffInput")
-            .field("session_token", &crate::secret::redacted(&self.session_token))
+            .field(
+                "session_token",
+                &crate::secret::redacted(&self.session_token),
+            )
             .field("email", &self.email)
             .field("note", &self.note)
             .finish()

@@ -114,7 +114,10 @@ impl std::fmt::Debug for UpdateOrgSettingsInput {
             .field("llm_model", &self.llm_model)
             .field(
                 "llm_base_url",
-                &self.llm_base_url.value().map(|u| crate::config::redact_url(u)),
+                &self
+                    .llm_base_url
+                    .value()
+                    .map(|u| crate::config::redact_url(u)),
             )
             .field("llm_api_key", &key)
             .finish()

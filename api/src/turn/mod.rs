@@ -62,7 +62,10 @@ impl std::fmt::Debug for TurnRequest {
             .field("widget_id", &self.widget_id)
             .field("bot_id", &self.bot_id)
             .field("message", &self.message)
-            .field("session_token", &crate::secret::redacted(&self.session_token))
+            .field(
+                "session_token",
+                &crate::secret::redacted(&self.session_token),
+            )
             .field("page_url", &self.page_url)
             .finish()
     }

@@ -150,7 +150,10 @@ async fn operator_keys_are_minted_listed_and_revoked_by_the_cli(backend: Backend
     let listed = run(&app.db, &["operator-key", "list", "--json"]).await;
     let listed: Value = serde_json::from_str(listed.trim()).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    assert!(!listed[0]["lastUsedAt"].is_null(), "use is recorded: {listed}");
+    assert!(
+        !listed[0]["lastUsedAt"].is_null(),
+        "use is recorded: {listed}"
+    );
     assert!(!listed.to_string().contains(&key), "never the key itself");
 
     // Revoked, it stops working at once.

@@ -22,8 +22,7 @@ use crate::{
 
 const CREATE_ORG: &str = "mutation($i: CreateOrgInput!) { createOrg(input: $i) { org { id name plan creditBalance } apiKey { key apiKey { prefix } } } }";
 const ORGS: &str = "query($f: Int, $a: String) { orgs(first: $f, after: $a) { nodes { id name plan creditBalance } pageInfo { hasNextPage endCursor } } }";
-const SET_PLAN: &str =
-    "mutation($i: SetOrgPlanInput!) { setOrgPlan(input: $i) { id plan } }";
+const SET_PLAN: &str = "mutation($i: SetOrgPlanInput!) { setOrgPlan(input: $i) { id plan } }";
 const GRANT: &str = "mutation($i: GrantCreditsInput!) { grantCredits(input: $i) { orgId requested applied balance ledgerEntry { amount kind note } } }";
 const REVOKE: &str = "mutation($i: RevokeCreditsInput!) { revokeCredits(input: $i) { orgId requested applied balance ledgerEntry { amount kind note } } }";
 const SEND: &str = "mutation($i: TurnInput!) { sendMessage(input: $i) { status } }";
@@ -143,9 +142,7 @@ async fn operator_keys_run_the_operator_operations(backend: Backend) {
         )
         .await;
     assert_eq!(set["data"]["setOrgPlan"]["plan"], "ENTERPRISE", "{set}");
-    let me = app
-        .gql_as(Some(&key), "{ org { plan } }", json!({}))
-        .await;
+    let me = app.gql_as(Some(&key), "{ org { plan } }", json!({})).await;
     assert_eq!(me["data"]["org"]["plan"], "ENTERPRISE");
     let missing = app
         .gql_as(
@@ -291,7 +288,10 @@ async fn only_operator_keys_reach_operator_operations(backend: Backend) {
             json!({ "i": { "name": "Evil", "plan": "ENTERPRISE", "ownerEmail": "e@evil.test" } }),
         ),
         (ORGS, json!({})),
-        (SET_PLAN, json!({ "i": { "orgId": org, "plan": "ENTERPRISE" } })),
+        (
+            SET_PLAN,
+            json!({ "i": { "orgId": org, "plan": "ENTERPRISE" } }),
+        ),
         (GRANT, json!({ "i": { "orgId": org, "amount": 1000000 } })),
         (REVOKE, json!({ "i": { "orgId": org, "amount": 1 } })),
     ];
@@ -305,15 +305,16 @@ async fn only_operator_keys_reach_operator_operations(backend: Backend) {
             "{query}: {public}"
         );
         let by_operator = app.gql_as(Some(&op), query, vars.clone()).await;
-        assert!(
-            by_operator["errors"].is_null(),
-            "{query}: {by_operator}"
-        );
+        assert!(by_operator["errors"].is_null(), "{query}: {by_operator}");
     }
     // Another org's key cannot touch the test org either.
     let (_, other) = app.create_org(wayfinder::domain::Plan::Enterprise).await;
     let r = app
-        .gql_as(Some(&other), GRANT, json!({ "i": { "orgId": org, "amount": 5 } }))
+        .gql_as(
+            Some(&other),
+            GRANT,
+            json!({ "i": { "orgId": org, "amount": 5 } }),
+        )
         .await;
     assert_eq!(error_code(&r), Some("FORBIDDEN"), "{r}");
 
@@ -355,10 +356,7 @@ async fn only_operator_keys_reach_operator_operations(backend: Backend) {
     ws.subscribe("o", "{ orgs { nodes { id } } }", json!({}))
         .await;
     let got = ws.collect("o", Duration::from_secs(5)).await;
-    assert_eq!(
-        got[0]["data"]["orgs"]["nodes"][0]["id"], org,
-        "{got:?}"
-    );
+    assert_eq!(got[0]["data"]["orgs"]["nodes"][0]["id"], org, "{got:?}");
     let mut ws = WsClient::connect(&app.ws_url, json!({ "apiKey": app.api_key })).await;
     ws.subscribe("o", "{ orgs { nodes { id } } }", json!({}))
         .await;
@@ -425,7 +423,10 @@ async fn concurrent_turns_over_their_reservation_keep_the_ledger_exact(backend: 
         .count();
     assert_eq!(answered + insufficient, 100, "{statuses:?}");
     assert!(answered >= 5, "{statuses:?}");
-    assert!(insufficient >= 25, "the balance ran out midway: {statuses:?}");
+    assert!(
+        insufficient >= 25,
+        "the balance ran out midway: {statuses:?}"
+    );
     assert_eq!(fake.request_count(), answered);
 
     let (balance, sum, kinds) = balance_and_ledger_sum(&app, app.org_id).await;
@@ -501,8 +502,9 @@ async fn cancelled_and_panicking_calls_leave_no_reservation_unsettled(backend: B
     let (balance, sum, _) = balance_and_ledger_sum(&app, app.org_id).await;
     assert_eq!((balance, sum), (100, 100), "the reservation was refunded");
     assert!(
-        rows.iter()
-            .any(|r| r.kind == "SETTLEMENT" && r.note.as_deref().unwrap_or("").contains("cancelled")),
+        rows.iter().any(
+            |r| r.kind == "SETTLEMENT" && r.note.as_deref().unwrap_or("").contains("cancelled")
+        ),
         "{rows:?}"
     );
 
@@ -553,7 +555,10 @@ async fn take_the_demo_name(app: &TestApp) -> String {
 
 async fn demo_page_is_found_by_the_stored_id_not_by_name(backend: Backend) {
     let widget_of_page = |html: &str| {
-        let at = html.find("data-widget-id=\"").expect("a widget on the page") + 16;
+        let at = html
+            .find("data-widget-id=\"")
+            .expect("a widget on the page")
+            + 16;
         html[at..at + 36].to_string()
     };
     // Without the demo, an org named like it does not make one.

@@ -14,7 +14,14 @@ mod widget;
 
 use async_graphql::MergedObject;
 
-/// Every write operation.
+/// Every write operation. Who may call what:
+/// - an org API key (`wf_live_…`): everything about its own org (bots,
+///   knowledge bases, sites, content, widgets, API keys, settings, tickets,
+///   webhooks);
+/// - no key (a visitor's browser): `sendMessage`, `startTurn`,
+///   `submitFeedback`, `requestHandoff`, `submitContact`;
+/// - an operator key (`wf_op_…`): `createOrg`, `setOrgPlan`, `grantCredits`,
+///   `revokeCredits`, and nothing of any org's own.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     org::OrgMutation,

@@ -10,8 +10,9 @@ mod widget;
 
 use async_graphql::MergedObject;
 
-/// Every read operation. All but `widgetConfig` need an org API key, except
-/// `orgs`, which needs an operator key.
+/// Every read operation. All but two need an org API key (`wf_live_…`) and
+/// read only that org: `widgetConfig` is public, and `orgs` needs an operator
+/// key (`wf_op_…`), which reads no org's own data.
 #[derive(MergedObject, Default)]
 pub struct Query(
     org::OrgQuery,

@@ -55,12 +55,9 @@ async fn authorize(
                 Caller::Public { session_token } => session_token.clone(),
                 _ => None,
             };
-            let token =
-                token
-                    .or(socket_token)
-                    .ok_or(AppError::Unauthenticated(
-                        "a sessionToken (or an API key) is needed",
-                    ))?;
+            let token = token.or(socket_token).ok_or(AppError::Unauthenticated(
+                "a sessionToken (or an API key) is needed",
+            ))?;
             let session = chat::verify_token(st, &token).await?;
             if session.id != session_id {
                 return Err(not_found());
