@@ -40,8 +40,7 @@ impl OrgScope {
         self.api_key_id
     }
 
-    /// The operator acting on an org from the shell (admin CLI, demo seed) or
-    /// through an operator operation.
+    /// The operator acting on an org from the shell (admin CLI, demo seed).
     pub(crate) fn operator(org_id: Uuid) -> Self {
         Self {
             org_id,

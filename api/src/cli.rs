@@ -147,6 +147,18 @@ pub enum CreditsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Take credits from an org (at most its balance: it never goes below zero).
+    Revoke {
+        /// The org's id.
+        #[arg(long)]
+        org: Uuid,
+        /// How many credits.
+        #[arg(long)]
+        amount: i64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A plan on the command line.
@@ -274,6 +286,29 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
                 )?;
             } else {
                 writeln!(out, "granted {amount} credits; balance {balance}")?;
+            }
+            Ok(())
+        }
+        Command::Credits {
+            command: CreditsCommand::Revoke { org, amount, json },
+        } => {
+            let conn = admin_db(&config).await?;
+            let done =
+                service::credits::revoke(&conn, org, amount, Some("revoked by operator".into()))
+                    .await
+                    .map_err(fail)?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "orgId": org, "requested": amount, "revoked": done.applied, "balance": done.balance })
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "revoked {} credits; balance {}",
+                    done.applied, done.balance
+                )?;
             }
             Ok(())
         }

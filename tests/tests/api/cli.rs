@@ -68,6 +68,25 @@ async fn admin_commands_create_orgs_keys_and_credits(backend: Backend) {
     .await;
     let granted: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(granted["balance"], 500);
+    let out = run(
+        &app.db,
+        &[
+            "credits", "revoke", "--org", &org_id, "--amount", "800", "--json",
+        ],
+    )
+    .await;
+    let revoked: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        revoked,
+        json!({ "orgId": org_id, "requested": 800, "revoked": 500, "balance": 0 })
+    );
+    run(
+        &app.db,
+        &[
+            "credits", "grant", "--org", &org_id, "--amount", "500", "--json",
+        ],
+    )
+    .await;
     let credits = app
         .gql_as(
             Some(&key),
@@ -78,7 +97,11 @@ async fn admin_commands_create_orgs_keys_and_credits(backend: Backend) {
     assert_eq!(credits["data"]["credits"]["balance"], 500);
     assert_eq!(
         credits["data"]["credits"]["ledger"]["nodes"],
-        json!([{ "amount": 500, "kind": "GRANT" }])
+        json!([
+            { "amount": 500, "kind": "GRANT" },
+            { "amount": -500, "kind": "REVOKE" },
+            { "amount": 500, "kind": "GRANT" }
+        ])
     );
 
     // Bad input is a clear error, not a panic.
