@@ -447,7 +447,9 @@ async fn concurrent_turns_over_their_reservation_keep_the_ledger_exact(backend: 
 async fn cancelled_and_panicking_calls_leave_no_reservation_unsettled(backend: Backend) {
     use wayfinder::{auth::Caller, service::credits::ReservationGuard, turn};
 
-    let fake = FakeLlm::start(ProviderKind::Ollama).await;
+    // OpenAI's wire format opens the stream (headers, a role-only chunk) at
+    // once, so the call is cut while the response is streaming.
+    let fake = FakeLlm::start(ProviderKind::OpenAi).await;
     let app = app_with_llm(backend, &fake).await;
     let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
     app.grant_credits(100).await;
