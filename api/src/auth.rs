@@ -1,15 +1,26 @@
-//! Who is calling: an org (by API key) or the public (a widget on a web page).
+//! Who is calling: an org (by API key), the operator (by operator key), or the
+//! public (a widget on a web page).
 //!
-//! An [`OrgScope`] can only be made here, from a valid, unrevoked key, and
+//! An [`OrgScope`] can only be made here, from a valid, unrevoked API key, and
 //! every org-scoped service function takes one. That is what makes tenancy a
-//! property of the service layer rather than of each resolver.
+//! property of the service layer rather than of each resolver. An
+//! [`OperatorScope`] is the same kind of proof for the operator-only
+//! operations (orgs, plans, credits): it holds no org, so an operator key can
+//! never stand in for an org's key, and an org's key can never make one.
+//!
+//! [`resolve`] is the one place a presented key becomes a caller: the HTTP and
+//! graphql-ws transports call it, and a key that matches nothing (or only a
+//! revoked row) is `UNAUTHENTICATED`, never a silent public caller.
 
 use chrono::Utc;
-use entity::api_key;
+use entity::{api_key, operator_key};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 
-use crate::{error::AppError, secret::hash_api_key};
+use crate::{
+    error::AppError,
+    secret::{OPERATOR_KEY_PREFIX, hash_api_key},
+};
 
 /// Proof that the caller holds a valid API key of `org_id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,39 +49,106 @@ impl OrgScope {
     }
 }
 
+/// Proof that the caller holds a valid operator key. (At the shell, the admin
+/// CLI calls the services directly: whoever reaches the database is the operator.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OperatorScope {
+    operator_key_id: Option<Uuid>,
+}
+
+impl OperatorScope {
+    /// The operator key the caller used.
+    pub fn operator_key_id(&self) -> Option<Uuid> {
+        self.operator_key_id
+    }
+}
+
 /// The caller of one GraphQL request or graphql-ws connection.
 #[derive(Clone, Debug)]
 pub enum Caller {
     /// A dashboard or integrator with an org API key.
     Org(OrgScope),
+    /// The operator (a billing system, an operator's script) with an operator
+    /// key: only the operator operations, and the public ones.
+    Operator(OperatorScope),
     /// A visitor's browser: only public operations; a session token, when
     /// given in `connection_init`, is kept for the operations that take one.
     Public { session_token: Option<String> },
 }
 
 impl Caller {
-    /// The org scope, or `UNAUTHENTICATED` for public callers.
+    /// The id of the key (org API key or operator key) the caller presented;
+    /// `None` for public callers and the operator's shell.
+    pub fn key_id(&self) -> Option<Uuid> {
+        match self {
+            Caller::Org(scope) => scope.api_key_id(),
+            Caller::Operator(scope) => scope.operator_key_id(),
+            Caller::Public { .. } => None,
+        }
+    }
+
+    /// The org scope; `UNAUTHENTICATED` for public callers, `FORBIDDEN` for the
+    /// operator (an operator key holds no org).
     pub fn scope(&self) -> Result<&OrgScope, AppError> {
         match self {
             Caller::Org(scope) => Ok(scope),
+            Caller::Operator(_) => Err(AppError::Forbidden(
+                "an operator key holds no org: use one of the org's API keys for this operation"
+                    .into(),
+            )),
             Caller::Public { .. } => Err(AppError::Unauthenticated(
                 "this operation needs an API key (x-api-key header, Authorization: Bearer, or connection_init apiKey)",
             )),
         }
     }
+
+    /// The operator scope; `FORBIDDEN` for an org's key, `UNAUTHENTICATED` for public callers.
+    pub fn operator(&self) -> Result<&OperatorScope, AppError> {
+        match self {
+            Caller::Operator(scope) => Ok(scope),
+            Caller::Org(_) => Err(AppError::Forbidden(
+                "this operation needs an operator key (wf_op_…, minted by `wayfinder operator-key create`); an org's API key may not use it"
+                    .into(),
+            )),
+            Caller::Public { .. } => Err(AppError::Unauthenticated(
+                "this operation needs an operator key (x-api-key header or Authorization: Bearer)",
+            )),
+        }
+    }
 }
 
-/// Longest string accepted as an API key before hashing.
+/// Longest string accepted as a key before hashing.
 const MAX_KEY_LEN: usize = 200;
 
-/// Resolves an API key to its org, or `UNAUTHENTICATED`.
-#[tracing::instrument(skip_all, fields(org_id))]
-pub async fn authenticate(db: &DatabaseConnection, key: &str) -> Result<OrgScope, AppError> {
-    const WRONG: AppError = AppError::Unauthenticated("invalid or revoked API key");
+const WRONG: AppError = AppError::Unauthenticated("invalid or revoked API key");
+
+/// Resolves any presented key: an org's API key is [`Caller::Org`], an
+/// operator key [`Caller::Operator`]; a wrong or revoked one `UNAUTHENTICATED`.
+#[tracing::instrument(skip_all, fields(org_id, operator_key_id))]
+pub async fn resolve(db: &DatabaseConnection, key: &str) -> Result<Caller, AppError> {
     let key = key.trim();
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(WRONG);
     }
+    if key.starts_with(OPERATOR_KEY_PREFIX) {
+        return Ok(Caller::Operator(operator(db, key).await?));
+    }
+    Ok(Caller::Org(org(db, key).await?))
+}
+
+/// Resolves a key that must be an org's API key: an operator key is
+/// `FORBIDDEN` (it holds no org), a wrong or revoked key `UNAUTHENTICATED`.
+pub async fn authenticate(db: &DatabaseConnection, key: &str) -> Result<OrgScope, AppError> {
+    resolve(db, key).await?.scope().copied()
+}
+
+/// Whether a key's `last_used_at` is old enough to be written again: at most
+/// once a minute per key, so reads don't each cost a write.
+fn stale(last_used_at: Option<chrono::DateTime<Utc>>, now: chrono::DateTime<Utc>) -> bool {
+    last_used_at.is_none_or(|t| now.signed_duration_since(t).num_seconds() >= 60)
+}
+
+async fn org(db: &DatabaseConnection, key: &str) -> Result<OrgScope, AppError> {
     let found = api_key::Entity::find()
         .filter(api_key::Column::KeyHash.eq(hash_api_key(key)))
         .filter(api_key::Column::RevokedAt.is_null())
@@ -78,12 +156,8 @@ pub async fn authenticate(db: &DatabaseConnection, key: &str) -> Result<OrgScope
         .await?
         .ok_or(WRONG)?;
     tracing::Span::current().record("org_id", tracing::field::display(found.org_id));
-    // Record use at most once a minute per key, so reads don't each cost a write.
     let now = Utc::now();
-    if found
-        .last_used_at
-        .is_none_or(|t| now.signed_duration_since(t).num_seconds() >= 60)
-    {
+    if stale(found.last_used_at, now) {
         api_key::Entity::update_many()
             .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(found.id))
@@ -96,31 +170,72 @@ pub async fn authenticate(db: &DatabaseConnection, key: &str) -> Result<OrgScope
     })
 }
 
-/// Whether API key `id` is revoked (or gone). A database failure answers
-/// `false`: the next check decides.
+/// Whether key `id` (an org API key or an operator key) is revoked or gone.
+/// A database failure answers `false`: the next check decides.
 pub async fn is_revoked(db: &DatabaseConnection, id: Uuid) -> bool {
-    match api_key::Entity::find_by_id(id).one(db).await {
-        Ok(found) => found.is_none_or(|k| k.revoked_at.is_some()),
+    let found = async {
+        if let Some(k) = api_key::Entity::find_by_id(id).one(db).await? {
+            return Ok::<_, sea_orm::DbErr>(k.revoked_at.is_some());
+        }
+        Ok(operator_key::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .is_none_or(|k| k.revoked_at.is_some()))
+    };
+    match found.await {
+        Ok(revoked) => revoked,
         Err(err) => {
-            tracing::warn!(%err, "could not check whether an API key is revoked");
+            tracing::warn!(%err, "could not check whether a key is revoked");
             false
         }
     }
 }
 
-/// Keys revoked at or after `since`: the revocation watch tells every socket
-/// of this replica that used one of them to close.
+/// Keys (org API keys and operator keys) revoked at or after `since`: the
+/// revocation watch tells every socket of this replica that used one of them
+/// to close.
 pub async fn revoked_since(
     db: &DatabaseConnection,
     since: chrono::DateTime<Utc>,
 ) -> Result<Vec<Uuid>, sea_orm::DbErr> {
     use sea_orm::QuerySelect;
-    api_key::Entity::find()
+    let mut ids: Vec<Uuid> = api_key::Entity::find()
         .select_only()
         .column(api_key::Column::Id)
         .filter(api_key::Column::RevokedAt.gte(since))
         .limit(10_000)
         .into_tuple()
         .all(db)
-        .await
+        .await?;
+    let operators: Vec<Uuid> = operator_key::Entity::find()
+        .select_only()
+        .column(operator_key::Column::Id)
+        .filter(operator_key::Column::RevokedAt.gte(since))
+        .limit(1_000)
+        .into_tuple()
+        .all(db)
+        .await?;
+    ids.extend(operators);
+    Ok(ids)
+}
+
+async fn operator(db: &DatabaseConnection, key: &str) -> Result<OperatorScope, AppError> {
+    let found = operator_key::Entity::find()
+        .filter(operator_key::Column::KeyHash.eq(hash_api_key(key)))
+        .filter(operator_key::Column::RevokedAt.is_null())
+        .one(db)
+        .await?
+        .ok_or(WRONG)?;
+    tracing::Span::current().record("operator_key_id", tracing::field::display(found.id));
+    let now = Utc::now();
+    if stale(found.last_used_at, now) {
+        operator_key::Entity::update_many()
+            .col_expr(operator_key::Column::LastUsedAt, Expr::value(now))
+            .filter(operator_key::Column::Id.eq(found.id))
+            .exec(db)
+            .await?;
+    }
+    Ok(OperatorScope {
+        operator_key_id: Some(found.id),
+    })
 }

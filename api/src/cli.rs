@@ -1,5 +1,7 @@
 //! The `wayfinder` command line: `serve` (the default), `migrate`, `schema`,
-//! and the operator's admin commands.
+//! and the operator's admin commands (orgs, API keys, credits, and the
+//! operator keys that unlock the same operations over GraphQL). At the shell
+//! the operator needs no key: whoever can reach the database runs the server.
 
 use std::io::Write;
 
@@ -54,6 +56,43 @@ pub enum Command {
         #[command(subcommand)]
         command: CreditsCommand,
     },
+    /// Manage operator keys (for the operator-only GraphQL operations: orgs, plans, credits).
+    OperatorKey {
+        #[command(subcommand)]
+        command: OperatorKeyCommand,
+    },
+}
+
+/// Operator key commands.
+#[derive(Debug, Subcommand)]
+pub enum OperatorKeyCommand {
+    /// Mint an operator key (`wf_op_…`), shown once: only its hash is stored.
+    Create {
+        /// A name for the key ("billing", "ops laptop").
+        #[arg(long, default_value = "operator")]
+        name: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List operator keys (never the keys themselves).
+    List {
+        /// Include revoked keys.
+        #[arg(long)]
+        all: bool,
+        /// Print one JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an operator key at once.
+    Revoke {
+        /// The key's id (from `create` or `list`).
+        #[arg(long)]
+        id: Uuid,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Org commands.
@@ -98,6 +137,18 @@ pub enum ApikeyCommand {
 pub enum CreditsCommand {
     /// Add credits to an org.
     Grant {
+        /// The org's id.
+        #[arg(long)]
+        org: Uuid,
+        /// How many credits.
+        #[arg(long)]
+        amount: i64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take credits from an org (at most its balance: it never goes below zero).
+    Revoke {
         /// The org's id.
         #[arg(long)]
         org: Uuid,
@@ -222,10 +273,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             command: CreditsCommand::Grant { org, amount, json },
         } => {
             let conn = admin_db(&config).await?;
-            let (balance, _) =
+            let balance =
                 service::credits::grant(&conn, org, amount, Some("granted by operator".into()))
                     .await
-                    .map_err(fail)?;
+                    .map_err(fail)?
+                    .balance;
             if json {
                 writeln!(
                     out,
@@ -237,7 +289,92 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             }
             Ok(())
         }
+        Command::Credits {
+            command: CreditsCommand::Revoke { org, amount, json },
+        } => {
+            let conn = admin_db(&config).await?;
+            let done =
+                service::credits::revoke(&conn, org, amount, Some("revoked by operator".into()))
+                    .await
+                    .map_err(fail)?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "orgId": org, "requested": amount, "revoked": done.applied, "balance": done.balance })
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "revoked {} credits; balance {}",
+                    done.applied, done.balance
+                )?;
+            }
+            Ok(())
+        }
+        Command::OperatorKey { command } => {
+            let conn = admin_db(&config).await?;
+            operator_key(&conn, command, out).await
+        }
     }
+}
+
+async fn operator_key(
+    conn: &sea_orm::DatabaseConnection,
+    command: OperatorKeyCommand,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let described = |k: &entity::operator_key::Model| {
+        json!({
+            "operatorKeyId": k.id, "name": k.name, "prefix": k.prefix,
+            "createdAt": k.created_at, "lastUsedAt": k.last_used_at, "revokedAt": k.revoked_at,
+        })
+    };
+    match command {
+        OperatorKeyCommand::Create { name, json } => {
+            let (row, key) = service::operator_key::create(conn, &name)
+                .await
+                .map_err(fail)?;
+            if json {
+                let mut v = described(&row);
+                v["operatorKey"] = json!(key.key);
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(
+                    out,
+                    "operator key id: {}\noperator key:    {}   (shown once: store it now)",
+                    row.id, key.key
+                )?;
+            }
+        }
+        OperatorKeyCommand::List { all, json } => {
+            let keys = service::operator_key::list(conn, all).await.map_err(fail)?;
+            if json {
+                let list: Vec<_> = keys.iter().map(described).collect();
+                writeln!(out, "{}", json!(list))?;
+            } else {
+                for k in &keys {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    writeln!(out, "{}  {}…  {}  {state}", k.id, k.prefix, k.name)?;
+                }
+            }
+        }
+        OperatorKeyCommand::Revoke { id, json } => {
+            let row = service::operator_key::revoke(conn, id)
+                .await
+                .map_err(fail)?;
+            if json {
+                writeln!(out, "{}", described(&row))?;
+            } else {
+                writeln!(out, "revoked operator key {} ({})", row.id, row.name)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn admin_db(config: &Config) -> Result<sea_orm::DatabaseConnection, CliError> {

@@ -1,12 +1,18 @@
 //! Every setting: its environment variable, its default, one doc line each.
 //!
 //! The README's configuration table lists exactly these; a test fails when a
-//! variable here is missing from it.
+//! variable here is missing from it. `Debug` is written by hand so that it
+//! never prints a secret: the server secret, the LLM key and the SMTP
+//! password are redacted, and so are passwords (and password-like query
+//! parameters) inside every URL. It names every field without `..`, so a
+//! new field does not compile until someone decides whether it is secret.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Server configuration, read from the environment (or the same-named flags).
-#[derive(Clone, Debug, clap::Args)]
+/// `Debug` redacts secrets (see [`Config`]'s `Debug` impl), so logging a
+/// configuration never leaks them.
+#[derive(Clone, clap::Args)]
 pub struct Config {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     #[arg(
@@ -383,5 +389,193 @@ impl Config {
     /// How long a graphql-ws client may take to initialise.
     pub fn ws_init_timeout(&self) -> Duration {
         Duration::from_millis(self.ws_init_timeout_ms)
+    }
+}
+
+/// What redacted values print as.
+const REDACTED: &str = "<redacted>";
+
+/// `url` with its password, and the values of query parameters that look like
+/// credentials, replaced by `<redacted>`; a URL that does not parse is
+/// redacted whole (it may be a secret pasted in the wrong place).
+pub(crate) fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return REDACTED.to_string();
+    };
+    if parsed.password().is_some() && parsed.set_password(Some(REDACTED)).is_err() {
+        return REDACTED.to_string();
+    }
+    let secretish = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        [
+            "pass",
+            "secret",
+            "token",
+            "key",
+            "auth",
+            "credential",
+            "sig",
+        ]
+        .iter()
+        .any(|s| name.contains(s))
+    };
+    if parsed.query_pairs().any(|(k, _)| secretish(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secretish(&k) {
+                    REDACTED.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No `..`: a new field must be listed here, redacted if it is secret.
+        let Config {
+            addr,
+            database_url,
+            data_dir,
+            redis_url,
+            redis_prefix,
+            secret,
+            ai_chatbot_enabled,
+            demo,
+            log_format,
+            body_limit,
+            max_query_depth,
+            max_query_complexity,
+            max_batch,
+            ws_init_timeout_ms,
+            ws_max_subscriptions,
+            shutdown_grace_secs,
+            llm_provider,
+            llm_base_url,
+            llm_api_key,
+            llm_model,
+            llm_connect_timeout_ms,
+            llm_first_token_timeout_ms,
+            llm_total_timeout_ms,
+            llm_idle_timeout_ms,
+            llm_max_retries,
+            retrieval,
+            credit_prices,
+            notify_debounce_secs,
+            smtp_url,
+            smtp_from,
+            demo_credits,
+            public_rate_limit,
+            widget_rate_limit,
+            api_key_rate_limit,
+            public_max_root_fields,
+            trusted_proxies,
+            request_timeout_secs,
+            ws_ping_secs,
+            ws_write_timeout_secs,
+            ws_idle_secs,
+            session_ttl_days,
+            outbound_allow,
+            webhook_backoff_ms,
+            contact_min_fill_ms,
+        } = self;
+        let url = |u: &Option<String>| u.as_deref().map(redact_url);
+        f.debug_struct("Config")
+            .field("addr", addr)
+            .field("database_url", &url(database_url))
+            .field("data_dir", data_dir)
+            .field("redis_url", &url(redis_url))
+            .field("redis_prefix", redis_prefix)
+            .field("secret", &crate::secret::redacted(secret))
+            .field("ai_chatbot_enabled", ai_chatbot_enabled)
+            .field("demo", demo)
+            .field("log_format", log_format)
+            .field("body_limit", body_limit)
+            .field("max_query_depth", max_query_depth)
+            .field("max_query_complexity", max_query_complexity)
+            .field("max_batch", max_batch)
+            .field("ws_init_timeout_ms", ws_init_timeout_ms)
+            .field("ws_max_subscriptions", ws_max_subscriptions)
+            .field("shutdown_grace_secs", shutdown_grace_secs)
+            .field("llm_provider", llm_provider)
+            .field("llm_base_url", &url(llm_base_url))
+            .field("llm_api_key", &crate::secret::redacted(llm_api_key))
+            .field("llm_model", llm_model)
+            .field("llm_connect_timeout_ms", llm_connect_timeout_ms)
+            .field("llm_first_token_timeout_ms", llm_first_token_timeout_ms)
+            .field("llm_total_timeout_ms", llm_total_timeout_ms)
+            .field("llm_idle_timeout_ms", llm_idle_timeout_ms)
+            .field("llm_max_retries", llm_max_retries)
+            .field("retrieval", retrieval)
+            .field("credit_prices", credit_prices)
+            .field("notify_debounce_secs", notify_debounce_secs)
+            .field("smtp_url", &url(smtp_url))
+            .field("smtp_from", smtp_from)
+            .field("demo_credits", demo_credits)
+            .field("public_rate_limit", public_rate_limit)
+            .field("widget_rate_limit", widget_rate_limit)
+            .field("api_key_rate_limit", api_key_rate_limit)
+            .field("public_max_root_fields", public_max_root_fields)
+            .field("trusted_proxies", trusted_proxies)
+            .field("request_timeout_secs", request_timeout_secs)
+            .field("ws_ping_secs", ws_ping_secs)
+            .field("ws_write_timeout_secs", ws_write_timeout_secs)
+            .field("ws_idle_secs", ws_idle_secs)
+            .field("session_ttl_days", session_ttl_days)
+            .field("outbound_allow", outbound_allow)
+            .field("webhook_backoff_ms", webhook_backoff_ms)
+            .field("contact_min_fill_ms", contact_min_fill_ms)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let mut c = Config::defaults();
+        c.secret = Some("server-secret-0123456789-0123456789".into());
+        c.llm_api_key = Some("sk-llm-key-abcdef".into());
+        c.smtp_url = Some("smtp://mailer:smtp-pass-1@mail.example.com:587".into());
+        c.database_url =
+            Some("postgres://app:db-pass-2@db.example.com:5432/wf?sslmode=require".into());
+        c.redis_url = Some("redis://:redis-pass-3@cache.example.com:6379/0".into());
+        c.llm_base_url = Some("https://proxy.example.com/v1?api_key=qs-key-4&region=eu".into());
+        let shown = format!("{c:?}");
+        for secret in [
+            "server-secret",
+            "sk-llm-key",
+            "smtp-pass-1",
+            "db-pass-2",
+            "redis-pass-3",
+            "qs-key-4",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // What helps debugging stays.
+        for kept in [
+            "db.example.com:5432/wf",
+            "sslmode=require",
+            "cache.example.com",
+            "mail.example.com",
+            "mailer",
+            "region=eu",
+            "gpt-oss:20b",
+        ] {
+            assert!(shown.contains(kept), "{kept} missing from {shown}");
+        }
+        assert_eq!(redact_url("not a url with a secret"), "<redacted>");
+        assert_eq!(
+            redact_url("sqlite://data/wayfinder.db?mode=rwc"),
+            "sqlite://data/wayfinder.db?mode=rwc"
+        );
     }
 }

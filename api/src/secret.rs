@@ -1,5 +1,5 @@
 //! The server secret and everything derived from it: signed tokens (session
-//! tokens, contact challenges) and API key hashing.
+//! tokens, contact challenges) and API and operator key hashing.
 //!
 //! One root secret, never used directly: each purpose gets its own key,
 //! `HMAC-SHA256(root, purpose)`, so a token minted for one purpose can never
@@ -196,6 +196,12 @@ impl ServerSecret {
     }
 }
 
+/// What an optional secret prints as in a hand-written `Debug`: whether it is
+/// there, never what it is.
+pub fn redacted<T>(value: &Option<T>) -> Option<&'static str> {
+    value.as_ref().map(|_| "<redacted>")
+}
+
 /// `N` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
     let mut buf = [0u8; N];
@@ -216,12 +222,14 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The prefix every API key starts with.
 pub const API_KEY_PREFIX: &str = "wf_live_";
+/// The prefix every operator key starts with: never confused with an org's key.
+pub const OPERATOR_KEY_PREFIX: &str = "wf_op_";
 /// Random characters after the prefix.
-const API_KEY_RANDOM_LEN: usize = 40;
-/// How many characters of a key are kept to show humans.
-const API_KEY_SHOWN_LEN: usize = API_KEY_PREFIX.len() + 6;
+const KEY_RANDOM_LEN: usize = 40;
+/// How many random characters of a key are kept, after its prefix, to show humans.
+const KEY_SHOWN_RANDOM: usize = 6;
 
-/// A freshly minted API key: the full key is shown once and never stored.
+/// A freshly minted API or operator key: the full key is shown once and never stored.
 pub struct NewApiKey {
     pub key: String,
     pub prefix: String,
@@ -230,18 +238,28 @@ pub struct NewApiKey {
 
 /// Mints `wf_live_` followed by 40 base62 characters (about 238 bits).
 pub fn generate_api_key() -> Result<NewApiKey, SecretError> {
+    generate_key(API_KEY_PREFIX)
+}
+
+/// Mints `wf_op_` followed by 40 base62 characters (about 238 bits).
+pub fn generate_operator_key() -> Result<NewApiKey, SecretError> {
+    generate_key(OPERATOR_KEY_PREFIX)
+}
+
+fn generate_key(prefix: &str) -> Result<NewApiKey, SecretError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut key = String::from(API_KEY_PREFIX);
-    while key.len() < API_KEY_PREFIX.len() + API_KEY_RANDOM_LEN {
+    let len = prefix.len() + KEY_RANDOM_LEN;
+    let mut key = String::from(prefix);
+    while key.len() < len {
         for b in random_bytes::<64>()? {
             // Rejection sampling keeps every character equally likely.
-            if (b as usize) < 62 * 4 && key.len() < API_KEY_PREFIX.len() + API_KEY_RANDOM_LEN {
+            if (b as usize) < 62 * 4 && key.len() < len {
                 key.push(ALPHABET[(b as usize) % 62] as char);
             }
         }
     }
     Ok(NewApiKey {
-        prefix: key[..API_KEY_SHOWN_LEN].to_string(),
+        prefix: key[..prefix.len() + KEY_SHOWN_RANDOM].to_string(),
         hash: hash_api_key(&key),
         key,
     })
@@ -295,5 +313,16 @@ mod tests {
         assert!(k.key.starts_with(&k.prefix));
         assert_eq!(k.hash, hash_api_key(&k.key));
         assert_ne!(generate_api_key().unwrap().key, k.key);
+    }
+
+    #[test]
+    fn operator_keys_have_their_own_prefix() {
+        let k = generate_operator_key().unwrap();
+        assert!(k.key.starts_with("wf_op_"));
+        assert_eq!(k.key.len(), 6 + 40);
+        assert!(k.key[6..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(k.prefix.len(), 12);
+        assert!(k.key.starts_with(&k.prefix));
+        assert_eq!(k.hash, hash_api_key(&k.key));
     }
 }

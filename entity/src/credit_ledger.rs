@@ -9,7 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub org_id: Uuid,
     pub amount: i64,
-    /// `GRANT`, `RESERVATION`, `SETTLEMENT` or `REFUND`.
+    /// `GRANT`, `REVOKE`, `RESERVATION`, `SETTLEMENT` or `REFUND`.
     pub kind: String,
     pub turn_id: Option<Uuid>,
     pub message_id: Option<Uuid>,

@@ -6,6 +6,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_kb_fulltext;
 mod m20261122_000003_support;
+mod m20261201_000004_operator_keys;
+mod m20261201_000005_server_settings;
 
 /// The ordered list of every migration.
 pub struct Migrator;
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_kb_fulltext::Migration),
             Box::new(m20261122_000003_support::Migration),
+            Box::new(m20261201_000004_operator_keys::Migration),
+            Box::new(m20261201_000005_server_settings::Migration),
         ]
     }
 }

@@ -14,7 +14,7 @@ use async_graphql::{Context, Schema, SchemaBuilder, connection::PageInfo};
 use uuid::Uuid;
 
 use crate::{
-    auth::{Caller, OrgScope},
+    auth::{Caller, OperatorScope, OrgScope},
     config::Config,
     error::{AppError, GqlError, GqlResult},
     service::Page,
@@ -58,8 +58,10 @@ pub trait ContextExt {
     fn state(&self) -> GqlResult<&AppState>;
     /// The caller (public when the transport attached none).
     fn caller(&self) -> Caller;
-    /// The caller's org scope, or `UNAUTHENTICATED`.
+    /// The caller's org scope: `UNAUTHENTICATED` for the public, `FORBIDDEN` for the operator.
     fn scope(&self) -> GqlResult<OrgScope>;
+    /// The operator's scope: `UNAUTHENTICATED` for the public, `FORBIDDEN` for an org's key.
+    fn operator(&self) -> GqlResult<OperatorScope>;
 }
 
 impl ContextExt for Context<'_> {
@@ -78,6 +80,10 @@ impl ContextExt for Context<'_> {
 
     fn scope(&self) -> GqlResult<OrgScope> {
         Ok(*self.caller().scope()?)
+    }
+
+    fn operator(&self) -> GqlResult<OperatorScope> {
+        Ok(*self.caller().operator()?)
     }
 }
 

@@ -14,8 +14,8 @@
 //! is weak (`W/"…"`) because it names the content, not one encoding of it.
 //!
 //! The demo page binds both scripts to the demo org's first published widget,
-//! found in the database on each request (the seed's id is only known on the
-//! start that seeded it).
+//! found in the database on each request through the demo org's stored id
+//! (`service::demo::widget`), never by the org's name, which any org can take.
 
 use std::sync::LazyLock;
 
@@ -26,16 +26,11 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use entity::{chat_widget, org};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sha2::{Digest, Sha256};
 use tower_http::compression::CompressionLayer;
 use uuid::Uuid;
 
-use crate::state::AppState;
-
-/// The name the demo seed (`service::demo`) gives its org.
-pub const DEMO_ORG_NAME: &str = "Wayfinder Demo";
+use crate::{service, state::AppState};
 
 /// For `?v=<hash>` URLs: the content never changes under that URL.
 const CACHE_VERSIONED: &str = "public, max-age=31536000, immutable";
@@ -143,25 +138,6 @@ fn serve(script: &Script, headers: &HeaderMap, query: Option<&str>) -> Response 
     response
 }
 
-/// The demo org's first published widget, if the database has the demo.
-async fn demo_widget(st: &AppState) -> Result<Option<Uuid>, sea_orm::DbErr> {
-    let Some(demo) = org::Entity::find()
-        .filter(org::Column::Name.eq(DEMO_ORG_NAME))
-        .order_by_asc(org::Column::Id)
-        .one(&st.db)
-        .await?
-    else {
-        return Ok(None);
-    };
-    Ok(chat_widget::Entity::find()
-        .filter(chat_widget::Column::OrgId.eq(demo.id))
-        .filter(chat_widget::Column::Published.eq(true))
-        .order_by_asc(chat_widget::Column::Id)
-        .one(&st.db)
-        .await?
-        .map(|w| w.id))
-}
-
 /// The demo page for `widget_id`, linking the scripts by versioned URL.
 pub fn demo_page(widget_id: Uuid) -> String {
     DEMO_HTML
@@ -175,7 +151,7 @@ pub fn demo_page(widget_id: Uuid) -> String {
 
 /// `GET /demo`: a fake product page with the chat bubble and the contact form.
 async fn demo(State(st): State<AppState>) -> Response {
-    let (status, body) = match demo_widget(&st).await {
+    let (status, body) = match service::demo::widget(&st.db).await {
         Ok(Some(id)) => (StatusCode::OK, demo_page(id)),
         Ok(None) => (
             StatusCode::NOT_FOUND,

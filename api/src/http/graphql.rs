@@ -26,7 +26,7 @@ use super::{
     rate_limit::Subject,
 };
 use crate::{
-    auth::{Caller, authenticate},
+    auth::{self, Caller},
     error::AppError,
     graphql::operation,
     state::AppState,
@@ -114,12 +114,9 @@ pub fn client_ip(st: &AppState, parts: &axum::http::request::Parts) -> IpAddr {
 /// The budget a caller's operations are charged to: its IP when public, its
 /// key when it has one (the operator's shell has neither).
 pub fn budget(caller: &Caller, ip: IpAddr) -> Option<Subject> {
-    if let Caller::Public { .. } = caller {
-        Some(Subject::Ip(ip))
-    } else if let Caller::Org(scope) = caller {
-        scope.api_key_id().map(Subject::ApiKey)
-    } else {
-        None
+    match caller {
+        Caller::Public { .. } => Some(Subject::Ip(ip)),
+        Caller::Org(_) | Caller::Operator(_) => caller.key_id().map(Subject::ApiKey),
     }
 }
 
@@ -135,8 +132,8 @@ pub(crate) async fn caller(
         None => Ok(Caller::Public {
             session_token: None,
         }),
-        Some(key) => match authenticate(&st.db, key).await {
-            Ok(scope) => Ok(Caller::Org(scope)),
+        Some(key) => match auth::resolve(&st.db, key).await {
+            Ok(caller) => Ok(caller),
             Err(AppError::Unauthenticated(msg)) => {
                 st.rate.check(Subject::Ip(ip), 1).await?;
                 Err(AppError::Unauthenticated(msg))

@@ -379,8 +379,8 @@ impl Connection {
         let forbidden = || Close::new(close_code::FORBIDDEN, "Forbidden");
         let payload = payload.unwrap_or_default();
         let caller = match payload.get("apiKey") {
-            Some(Json::String(key)) => match auth::authenticate(&self.st.db, key).await {
-                Ok(scope) => Caller::Org(scope),
+            Some(Json::String(key)) => match auth::resolve(&self.st.db, key).await {
+                Ok(caller) => caller,
                 Err(AppError::Unauthenticated(_)) => return Err(forbidden()),
                 Err(err) => {
                     tracing::error!(%err, "graphql-ws connection_init: authentication failed");
@@ -402,16 +402,13 @@ impl Connection {
         Ok(encode(&ServerMessage::ConnectionAck))
     }
 
-    /// Whether the socket's API key is `id` and is revoked (on a lagged
+    /// Whether the socket's key (API or operator key) is `id` and is revoked (on a lagged
     /// notice, whether it is revoked at all, asking the database).
     async fn key_revoked(
         &self,
         id: Result<uuid::Uuid, tokio::sync::broadcast::error::RecvError>,
     ) -> bool {
-        let Some(Caller::Org(scope)) = &self.caller else {
-            return false;
-        };
-        let Some(mine) = scope.api_key_id() else {
+        let Some(mine) = self.caller.as_ref().and_then(Caller::key_id) else {
             return false;
         };
         match id {

@@ -42,8 +42,8 @@ pub const CONTACT_THANKS: &str = "Thanks for your message! We'll get back to you
 const CHALLENGE_FIELD: &str = "input.challenge";
 
 // Also the body the `POST /chatbot/message` adapter deserialises (camelCase keys).
-/// What the contact form sends.
-#[derive(Debug, Clone, Default, Deserialize, InputObject)]
+/// What the contact form sends. (`Debug` never shows the challenge.)
+#[derive(Clone, Default, Deserialize, InputObject)]
 #[serde(rename_all = "camelCase", default)]
 #[graphql(name = "SubmitContactInput")]
 pub struct ContactSubmission {
@@ -58,7 +58,21 @@ pub struct ContactSubmission {
     /// The form's hidden field, sent as it is (people leave it empty; a filled one is answered normally and dropped).
     pub honeypot: Option<String>,
     /// The `contactChallenge` from `widgetConfig`, sent back unchanged. Each one works once.
+    #[graphql(secret)]
     pub challenge: Option<String>,
+}
+
+impl std::fmt::Debug for ContactSubmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContactSubmission")
+            .field("widget_id", &self.widget_id)
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("message", &self.message)
+            .field("honeypot", &self.honeypot)
+            .field("challenge", &crate::secret::redacted(&self.challenge))
+            .finish()
+    }
 }
 
 /// How a contact submission was answered.

@@ -1,11 +1,24 @@
 //! Credits: the balance on the org row, every change in the ledger.
+//!
+//! The invariant: the ledger of an org always sums exactly to its balance,
+//! and the balance never goes below zero, under any interleaving, on SQLite
+//! and on PostgreSQL (read committed). Two rules keep it:
+//! - a change that depends on the balance (a reservation, an excess charge, a
+//!   revocation) either is one conditional statement whose effect is checked,
+//!   or first locks the org row (`SELECT … FOR UPDATE`; SQLite's write
+//!   transactions already hold the database lock), and its ledger row records
+//!   what was actually applied, in the same transaction;
+//! - a reservation is always settled exactly once: [`ReservationGuard`] runs
+//!   the settlement in a task of its own (so cancelling the caller cannot stop
+//!   it half-way) and, when the guard is dropped unsettled (a panic, a
+//!   cancelled request, an early return), refunds it from `Drop`.
 
 use chrono::Utc;
 use entity::{credit_ledger, org};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -13,7 +26,7 @@ use uuid::Uuid;
 use super::{Page, PageArgs, event, new_id, paginate, scoped};
 use crate::{auth::OrgScope, error::AppError, state::State};
 
-/// Largest single grant.
+/// Largest single grant or revocation.
 pub const MAX_GRANT: i64 = 1_000_000_000;
 
 /// The caller's balance.
@@ -30,13 +43,14 @@ pub async fn ledger(
     paginate(&st.db, scoped::<credit_ledger::Entity>(scope), page).await
 }
 
-/// Adds `amount` credits to `org_id` with a `GRANT` ledger row, atomically; returns the new balance.
+/// Adds `amount` credits to `org_id` with a `GRANT` ledger row and the
+/// `credits.granted` event, atomically (the event is committed, not yet published).
 pub async fn grant(
     db: &DatabaseConnection,
     org_id: Uuid,
     amount: i64,
     note: Option<String>,
-) -> Result<(i64, Vec<entity::event::Model>), AppError> {
+) -> Result<Adjustment, AppError> {
     if !(1..=MAX_GRANT).contains(&amount) {
         return Err(AppError::bad_input(
             "input.amount",
@@ -54,7 +68,7 @@ pub async fn grant(
         .exec(&txn)
         .await?;
     if res.rows_affected == 0 {
-        return Err(AppError::not_found("org"));
+        return Err(AppError::not_found_in("org", "input.orgId"));
     }
     let entry = credit_ledger::ActiveModel {
         id: Set(new_id()),
@@ -82,22 +96,12 @@ pub async fn grant(
     )
     .await?;
     txn.commit().await?;
-    Ok((balance, vec![ev]))
-}
-
-/// [`grant`] for the caller's own org, publishing the event.
-pub async fn grant_own(
-    st: &State,
-    scope: &OrgScope,
-    amount: i64,
-    note: Option<String>,
-) -> Result<i64, AppError> {
-    let note = note
-        .map(|n| crate::domain::text("input.note", &n, 0, 500))
-        .transpose()?;
-    let (balance, events) = grant(&st.db, scope.org_id(), amount, note).await?;
-    event::publish(st, &events).await;
-    Ok(balance)
+    Ok(Adjustment {
+        applied: amount,
+        balance,
+        entry: Some(entry),
+        event: Some(ev),
+    })
 }
 
 /// Credits held for one LLM call, to be settled by the tokens it used.
@@ -146,8 +150,9 @@ fn ledger_row(
 }
 
 /// Takes `amount` from the balance in one conditional statement that cannot
-/// go below zero, with its `RESERVATION` ledger row, atomically.
-pub async fn reserve(
+/// go below zero, with its `RESERVATION` ledger row, atomically. Only
+/// [`ReservationGuard::reserve`] calls it, so every reservation has a guard.
+async fn reserve(
     db: &DatabaseConnection,
     org_id: Uuid,
     turn_id: Option<Uuid>,
@@ -188,67 +193,292 @@ pub async fn reserve(
     }
 }
 
+/// The org row, locked for the rest of `txn` (`FOR UPDATE` on PostgreSQL;
+/// on SQLite the write transaction holds the database lock already), so a
+/// decision made on its balance still holds when the update runs.
+async fn locked_org(
+    txn: &impl ConnectionTrait,
+    org_id: Uuid,
+) -> Result<Option<org::Model>, sea_orm::DbErr> {
+    org::Entity::find_by_id(org_id)
+        .lock_exclusive()
+        .one(txn)
+        .await
+}
+
+/// Adds `delta` (signed) to the balance of the locked org row; fails unless
+/// exactly that row changed and the balance stays at or above zero.
+async fn apply(txn: &impl ConnectionTrait, org_id: Uuid, delta: i64) -> Result<(), AppError> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let mut update = org::Entity::update_many()
+        .col_expr(
+            org::Column::CreditBalance,
+            Expr::col(org::Column::CreditBalance).add(delta),
+        )
+        .filter(org::Column::Id.eq(org_id));
+    if delta < 0 {
+        update = update.filter(org::Column::CreditBalance.gte(-delta));
+    }
+    let res = update.exec(txn).await?;
+    if res.rows_affected != 1 {
+        // Cannot happen with the row locked; if it ever does, the caller's
+        // transaction rolls back rather than record a change it did not make.
+        return Err(AppError::internal(format!(
+            "credit balance change of {delta} matched {} rows",
+            res.rows_affected
+        )));
+    }
+    Ok(())
+}
+
 /// Settles a reservation by what the call actually cost: refunds the
 /// difference, or charges the excess as far as the balance allows (never
-/// below zero). Every balance change gets its ledger row in the same transaction.
-pub async fn settle(
+/// below zero; what could not be charged is noted, not recorded as a charge).
+/// Every balance change gets its ledger row, of exactly the amount applied,
+/// in the same transaction. Only [`ReservationGuard`] calls it.
+async fn settle_noted(
     db: &DatabaseConnection,
     res: &Reservation,
     actual: i64,
-    tokens: u32,
+    note: String,
 ) -> Result<(), AppError> {
     let actual = std::cmp::max(actual, 0);
-    let note = Some(format!("{tokens} tokens"));
     let txn = crate::service::begin_write(db).await?;
+    let Some(current) = locked_org(&txn, res.org_id).await? else {
+        // The org is gone, and its ledger with it: nothing left to settle.
+        txn.rollback().await?;
+        return Ok(());
+    };
     if actual <= res.amount {
-        ledger_row(res.org_id, 0, "SETTLEMENT", res.turn_id, &res.model, note)
-            .insert(&txn)
-            .await?;
+        ledger_row(
+            res.org_id,
+            0,
+            "SETTLEMENT",
+            res.turn_id,
+            &res.model,
+            Some(note),
+        )
+        .insert(&txn)
+        .await?;
         let refund = res.amount - actual;
         if refund > 0 {
-            org::Entity::update_many()
-                .col_expr(
-                    org::Column::CreditBalance,
-                    Expr::col(org::Column::CreditBalance).add(refund),
-                )
-                .filter(org::Column::Id.eq(res.org_id))
-                .exec(&txn)
-                .await?;
+            apply(&txn, res.org_id, refund).await?;
             ledger_row(res.org_id, refund, "REFUND", res.turn_id, &res.model, None)
                 .insert(&txn)
                 .await?;
         }
     } else {
-        let balance = org::Entity::find_by_id(res.org_id)
-            .one(&txn)
-            .await?
-            .map(|o| o.credit_balance)
-            .unwrap_or(0);
-        let extra = std::cmp::min(actual - res.amount, std::cmp::max(balance, 0));
-        if extra > 0 {
-            org::Entity::update_many()
-                .col_expr(
-                    org::Column::CreditBalance,
-                    Expr::col(org::Column::CreditBalance).sub(extra),
-                )
-                .filter(org::Column::Id.eq(res.org_id))
-                .filter(org::Column::CreditBalance.gte(extra))
-                .exec(&txn)
-                .await?;
-        }
+        let owed = actual - res.amount;
+        let extra = std::cmp::min(owed, std::cmp::max(current.credit_balance, 0));
+        apply(&txn, res.org_id, -extra).await?;
+        let note = if extra < owed {
+            format!(
+                "{note}; {} credits over the balance not charged",
+                owed - extra
+            )
+        } else {
+            note
+        };
         ledger_row(
             res.org_id,
             -extra,
             "SETTLEMENT",
             res.turn_id,
             &res.model,
-            note,
+            Some(note),
         )
         .insert(&txn)
         .await?;
     }
     txn.commit().await?;
     Ok(())
+}
+
+/// Attempts at a settlement before giving up (each one a whole transaction,
+/// so a failed attempt changed nothing).
+const SETTLE_ATTEMPTS: u32 = 3;
+
+/// [`settle_noted`], retried with a short backoff: a database hiccup must not
+/// leave the org paying a whole reservation for a call that cost less.
+async fn settle_retrying(db: DatabaseConnection, res: Reservation, actual: i64, note: String) {
+    for attempt in 1..=SETTLE_ATTEMPTS {
+        match settle_noted(&db, &res, actual, note.clone()).await {
+            Ok(()) => return,
+            Err(err) if attempt < SETTLE_ATTEMPTS => {
+                tracing::warn!(%err, org_id = %res.org_id, attempt, "credit settlement failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+            Err(err) => tracing::error!(
+                %err,
+                org_id = %res.org_id,
+                turn_id = ?res.turn_id,
+                reserved = res.amount,
+                "credit settlement failed; the reservation stays charged"
+            ),
+        }
+    }
+}
+
+/// A reservation that is settled exactly once, whatever happens to the call
+/// it pays for.
+///
+/// [`ReservationGuard::settle`] settles by the tokens used. Dropped without
+/// it (the call panicked, the request was cancelled, the turn task was
+/// aborted), the guard refunds the whole reservation from a task it spawns in
+/// `Drop`. Either way the settlement runs in a task of its own, so cancelling
+/// whoever awaits it cannot stop it half-way or run it twice.
+#[must_use = "a reservation must be settled (dropping the guard refunds it)"]
+pub struct ReservationGuard {
+    db: DatabaseConnection,
+    reservation: Option<Reservation>,
+}
+
+impl ReservationGuard {
+    /// Takes `amount` credits (at least 1) from the balance in one conditional
+    /// statement that cannot go below zero, with its `RESERVATION` ledger row;
+    /// returns the guard that settles it.
+    pub async fn reserve(
+        db: &DatabaseConnection,
+        org_id: Uuid,
+        turn_id: Option<Uuid>,
+        model: &str,
+        amount: i64,
+    ) -> Result<Self, ReserveError> {
+        let reservation = reserve(db, org_id, turn_id, model, amount).await?;
+        Ok(Self {
+            db: db.clone(),
+            reservation: Some(reservation),
+        })
+    }
+
+    /// Credits held.
+    pub fn amount(&self) -> i64 {
+        self.reservation.as_ref().map_or(0, |r| r.amount)
+    }
+
+    /// Settles by what the call cost (`actual` credits for `tokens` tokens).
+    /// Returns when the settlement is stored (or has failed and been logged).
+    pub async fn settle(mut self, actual: i64, tokens: u32) {
+        let Some(res) = self.reservation.take() else {
+            return;
+        };
+        let task = tokio::spawn(settle_retrying(
+            self.db.clone(),
+            res,
+            actual,
+            format!("{tokens} tokens"),
+        ));
+        if let Err(err) = task.await {
+            tracing::error!(%err, "credit settlement task failed");
+        }
+    }
+}
+
+impl Drop for ReservationGuard {
+    fn drop(&mut self) {
+        let Some(res) = self.reservation.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::warn!(
+                    org_id = %res.org_id,
+                    turn_id = ?res.turn_id,
+                    "an LLM call ended without settling its credits; refunding the reservation"
+                );
+                runtime.spawn(settle_retrying(
+                    self.db.clone(),
+                    res,
+                    0,
+                    "call cancelled before it finished: refunded".into(),
+                ));
+            }
+            Err(_) => tracing::error!(
+                org_id = %res.org_id,
+                turn_id = ?res.turn_id,
+                reserved = res.amount,
+                "no runtime to refund an unsettled reservation; it stays charged"
+            ),
+        }
+    }
+}
+
+/// Takes up to `amount` credits from `org_id` with a `REVOKE` ledger row:
+/// never more than the balance, so the balance stops at zero. Returns the
+/// credits actually taken (0: nothing changed, nothing recorded), the new
+/// balance, and the ledger row and event when something was taken.
+pub async fn revoke(
+    db: &DatabaseConnection,
+    org_id: Uuid,
+    amount: i64,
+    note: Option<String>,
+) -> Result<Adjustment, AppError> {
+    if !(1..=MAX_GRANT).contains(&amount) {
+        return Err(AppError::bad_input(
+            "input.amount",
+            format!("must be between 1 and {MAX_GRANT}"),
+        ));
+    }
+    let txn = crate::service::begin_write(db).await?;
+    let current = locked_org(&txn, org_id)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("org", "input.orgId"))?;
+    let taken = std::cmp::min(amount, std::cmp::max(current.credit_balance, 0));
+    if taken == 0 {
+        txn.rollback().await?;
+        return Ok(Adjustment {
+            applied: 0,
+            balance: current.credit_balance,
+            entry: None,
+            event: None,
+        });
+    }
+    apply(&txn, org_id, -taken).await?;
+    let entry = credit_ledger::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(org_id),
+        amount: Set(-taken),
+        kind: Set("REVOKE".into()),
+        turn_id: Set(None),
+        message_id: Set(None),
+        model: Set(None),
+        note: Set(note),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&txn)
+    .await?;
+    let balance = current.credit_balance - taken;
+    let ev = event::record(
+        &txn,
+        org_id,
+        "credits.revoked",
+        serde_json::json!({
+            "ledgerEntryId": entry.id, "requested": amount, "amount": taken, "balance": balance
+        }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Adjustment {
+        applied: taken,
+        balance,
+        entry: Some(entry),
+        event: Some(ev),
+    })
+}
+
+/// What [`grant`] or [`revoke`] did.
+#[derive(Debug)]
+pub struct Adjustment {
+    /// Credits added (grant) or taken (revoke, at most the balance), as a positive number.
+    pub applied: i64,
+    /// The balance afterwards.
+    pub balance: i64,
+    /// The `GRANT` or `REVOKE` ledger row; `None` when nothing changed.
+    pub entry: Option<credit_ledger::Model>,
+    /// The `credits.granted` or `credits.revoked` event (committed, not yet published).
+    pub event: Option<entity::event::Model>,
 }
 
 /// Credits used on one day by one model.

@@ -1,13 +1,36 @@
 //! The demo org a fresh embedded install starts with, so a newcomer can chat
 //! at once: a PRO org with credits, a knowledge base about Wayfinder itself, a
 //! bot, a site and a published chat widget.
+//!
+//! The demo org's id is stored as a server setting (`demo_org_id`) the moment
+//! it is created: `/demo` finds the demo by that id. Any org can rename
+//! itself "Wayfinder Demo"; none can become the demo.
 
-use entity::org;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use entity::{chat_widget as widgets, org};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::{bot, chat_widget, credits, kb, org as orgs, site};
+use super::{bot, chat_widget, credits, kb, org as orgs, server_setting, site};
 use crate::{auth::OrgScope, domain::Plan, error::AppError, state::State};
+
+/// The demo org's first published widget: what `/demo` shows. `None` when
+/// this server has no demo (never seeded, or its org deleted).
+pub async fn widget(db: &sea_orm::DatabaseConnection) -> Result<Option<Uuid>, AppError> {
+    let Some(org_id) = server_setting::get(db, server_setting::DEMO_ORG_ID).await? else {
+        return Ok(None);
+    };
+    let Ok(org_id) = Uuid::parse_str(&org_id) else {
+        tracing::error!(%org_id, "the stored demo org id is not a UUID");
+        return Ok(None);
+    };
+    Ok(widgets::Entity::find()
+        .filter(widgets::Column::OrgId.eq(org_id))
+        .filter(widgets::Column::Published.eq(true))
+        .order_by_asc(widgets::Column::Id)
+        .one(db)
+        .await?
+        .map(|w| w.id))
+}
 
 /// What the operator needs to try the demo.
 pub struct Demo {
@@ -76,6 +99,7 @@ pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>,
         "owner@demo.wayfinder.dev",
     )
     .await?;
+    server_setting::set(&st.db, server_setting::DEMO_ORG_ID, &org.id.to_string()).await?;
     let scope = OrgScope::operator(org.id);
     credits::grant(
         &st.db,

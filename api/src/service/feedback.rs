@@ -49,8 +49,8 @@ impl FeedbackVote {
     }
 }
 
-/// A visitor's vote on one bot reply.
-#[derive(Debug, InputObject)]
+/// A visitor's vote on one bot reply. (`Debug` never shows the session token.)
+#[derive(InputObject)]
 pub struct SubmitFeedbackInput {
     /// The reply voted on: `messageId` of `sendMessage`, or of the `ANSWERED`/`FALLBACK` turn event.
     pub message_id: Uuid,
@@ -59,9 +59,25 @@ pub struct SubmitFeedbackInput {
     /// Why (at most 2,000 characters).
     pub comment: Option<String>,
     /// The session's token (or `sessionToken` in `connection_init`). Optional with an API key.
+    #[graphql(secret)]
     pub session_token: Option<String>,
     /// With a `DOWN` vote: open a support ticket so a person follows up. Ignored with `UP`. Default: false.
     pub open_ticket: Option<bool>,
+}
+
+impl std::fmt::Debug for SubmitFeedbackInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmitFeedbackInput")
+            .field("message_id", &self.message_id)
+            .field("vote", &self.vote)
+            .field("comment", &self.comment)
+            .field(
+                "session_token",
+                &crate::secret::redacted(&self.session_token),
+            )
+            .field("open_ticket", &self.open_ticket)
+            .finish()
+    }
 }
 
 /// What a vote did.
@@ -83,12 +99,12 @@ async fn votable_message(
     let not_found = || AppError::not_found_in("chat message", "input.messageId");
     let token = token.or_else(|| match caller {
         Caller::Public { session_token } => session_token.clone(),
-        Caller::Org(_) => None,
+        Caller::Org(_) | Caller::Operator(_) => None,
     });
     let session = match (&token, caller) {
         (Some(t), _) => Some(chat::verify_token(st, t).await?),
         (None, Caller::Org(_)) => None,
-        (None, Caller::Public { .. }) => {
+        (None, Caller::Public { .. } | Caller::Operator(_)) => {
             return Err(AppError::bad_input(
                 "input.sessionToken",
                 "the session token is needed to vote (or an API key)",

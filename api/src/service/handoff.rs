@@ -29,15 +29,29 @@ pub const NOTE_MAX: usize = domain::SHORT_TEXT_MAX;
 /// The ticket text when the visitor adds no note.
 const DEFAULT_NOTE: &str = "The visitor asked to talk to a person.";
 
-/// A visitor asking for a person.
-#[derive(Debug, InputObject)]
+/// A visitor asking for a person. (`Debug` never shows the session token.)
+#[derive(InputObject)]
 pub struct RequestHandoffInput {
     /// The session's token (or `sessionToken` in `connection_init`).
+    #[graphql(secret)]
     pub session_token: Option<String>,
     /// Where the team can answer; defaults to the email the visitor gave in the chat, if any.
     pub email: Option<String>,
     /// Anything the visitor wants to add (at most 2,000 characters).
     pub note: Option<String>,
+}
+
+impl std::fmt::Debug for RequestHandoffInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHandoffInput")
+            .field(
+                "session_token",
+                &crate::secret::redacted(&self.session_token),
+            )
+            .field("email", &self.email)
+            .field("note", &self.note)
+            .finish()
+    }
 }
 
 /// What a hand-off request did.
@@ -98,7 +112,7 @@ pub async fn request(
         .map(str::to_string)
         .or_else(|| match caller {
             Caller::Public { session_token } => session_token.clone(),
-            Caller::Org(_) => None,
+            Caller::Org(_) | Caller::Operator(_) => None,
         })
         .ok_or_else(|| AppError::bad_input("input.sessionToken", "the session token is needed"))?;
     let session = chat::verify_token(st, &token).await?;

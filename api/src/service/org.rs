@@ -1,4 +1,4 @@
-//! Orgs: creation by the operator, settings by the org itself.
+//! Orgs: creation by the operator (see `service::operator`), settings by the org itself.
 
 use chrono::Utc;
 use entity::{api_key, org};
@@ -18,15 +18,31 @@ pub async fn get(db: &DatabaseConnection, scope: &OrgScope) -> Result<org::Model
         .ok_or_else(|| AppError::not_found("org"))
 }
 
-/// A new org and its first API key, made in one transaction.
+/// A new org and its first API key, made in one transaction (the
+/// `org.created` event is published by the outbox relay).
 pub async fn create(
     db: &DatabaseConnection,
     name: &str,
     plan: Plan,
     owner_email: &str,
 ) -> Result<(org::Model, api_key::Model, NewApiKey), AppError> {
-    let name = domain::name("name", name)?;
-    let owner_email = domain::email("ownerEmail", owner_email)?;
+    let (org, key_row, key, _) =
+        create_recorded(db, name, plan, owner_email, "name", "ownerEmail").await?;
+    Ok((org, key_row, key))
+}
+
+/// [`create`], also returning the committed `org.created` event for the
+/// caller to publish; validation errors name `name_field` / `email_field`.
+pub(crate) async fn create_recorded(
+    db: &DatabaseConnection,
+    name: &str,
+    plan: Plan,
+    owner_email: &str,
+    name_field: &str,
+    email_field: &str,
+) -> Result<(org::Model, api_key::Model, NewApiKey, entity::event::Model), AppError> {
+    let name = domain::name(name_field, name)?;
+    let owner_email = domain::email(email_field, owner_email)?;
     let now = Utc::now();
     let txn = crate::service::begin_write(db).await?;
     let org = org::ActiveModel {
@@ -47,7 +63,7 @@ pub async fn create(
     .insert(&txn)
     .await?;
     let (key_row, key) = insert_key(&txn, org.id, "default").await?;
-    event::record(
+    let ev = event::record(
         &txn,
         org.id,
         "org.created",
@@ -55,11 +71,12 @@ pub async fn create(
     )
     .await?;
     txn.commit().await?;
-    Ok((org, key_row, key))
+    Ok((org, key_row, key, ev))
 }
 
 /// Settings an org may change about itself; omitted fields stay as they are.
-#[derive(Debug, Default, async_graphql::InputObject)]
+/// (`Debug` shows whether `llmApiKey` is set, never the key.)
+#[derive(Default, async_graphql::InputObject)]
 pub struct UpdateOrgSettingsInput {
     /// New org name.
     pub name: Option<String>,
@@ -76,7 +93,35 @@ pub struct UpdateOrgSettingsInput {
     /// Your provider's base URL; `null` uses the provider's public API.
     pub llm_base_url: async_graphql::MaybeUndefined<String>,
     /// Your provider's API key. Write-only: stored encrypted, never returned; `null` removes it.
+    #[graphql(secret)]
     pub llm_api_key: async_graphql::MaybeUndefined<String>,
+}
+
+impl std::fmt::Debug for UpdateOrgSettingsInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use async_graphql::MaybeUndefined::{Null, Undefined, Value};
+        let key = match &self.llm_api_key {
+            Undefined => "undefined",
+            Null => "null",
+            Value(_) => "<redacted>",
+        };
+        f.debug_struct("UpdateOrgSettingsInput")
+            .field("name", &self.name)
+            .field("owner_email", &self.owner_email)
+            .field("ai_chatbot_enabled", &self.ai_chatbot_enabled)
+            .field("ai_auto_traits_enabled", &self.ai_auto_traits_enabled)
+            .field("llm_provider", &self.llm_provider)
+            .field("llm_model", &self.llm_model)
+            .field(
+                "llm_base_url",
+                &self
+                    .llm_base_url
+                    .value()
+                    .map(|u| crate::config::redact_url(u)),
+            )
+            .field("llm_api_key", &key)
+            .finish()
+    }
 }
 
 /// Applies `change` to the caller's org.

@@ -46,14 +46,29 @@ const HISTORY_TURNS: u64 = 6;
 /// Flush streamed text to subscribers once this many bytes are buffered.
 const DELTA_FLUSH_BYTES: usize = 24;
 
-/// What a visitor (or a dashboard testing a bot) sends.
-#[derive(Debug, Clone, Default)]
+/// What a visitor (or a dashboard testing a bot) sends. (`Debug` never shows the session token.)
+#[derive(Clone, Default)]
 pub struct TurnRequest {
     pub widget_id: Option<Uuid>,
     pub bot_id: Option<Uuid>,
     pub message: String,
     pub session_token: Option<String>,
     pub page_url: Option<String>,
+}
+
+impl std::fmt::Debug for TurnRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnRequest")
+            .field("widget_id", &self.widget_id)
+            .field("bot_id", &self.bot_id)
+            .field("message", &self.message)
+            .field(
+                "session_token",
+                &crate::secret::redacted(&self.session_token),
+            )
+            .field("page_url", &self.page_url)
+            .finish()
+    }
 }
 
 /// A turn whose user message is stored; [`run`] finishes it.
@@ -124,7 +139,7 @@ pub async fn start(
     };
     let token = req.session_token.clone().or_else(|| match caller {
         Caller::Public { session_token } => session_token.clone(),
-        Caller::Org(_) => None,
+        Caller::Org(_) | Caller::Operator(_) => None,
     });
     let session = match token {
         Some(token) => {
@@ -511,7 +526,7 @@ async fn llm_answer(
         req.system.len() + req.messages.iter().map(|m| m.content.len()).sum::<usize>();
     let estimate_tokens = (prompt_chars / 3) as u64 + u64::from(req.max_tokens);
     let price = st.config.credit_price(&model);
-    let reservation = match service::credits::reserve(
+    let reservation = match service::credits::ReservationGuard::reserve(
         &st.db,
         turn.org.id,
         Some(turn.turn_id),
@@ -573,17 +588,11 @@ async fn llm_answer(
         }
     }
     // Settle by what the provider reported (nothing reported: nothing charged).
+    // Had anything above panicked or been cancelled, dropping the guard refunds.
     let used = usage.map(|u| u.total()).unwrap_or(0);
-    if let Err(err) = service::credits::settle(
-        &st.db,
-        &reservation,
-        service::credits::cost(u64::from(used), price),
-        used,
-    )
-    .await
-    {
-        tracing::error!(%err, "could not settle a credit reservation");
-    }
+    reservation
+        .settle(service::credits::cost(u64::from(used), price), used)
+        .await;
     let usage = match (usage, failure) {
         (Some(u), None) if !full.trim().is_empty() => u,
         (_, failure) => {

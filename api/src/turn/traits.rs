@@ -115,6 +115,15 @@ pub fn by_rules(message: &str) -> Map<String, Value> {
     out
 }
 
+/// From the first `{` to the last `}` after it: the JSON object a model
+/// wrapped in prose or code fences. `None` when there is no such span (e.g.
+/// `"} {"`, where the last `}` comes before the first `{`).
+fn outer_object(text: &str) -> Option<&str> {
+    let start = text.find('{')?;
+    let len = text[start..].rfind('}')?;
+    text.get(start..=start + len)
+}
+
 /// Traits from a small JSON-mode LLM call (empty on any failure), and the tokens it used.
 async fn by_llm(
     provider: &dyn LlmProvider,
@@ -140,10 +149,7 @@ async fn by_llm(
     };
     let used = done.usage.total();
     let text = done.text.trim();
-    let json = text
-        .find('{')
-        .and_then(|s| text.rfind('}').map(|e| &text[s..=e]))
-        .unwrap_or("{}");
+    let json = outer_object(text).unwrap_or("{}");
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json) else {
         return (Map::new(), used);
     };
@@ -172,13 +178,14 @@ pub async fn extract_and_merge(
         // The second (and last) LLM call of a turn: paid like the first.
         let price = st.config.credit_price(&model);
         let estimate = credits::cost((message.len() / 3 + 600) as u64, price);
-        if let Ok(res) = credits::reserve(&st.db, org_id, Some(turn_id), &model, estimate).await {
+        // The guard refunds the reservation if the call panics or this task is aborted.
+        if let Ok(res) =
+            credits::ReservationGuard::reserve(&st.db, org_id, Some(turn_id), &model, estimate)
+                .await
+        {
             let (extra, used) = by_llm(provider.as_ref(), &model, &message).await;
-            if let Err(err) =
-                credits::settle(&st.db, &res, credits::cost(u64::from(used), price), used).await
-            {
-                tracing::warn!(%err, "could not settle the traits call");
-            }
+            res.settle(credits::cost(u64::from(used), price), used)
+                .await;
             for (k, v) in extra {
                 found.entry(k).or_insert(v);
             }
@@ -227,6 +234,21 @@ mod tests {
                 .get("phone")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn json_is_cut_out_of_any_text_without_panicking() {
+        assert_eq!(outer_object("} {"), None);
+        assert_eq!(outer_object("}}}{"), None);
+        assert_eq!(outer_object("no json"), None);
+        assert_eq!(outer_object("{"), None);
+        assert_eq!(outer_object("}"), None);
+        assert_eq!(outer_object("{}"), Some("{}"));
+        assert_eq!(
+            outer_object("} here: ```{\"name\": \"Ada\"}``` {"),
+            Some("{\"name\": \"Ada\"}")
+        );
+        assert_eq!(outer_object("é{ü}ß"), Some("{ü}"));
     }
 
     #[test]

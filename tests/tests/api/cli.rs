@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn run(db: &TestDatabase, args: &[&str]) -> String {
+/// Runs `wayfinder ARGS` against `db`, as the binary would; returns its output.
+pub async fn run(db: &TestDatabase, args: &[&str]) -> String {
     let mut argv = vec!["wayfinder", "--database-url", &db.url, "--data-dir"];
     let dir = db.dir.display().to_string();
     argv.push(&dir);
@@ -67,6 +68,25 @@ async fn admin_commands_create_orgs_keys_and_credits(backend: Backend) {
     .await;
     let granted: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(granted["balance"], 500);
+    let out = run(
+        &app.db,
+        &[
+            "credits", "revoke", "--org", &org_id, "--amount", "800", "--json",
+        ],
+    )
+    .await;
+    let revoked: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        revoked,
+        json!({ "orgId": org_id, "requested": 800, "revoked": 500, "balance": 0 })
+    );
+    run(
+        &app.db,
+        &[
+            "credits", "grant", "--org", &org_id, "--amount", "500", "--json",
+        ],
+    )
+    .await;
     let credits = app
         .gql_as(
             Some(&key),
@@ -77,7 +97,11 @@ async fn admin_commands_create_orgs_keys_and_credits(backend: Backend) {
     assert_eq!(credits["data"]["credits"]["balance"], 500);
     assert_eq!(
         credits["data"]["credits"]["ledger"]["nodes"],
-        json!([{ "amount": 500, "kind": "GRANT" }])
+        json!([
+            { "amount": 500, "kind": "GRANT" },
+            { "amount": -500, "kind": "REVOKE" },
+            { "amount": 500, "kind": "GRANT" }
+        ])
     );
 
     // Bad input is a clear error, not a panic.
@@ -111,4 +135,107 @@ async fn admin_commands_create_orgs_keys_and_credits(backend: Backend) {
         ])
         .is_err()
     );
+}
+
+crate::on_both_databases!(operator_keys_are_minted_listed_and_revoked_by_the_cli);
+
+async fn operator_keys_are_minted_listed_and_revoked_by_the_cli(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let out = run(
+        &app.db,
+        &["operator-key", "create", "--name", "billing", "--json"],
+    )
+    .await;
+    let made: Value = serde_json::from_str(out.trim()).unwrap();
+    let key = made["operatorKey"].as_str().unwrap().to_string();
+    let id = made["operatorKeyId"].as_str().unwrap().to_string();
+    assert!(key.starts_with("wf_op_") && key.len() == 46, "{key}");
+    assert!(key.starts_with(made["prefix"].as_str().unwrap()));
+    assert_eq!(made["name"], "billing");
+    let text = run(&app.db, &["operator-key", "create"]).await;
+    assert!(
+        text.contains("wf_op_") && text.contains("shown once"),
+        "{text}"
+    );
+
+    // Only the hash is stored.
+    use sea_orm::EntityTrait;
+    let rows = entity::operator_key::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| !r.key_hash.contains(&key[6..])));
+
+    let orgs = "{ orgs { nodes { id } } }";
+    let ok = app.gql_as(Some(&key), orgs, json!({})).await;
+    assert!(ok["errors"].is_null(), "{ok}");
+    let listed = run(&app.db, &["operator-key", "list", "--json"]).await;
+    let listed: Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(
+        !listed[0]["lastUsedAt"].is_null(),
+        "use is recorded: {listed}"
+    );
+    assert!(!listed.to_string().contains(&key), "never the key itself");
+
+    // Revoked, it stops working at once.
+    let out = run(&app.db, &["operator-key", "revoke", "--id", &id, "--json"]).await;
+    let revoked: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(!revoked["revokedAt"].is_null(), "{revoked}");
+    let refused = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .header("x-api-key", &key)
+        .json(&json!({ "query": orgs }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(error_code(&body), Some("UNAUTHENTICATED"));
+    let listed = run(&app.db, &["operator-key", "list"]).await;
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    let all = run(&app.db, &["operator-key", "list", "--all"]).await;
+    assert!(all.contains("revoked") && all.contains("billing"), "{all}");
+
+    // A revoked key cannot open a new socket either (close 4403).
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut req = app.ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    socket
+        .send(Message::text(
+            json!({ "type": "connection_init", "payload": { "apiKey": key } }).to_string(),
+        ))
+        .await
+        .unwrap();
+    use futures_util::StreamExt;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+        .await
+        .unwrap();
+    match closed {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4403),
+        other => panic!("expected close 4403, got {other:?}"),
+    }
+
+    // Revoking an unknown key is a clear error.
+    let cli = wayfinder::cli::Cli::try_parse_from([
+        "wayfinder",
+        "--database-url",
+        &app.db.url,
+        "operator-key",
+        "revoke",
+        "--id",
+        &uuid::Uuid::now_v7().to_string(),
+    ])
+    .unwrap();
+    let err = wayfinder::cli::run(cli, &mut Vec::<u8>::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
 }

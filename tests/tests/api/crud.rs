@@ -250,13 +250,23 @@ async fn org_settings_and_credits(backend: Backend) {
         upd["updateOrgSettings"],
         json!({ "aiChatbotEnabled": false, "aiAutoTraitsEnabled": true, "ownerEmail": "boss@example.com" })
     );
-    let granted = app
-        .gql_ok(
-            r#"mutation { grantCredits(input: {amount: 250, note: "welcome"}) { balance } }"#,
-            json!({}),
+    // Credits are the operator's: the org's own key may not grant itself any.
+    let own = app
+        .gql(
+            r#"mutation($o: UUID!) { grantCredits(input: {orgId: $o, amount: 250}) { balance } }"#,
+            json!({ "o": app.org_id }),
         )
         .await;
-    assert_eq!(granted["grantCredits"]["balance"], 250);
+    assert_eq!(error_code(&own), Some("FORBIDDEN"), "{own}");
+    let operator = app.operator_key().await;
+    let granted = app
+        .gql_as(
+            Some(&operator),
+            r#"mutation($o: UUID!) { grantCredits(input: {orgId: $o, amount: 250, note: "welcome"}) { balance } }"#,
+            json!({ "o": app.org_id }),
+        )
+        .await;
+    assert_eq!(granted["data"]["grantCredits"]["balance"], 250, "{granted}");
     let credits = app
         .gql_ok(
             r#"{ credits { balance ledger { nodes { amount kind note } } } }"#,
@@ -269,9 +279,10 @@ async fn org_settings_and_credits(backend: Backend) {
         json!([{ "amount": 250, "kind": "GRANT", "note": "welcome" }])
     );
     let negative = app
-        .gql(
-            r#"mutation { grantCredits(input: {amount: -5}) { balance } }"#,
-            json!({}),
+        .gql_as(
+            Some(&operator),
+            r#"mutation($o: UUID!) { grantCredits(input: {orgId: $o, amount: -5}) { balance } }"#,
+            json!({ "o": app.org_id }),
         )
         .await;
     assert_eq!(error_code(&negative), Some("BAD_USER_INPUT"));

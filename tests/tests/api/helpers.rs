@@ -246,6 +246,22 @@ impl TestApp {
         v["data"].clone()
     }
 
+    /// Grants the test org `amount` credits, as the operator does (org keys cannot).
+    pub async fn grant_credits(&self, amount: i64) {
+        service::credits::grant(&self.state.db, self.org_id, amount, None)
+            .await
+            .unwrap();
+    }
+
+    /// A fresh operator key (`wf_op_…`).
+    pub async fn operator_key(&self) -> String {
+        service::operator_key::create(&self.state.db, "test")
+            .await
+            .unwrap()
+            .1
+            .key
+    }
+
     /// Another org with its own key.
     pub async fn create_org(&self, plan: Plan) -> (Uuid, String) {
         let (org, _, key) =

@@ -17,6 +17,7 @@ mod graphql_ws;
 mod limits;
 mod llm_providers;
 mod operations;
+mod operator;
 mod provider_fault;
 mod rest;
 mod retrieval;

@@ -24,6 +24,7 @@ pub struct TurnInput {
     /// What the visitor wrote (1 to 4,000 characters).
     pub message: String,
     /// The token of an earlier answer, to continue that conversation; omit to start a new one.
+    #[graphql(secret)]
     pub session_token: Option<String>,
     /// The page the visitor is on.
     pub page_url: Option<String>,

@@ -1,9 +1,12 @@
 //! Write operations, one object per domain, merged into the root `Mutation`.
 //! Create and update take a single `input`; every change emits an outbox event.
+//! Orgs, plans and credits are the operator's (`operator`): an org's key may
+//! not use them.
 
 mod chat;
 mod content;
 mod kb;
+mod operator;
 mod org;
 mod support;
 mod webhook;
@@ -11,7 +14,14 @@ mod widget;
 
 use async_graphql::MergedObject;
 
-/// Every write operation.
+/// Every write operation. Who may call what:
+/// - an org API key (`wf_live_…`): everything about its own org (bots,
+///   knowledge bases, sites, content, widgets, API keys, settings, tickets,
+///   webhooks);
+/// - no key (a visitor's browser): `sendMessage`, `startTurn`,
+///   `submitFeedback`, `requestHandoff`, `submitContact`;
+/// - an operator key (`wf_op_…`): `createOrg`, `setOrgPlan`, `grantCredits`,
+///   `revokeCredits`, and nothing of any org's own.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     org::OrgMutation,
@@ -21,4 +31,5 @@ pub struct Mutation(
     widget::WidgetMutation,
     support::SupportMutation,
     webhook::WebhookMutation,
+    operator::OperatorMutation,
 );

@@ -1,4 +1,5 @@
-//! Org settings, API keys and credits.
+//! Org settings and API keys: what an org's own key may change about it.
+//! Plans and credits are not among them: they are the operator's (`operator.rs`).
 
 use async_graphql::{Context, InputObject, Object};
 use uuid::Uuid;
@@ -7,7 +8,7 @@ use crate::{
     error::GqlResult,
     graphql::{
         ContextExt,
-        types::{ApiKey, CreatedApiKey, Credits, Org},
+        types::{ApiKey, CreatedApiKey, Org},
     },
     service::{self, org::UpdateOrgSettingsInput},
 };
@@ -26,15 +27,6 @@ pub struct UpdateApiKeyInput {
     pub id: Uuid,
     /// Its new name.
     pub name: String,
-}
-
-/// Credits to add to the caller's org.
-#[derive(InputObject)]
-pub struct GrantCreditsInput {
-    /// How many, 1 to 1,000,000,000.
-    pub amount: i64,
-    /// Why (kept in the ledger).
-    pub note: Option<String>,
 }
 
 #[derive(Default)]
@@ -88,16 +80,5 @@ impl OrgMutation {
     ) -> GqlResult<ApiKey> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         Ok(service::api_key::revoke(st, &scope, id).await?.into())
-    }
-
-    /// Adds credits to the caller's org, with a `GRANT` ledger entry.
-    async fn grant_credits(
-        &self,
-        ctx: &Context<'_>,
-        input: GrantCreditsInput,
-    ) -> GqlResult<Credits> {
-        let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let balance = service::credits::grant_own(st, &scope, input.amount, input.note).await?;
-        Ok(Credits { balance })
     }
 }

@@ -3,13 +3,16 @@
 mod chat;
 mod content;
 mod kb;
+mod operator;
 mod org;
 mod webhook;
 mod widget;
 
 use async_graphql::MergedObject;
 
-/// Every read operation. All but `widgetConfig` need an org API key.
+/// Every read operation. All but two need an org API key (`wf_live_…`) and
+/// read only that org: `widgetConfig` is public, and `orgs` needs an operator
+/// key (`wf_op_…`), which reads no org's own data.
 #[derive(MergedObject, Default)]
 pub struct Query(
     org::OrgQuery,
@@ -18,4 +21,5 @@ pub struct Query(
     widget::WidgetQuery,
     chat::ChatQuery,
     webhook::WebhookQuery,
+    operator::OperatorQuery,
 );

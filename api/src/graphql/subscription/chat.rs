@@ -50,13 +50,14 @@ async fn authorize(
                 .map_err(|_| not_found())?;
             Ok(())
         }
-        Caller::Public { session_token } => {
-            let token =
-                token
-                    .or_else(|| session_token.clone())
-                    .ok_or(AppError::Unauthenticated(
-                        "a sessionToken (or an API key) is needed",
-                    ))?;
+        Caller::Public { .. } | Caller::Operator(_) => {
+            let socket_token = match caller {
+                Caller::Public { session_token } => session_token.clone(),
+                _ => None,
+            };
+            let token = token.or(socket_token).ok_or(AppError::Unauthenticated(
+                "a sessionToken (or an API key) is needed",
+            ))?;
             let session = chat::verify_token(st, &token).await?;
             if session.id != session_id {
                 return Err(not_found());

@@ -54,6 +54,7 @@ connections! {
     KnowledgeBaseConnection, KnowledgeBaseEdge, KnowledgeBase, "A page of knowledge bases, oldest first.";
     NotificationConnection, NotificationEdge, Notification, "A page of owner notifications, oldest first.";
     LedgerEntryConnection, LedgerEntryEdge, LedgerEntry, "A page of credit ledger entries, oldest first.";
+    OrgConnection, OrgEdge, Org, "A page of orgs, oldest first (operator only).";
     OrgEventConnection, OrgEventEdge, OrgEvent, "A page of outbox events, oldest first.";
     SiteConnection, SiteEdge, Site, "A page of sites, oldest first.";
     SupportTicketConnection, SupportTicketEdge, SupportTicket, "A page of support tickets, oldest first.";

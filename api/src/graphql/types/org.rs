@@ -11,7 +11,7 @@ use crate::{
     service::{self, PageArgs, event::BusEvent},
 };
 
-/// The caller's organisation.
+/// An organisation: the tenant every other object belongs to (the caller's own, or any of them for the operator).
 #[derive(SimpleObject, Clone)]
 pub struct Org {
     /// Org id.
@@ -109,7 +109,7 @@ pub struct LedgerEntry {
     pub id: Uuid,
     /// Credits added (positive) or taken (negative).
     pub amount: i64,
-    /// `GRANT`, `RESERVATION`, `SETTLEMENT` or `REFUND`.
+    /// `GRANT` and `REVOKE` (the operator), `RESERVATION` (held before an LLM call), `SETTLEMENT` (an excess charge, or 0) and `REFUND` (what a call cost less than its reservation).
     pub kind: String,
     /// The chat turn that caused it, if any.
     pub turn_id: Option<Uuid>,
