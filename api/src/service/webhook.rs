@@ -14,15 +14,22 @@
 //!   `FAILED` after [`MAX_ATTEMPTS`]. Receivers must still deduplicate by the
 //!   event id: a receiver that answers too slowly gets the event again.
 //!
-//! Not done: refusing URLs that resolve to private or loopback addresses
-//! (SSRF hardening). Any org may point a webhook at any http(s) URL the
-//! server can reach; redirects are not followed.
+//! - **Guarded like every customer-chosen URL** ([`crate::outbound`]): a URL
+//!   whose host is, or resolves to, a loopback, private, link-local or
+//!   metadata address is `BAD_USER_INPUT` when saved, and refused again at
+//!   every connect (DNS rebinding), recorded as the delivery's `lastError`;
+//!   redirects are not followed. `WAYFINDER_OUTBOUND_ALLOW` opens exceptions.
+//! - **Nothing of the receiver's answer is stored but its status code**: a
+//!   `lastError` that quoted the response body would let an org read what an
+//!   internal server answers.
 
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, OnceLock},
     time::Duration,
 };
+
+use reqwest::Url;
 
 use async_graphql::{Enum, InputObject};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -44,6 +51,7 @@ use crate::{
     auth::OrgScope,
     domain,
     error::AppError,
+    outbound,
     secret::{hex, random_bytes},
     state::State,
 };
@@ -73,8 +81,6 @@ const MAX_PASSES_IN_FLIGHT: usize = 4;
 const MAX_EVENT_KINDS: usize = 50;
 /// Longest `lastError` kept.
 const ERROR_MAX: usize = 500;
-/// Most characters of a failing receiver's response body kept in `lastError`.
-const BODY_SNIPPET_MAX: usize = 200;
 /// Purpose of the server-secret key that derives webhook secrets.
 const SECRET_PURPOSE: &str = "webhook-secret";
 
@@ -249,6 +255,10 @@ pub async fn create(
 ) -> Result<(webhook::Model, String), AppError> {
     let url = domain::http_url("input.url", &input.url)?;
     let kinds = parse_event_kinds("input.eventKinds", input.event_kinds.unwrap_or_default())?;
+    // Before the transaction: a DNS lookup must not hold the write lock.
+    outbound::Policy::from_config(&st.config)
+        .check_when_set("input.url", &url)
+        .await?;
     let txn = crate::service::begin_write(&st.db).await?;
     // A no-op write to the org's row first: concurrent creates of one org
     // queue on its row lock (PostgreSQL) or the write lock (SQLite), so the
@@ -294,6 +304,11 @@ pub async fn update(
         .url
         .map(|u| domain::http_url("input.url", &u))
         .transpose()?;
+    if let Some(url) = &url {
+        outbound::Policy::from_config(&st.config)
+            .check_when_set("input.url", url)
+            .await?;
+    }
     let kinds = input
         .event_kinds
         .map(|k| parse_event_kinds("input.eventKinds", k))
@@ -632,7 +647,8 @@ async fn attempt(
     Ok(delivered)
 }
 
-/// POSTs `ev` to `hook`, signed.
+/// POSTs `ev` to `hook`, signed, through the outbound guard. Only the
+/// answer's status is kept: its body is never read.
 async fn post(
     st: &State,
     d: &webhook_delivery::Model,
@@ -643,9 +659,21 @@ async fn post(
         status: None,
         error,
     };
-    let client = match http_client() {
+    let refused = |refused: &outbound::Refused| {
+        tracing::warn!(%refused, "webhook delivery refused by the outbound guard");
+        failed(refused.to_string())
+    };
+    let fetcher = match http_client() {
         Ok(c) => c,
         Err(err) => return failed(err),
+    };
+    let Ok(url) = Url::parse(&hook.url) else {
+        return failed("the webhook URL does not parse".into());
+    };
+    let policy = outbound::Policy::from_config(&st.config);
+    let client = match fetcher.client_for(&policy, &url) {
+        Ok(client) => client,
+        Err(r) => return refused(&r),
     };
     let secret = match signing_secret(st, hook.id) {
         Ok(s) => s,
@@ -654,7 +682,7 @@ async fn post(
     let body = event_body(ev);
     let timestamp = Utc::now().timestamp();
     let sent = client
-        .post(&hook.url)
+        .post(url)
         .header("Content-Type", "application/json")
         .header("X-Wayfinder-Event", ev.kind.as_str())
         .header("X-Wayfinder-Delivery", d.id.to_string())
@@ -670,46 +698,31 @@ async fn post(
         Ok(resp) if resp.status().is_success() => Outcome::Delivered(resp.status().as_u16()),
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let snippet = body_snippet(resp).await;
             Outcome::Failed {
                 status: Some(status),
-                error: if snippet.is_empty() {
-                    format!("HTTP {status}")
-                } else {
-                    format!("HTTP {status}: {snippet}")
-                },
+                error: format!("HTTP {status}"),
             }
         }
-        Err(err) => failed(describe(err)),
+        Err(err) => match outbound::refusal(&err) {
+            Some(r) => refused(r),
+            None => failed(describe(err)),
+        },
     }
 }
 
-/// The HTTP client of webhook deliveries: [`SEND_TIMEOUT`], no redirects.
-fn http_client() -> Result<&'static reqwest::Client, String> {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+/// The clients of webhook deliveries: [`SEND_TIMEOUT`], no redirects, the
+/// outbound guard.
+fn http_client() -> Result<&'static outbound::Fetcher, String> {
+    static CLIENT: OnceLock<outbound::Fetcher> = OnceLock::new();
     if let Some(client) = CLIENT.get() {
         return Ok(client);
     }
-    let client = reqwest::Client::builder()
-        .timeout(SEND_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Wayfinder-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+    let client = outbound::Fetcher::new(
+        SEND_TIMEOUT,
+        concat!("Wayfinder-Webhooks/", env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(|e| format!("HTTP client: {e}"))?;
     Ok(CLIENT.get_or_init(|| client))
-}
-
-/// The start of a failing receiver's response body, one line, for `lastError`.
-async fn body_snippet(mut resp: reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < BODY_SNIPPET_MAX * 4 {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&buf);
-    bounded(text.trim(), BODY_SNIPPET_MAX)
 }
 
 /// A transport error with its causes, without the URL (it may carry tokens).
