@@ -138,7 +138,9 @@ fn classify_v4(ip: Ipv4Addr) -> Option<Forbidden> {
         Forbidden::Unspecified
     } else if within([127, 0, 0, 0], 8) {
         Forbidden::Loopback
-    } else if within([10, 0, 0, 0], 8) || within([172, 16, 0, 0], 12) || within([192, 168, 0, 0], 16)
+    } else if within([10, 0, 0, 0], 8)
+        || within([172, 16, 0, 0], 12)
+        || within([192, 168, 0, 0], 16)
     {
         Forbidden::Private
     } else if within([169, 254, 0, 0], 16) {
@@ -680,8 +682,14 @@ mod tests {
             policy.check(&url("https://example.com/hook")),
             Ok(Route::Guarded)
         );
-        assert_eq!(policy.check(&url("ftp://example.com/")), Err(Refused::Scheme));
-        assert_eq!(policy.check(&url("file:///etc/passwd")), Err(Refused::Scheme));
+        assert_eq!(
+            policy.check(&url("ftp://example.com/")),
+            Err(Refused::Scheme)
+        );
+        assert_eq!(
+            policy.check(&url("file:///etc/passwd")),
+            Err(Refused::Scheme)
+        );
     }
 
     #[test]
@@ -691,7 +699,10 @@ mod tests {
         ));
         assert_eq!(policy.allow.len(), 3, "{policy:?}");
         let allowed = |u: &str| policy.check(&url(u));
-        assert_eq!(allowed("http://127.0.0.1:11434/api"), Ok(Route::Allowlisted));
+        assert_eq!(
+            allowed("http://127.0.0.1:11434/api"),
+            Ok(Route::Allowlisted)
+        );
         assert_eq!(
             allowed("http://ollama.internal:8080/"),
             Ok(Route::Allowlisted)
@@ -713,7 +724,10 @@ mod tests {
             https.check(&url("https://hooks.internal/x")),
             Ok(Route::Allowlisted)
         );
-        assert_eq!(https.check(&url("http://hooks.internal/x")), Ok(Route::Guarded));
+        assert_eq!(
+            https.check(&url("http://hooks.internal/x")),
+            Ok(Route::Guarded)
+        );
     }
 
     #[tokio::test]
@@ -724,8 +738,15 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "BAD_USER_INPUT");
-        assert!(err.to_string().contains("localhost resolves to a loopback address"), "{err}");
-        assert!(!err.to_string().contains("127.0.0.1"), "no resolved address shown: {err}");
+        assert!(
+            err.to_string()
+                .contains("localhost resolves to a loopback address"),
+            "{err}"
+        );
+        assert!(
+            !err.to_string().contains("127.0.0.1"),
+            "no resolved address shown: {err}"
+        );
         // Unresolvable names are accepted now and checked at use.
         policy
             .check_when_set("input.url", "https://wayfinder-test.invalid/hook")
@@ -756,8 +777,7 @@ mod tests {
             }),
             "{err:?}"
         );
-        let accepted =
-            tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+        let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
         assert!(accepted.is_err(), "nothing connected");
 
         // The same destination, allowlisted, is reached; the body is bounded.

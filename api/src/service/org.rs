@@ -86,7 +86,9 @@ pub struct UpdateOrgSettingsInput {
 
 /// Whether `change` sets any bring-your-own LLM setting to a value.
 fn sets_byok(change: &UpdateOrgSettingsInput) -> bool {
-    change.llm_provider.is_value() || change.llm_base_url.is_value() || change.llm_api_key.is_value()
+    change.llm_provider.is_value()
+        || change.llm_base_url.is_value()
+        || change.llm_api_key.is_value()
 }
 
 /// `PLAN_REQUIRED` when `change` sets a bring-your-own LLM setting on an org

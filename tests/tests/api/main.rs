@@ -15,6 +15,7 @@ mod errors;
 mod graphql_ws;
 mod llm_providers;
 mod operations;
+mod outbound;
 mod rest;
 mod retrieval;
 mod schema;
