@@ -126,7 +126,10 @@ impl DeliveryStatus {
 /// A new webhook.
 #[derive(Debug, InputObject)]
 pub struct CreateWebhookInput {
-    /// Where to POST events: an absolute `http://` or `https://` URL.
+    /// Where to POST events: an absolute `http://` or `https://` URL on a public
+    /// address. A host that is, or resolves to, a loopback, private, link-local
+    /// or cloud-metadata address is `BAD_USER_INPUT` (and is refused again at
+    /// every delivery).
     pub url: String,
     /// Only events of these kinds (e.g. `ticket.created_via_widget`; `ticket.*`
     /// matches every kind starting with `ticket.`). Omitted or empty: every event.
@@ -138,7 +141,7 @@ pub struct CreateWebhookInput {
 pub struct UpdateWebhookInput {
     /// The webhook to change.
     pub id: Uuid,
-    /// New URL.
+    /// New URL (public addresses only, as in `createWebhook`).
     pub url: Option<String>,
     /// New event kinds filter; an empty list means every event.
     pub event_kinds: Option<Vec<String>>,

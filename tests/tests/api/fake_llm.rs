@@ -517,9 +517,10 @@ impl Wire {
                 }
                 frame.map(Bytes::from)
             })
+            // A stall: the body never ends.
             .chain(
                 futures_util::stream::iter(
-                    stall.then(|| futures_util::stream::pending::<Result<Bytes, std::io::Error>>()),
+                    stall.then(futures_util::stream::pending::<Result<Bytes, std::io::Error>>),
                 )
                 .flatten(),
             );
