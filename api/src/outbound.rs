@@ -41,7 +41,7 @@
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -277,9 +277,22 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The policy of `WAYFINDER_OUTBOUND_ALLOW`.
+    /// The policy of `WAYFINDER_OUTBOUND_ALLOW`. The last list parsed is
+    /// remembered, so a malformed entry is logged once, not at every request.
     pub fn from_config(config: &Config) -> Self {
-        Self::parse(config.outbound_allow.as_deref())
+        static LAST: Mutex<Option<(String, Policy)>> = Mutex::new(None);
+        let raw = config.outbound_allow.as_deref().unwrap_or_default();
+        let Ok(mut last) = LAST.lock() else {
+            return Self::parse(Some(raw));
+        };
+        if let Some((seen, policy)) = last.as_ref()
+            && seen == raw
+        {
+            return policy.clone();
+        }
+        let policy = Self::parse(Some(raw));
+        *last = Some((raw.to_owned(), policy.clone()));
+        policy
     }
 
     /// Parses a comma-separated `host:port` / `ip:port` / `[ipv6]:port`
@@ -458,6 +471,8 @@ pub fn builder(route: Route) -> ClientBuilder {
 pub enum FetchError {
     #[error(transparent)]
     Refused(#[from] Refused),
+    #[error("not an absolute URL")]
+    InvalidUrl,
     #[error("timed out")]
     Timeout,
     #[error("the response is larger than {limit} bytes")]
@@ -526,7 +541,7 @@ impl Fetcher {
         url: &str,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
-        let url = Url::parse(url).map_err(|_| FetchError::Refused(Refused::Scheme))?;
+        let url = Url::parse(url).map_err(|_| FetchError::InvalidUrl)?;
         let response = self.client_for(policy, &url)?.get(url).send().await?;
         let status = response.status();
         let headers = response.headers().clone();
