@@ -1,27 +1,8 @@
-//! Webhooks: an org's HTTP endpoints that receive its outbox events, signed.
-//!
-//! - **No stored secret.** A webhook's signing secret is derived from the
-//!   server secret and the webhook id ([`signing_secret`]), so a database dump
-//!   leaks nothing that could forge a delivery. The API shows it once, at
-//!   creation.
-//! - **At least once, never twice per attempt.** [`enqueue`] runs after the
-//!   events are committed and inserts one `PENDING` delivery per (matching
-//!   active webhook, event); the unique `(webhook_id, event_id)` index makes a
-//!   replay (the outbox relay, a second replica) a no-op. The worker
-//!   ([`deliver_forever`], one per replica) claims each attempt with a
-//!   conditional update, so however many replicas poll, one of them sends it.
-//! - **Retries with exponential backoff**, capped at an hour, given up as
-//!   `FAILED` after [`MAX_ATTEMPTS`]. Receivers must still deduplicate by the
-//!   event id: a receiver that answers too slowly gets the event again.
-//!
-//! - **Guarded like every customer-chosen URL** ([`crate::outbound`]): a URL
-//!   whose host is, or resolves to, a loopback, private, link-local or
-//!   metadata address is `BAD_USER_INPUT` when saved, and refused again at
-//!   every connect (DNS rebinding), recorded as the delivery's `lastError`;
-//!   redirects are not followed. `WAYFINDER_OUTBOUND_ALLOW` opens exceptions.
-//! - **Nothing of the receiver's answer is stored but its status code**: a
-//!   `lastError` that quoted the response body would let an org read what an
-//!   internal server answers.
+//! The delivery queue and worker: [`enqueue`] adds one `PENDING` row per
+//! (webhook, event) after the events commit; [`deliver_forever`] (one per
+//! replica) claims due attempts with a conditional update, POSTs them through
+//! the outbound guard ([`crate::outbound`]) and records the outcome: the
+//! status code only, never the receiver's body, or why the guard refused.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -29,35 +10,21 @@ use std::{
     time::Duration,
 };
 
-use reqwest::Url;
-
-use async_graphql::{Enum, InputObject};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use entity::{event, org, webhook, webhook_delivery};
-use hmac::{Hmac, KeyInit, Mac};
+use entity::{event, webhook, webhook_delivery};
+use reqwest::Url;
 use sea_orm::{
-    ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, OnConflict, Query},
 };
-use sha2::Sha256;
 use uuid::Uuid;
 
-use super::{OrgOwned, Page, PageArgs, event as outbox, get, new_id, paginate, scoped};
-use crate::{
-    auth::OrgScope,
-    domain,
-    error::AppError,
-    outbound,
-    secret::{hex, random_bytes},
-    state::State,
+use super::{
+    DELIVERED, FAILED, PENDING, event_body, event_kinds_of, signature, signing_secret, wants,
 };
+use crate::{error::AppError, outbound, secret::random_bytes, service::new_id, state::State};
 
-/// Most webhooks one org may have.
-pub const MAX_WEBHOOKS_PER_ORG: u64 = 10;
 /// Attempts before a delivery is given up as `FAILED`.
 pub const MAX_ATTEMPTS: i32 = 12;
 /// Most deliveries one pass picks up.
@@ -77,320 +44,8 @@ pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Most passes of [`deliver_forever`] in flight at once: a slow receiver
 /// holds up its own pass, not every delivery behind it.
 const MAX_PASSES_IN_FLIGHT: usize = 4;
-/// Most event kinds one webhook may filter on.
-const MAX_EVENT_KINDS: usize = 50;
 /// Longest `lastError` kept.
 const ERROR_MAX: usize = 500;
-/// Purpose of the server-secret key that derives webhook secrets.
-const SECRET_PURPOSE: &str = "webhook-secret";
-
-const PENDING: &str = "PENDING";
-const DELIVERED: &str = "DELIVERED";
-const FAILED: &str = "FAILED";
-
-/// Where a webhook delivery is in its life.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-#[graphql(name = "WebhookDeliveryStatus")]
-pub enum DeliveryStatus {
-    /// Waiting for its first attempt or for a retry (`nextAttemptAt`).
-    Pending,
-    /// The receiver answered 2xx.
-    Delivered,
-    /// Every attempt failed; no more are made.
-    Failed,
-}
-
-impl DeliveryStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => PENDING,
-            Self::Delivered => DELIVERED,
-            Self::Failed => FAILED,
-        }
-    }
-
-    /// Reads a stored name; unknown names are a data error.
-    pub fn from_stored(s: &str) -> Result<Self, AppError> {
-        match s {
-            PENDING => Ok(Self::Pending),
-            DELIVERED => Ok(Self::Delivered),
-            FAILED => Ok(Self::Failed),
-            other => Err(AppError::internal(format!(
-                "unknown webhook delivery status {other:?} in the database"
-            ))),
-        }
-    }
-}
-
-/// A new webhook.
-#[derive(Debug, InputObject)]
-pub struct CreateWebhookInput {
-    /// Where to POST events: an absolute `http://` or `https://` URL on a public
-    /// address. A host that is, or resolves to, a loopback, private, link-local
-    /// or cloud-metadata address is `BAD_USER_INPUT` (and is refused again at
-    /// every delivery).
-    pub url: String,
-    /// Only events of these kinds (e.g. `ticket.created_via_widget`; `ticket.*`
-    /// matches every kind starting with `ticket.`). Omitted or empty: every event.
-    pub event_kinds: Option<Vec<String>>,
-}
-
-/// Changes to a webhook; omitted fields stay as they are.
-#[derive(Debug, InputObject)]
-pub struct UpdateWebhookInput {
-    /// The webhook to change.
-    pub id: Uuid,
-    /// New URL (public addresses only, as in `createWebhook`).
-    pub url: Option<String>,
-    /// New event kinds filter; an empty list means every event.
-    pub event_kinds: Option<Vec<String>>,
-    /// Pause (false) or resume (true) deliveries. While paused, no new
-    /// deliveries are queued and pending ones wait.
-    pub active: Option<bool>,
-}
-
-/// A delivery with the kind of the event it carries.
-pub struct Delivery {
-    pub row: webhook_delivery::Model,
-    pub event_kind: String,
-}
-
-/// The signing secret of webhook `id`: `hex(HMAC(server key for webhook secrets, id))`.
-pub fn signing_secret(st: &State, id: Uuid) -> Result<String, AppError> {
-    let token = st.secret.sign(SECRET_PURPOSE, id.as_bytes());
-    let tag = token
-        .rsplit_once('.')
-        .and_then(|(_, tag)| URL_SAFE_NO_PAD.decode(tag).ok())
-        .ok_or_else(|| AppError::internal("signed token without a tag"))?;
-    Ok(hex(&tag))
-}
-
-/// `hex(HMAC-SHA256(secret, "<timestamp>.<body>"))`: the `v1=` value of `X-Wayfinder-Signature`.
-pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(mac) => mac,
-        // HMAC takes keys of any length; this arm cannot be reached.
-        Err(_) => unreachable!("HMAC accepts any key length"),
-    };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    hex(&mac.finalize().into_bytes())
-}
-
-/// The JSON body POSTed for `ev`: `{id, kind, orgId, createdAt, payload}`.
-pub fn event_body(ev: &event::Model) -> String {
-    serde_json::json!({
-        "id": ev.id,
-        "kind": ev.kind,
-        "orgId": ev.org_id,
-        "createdAt": ev.created_at,
-        "payload": ev.payload,
-    })
-    .to_string()
-}
-
-/// The event kinds a webhook filters on, as stored.
-pub fn event_kinds_of(hook: &webhook::Model) -> Vec<String> {
-    match hook.event_kinds.as_array() {
-        Some(kinds) => kinds
-            .iter()
-            .filter_map(|k| k.as_str().map(str::to_string))
-            .collect(),
-        None => Vec::new(),
-    }
-}
-
-/// Whether `hook` wants events of `kind`.
-fn wants(kinds: &[String], kind: &str) -> bool {
-    kinds.is_empty()
-        || kinds.iter().any(|k| match k.strip_suffix('*') {
-            Some(prefix) => kind.starts_with(prefix),
-            None => k == kind,
-        })
-}
-
-/// Validates an event kinds filter: lower-case `noun.verb` names, `*` only at the end.
-fn parse_event_kinds(field: &str, kinds: Vec<String>) -> Result<Vec<String>, AppError> {
-    if kinds.len() > MAX_EVENT_KINDS {
-        return Err(AppError::bad_input(
-            field,
-            format!("at most {MAX_EVENT_KINDS} event kinds"),
-        ));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(kinds.len());
-    for kind in kinds {
-        let kind = domain::text(field, &kind, 1, 100)?;
-        let body = kind.strip_suffix('*').unwrap_or(&kind);
-        let ok = body
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_'));
-        if !ok || (body.is_empty() && kind != "*") {
-            return Err(AppError::bad_input(
-                field,
-                format!(
-                    "{kind:?} is not an event kind (lower-case like \"ticket.created_via_widget\", or a prefix ending in * like \"ticket.*\")"
-                ),
-            ));
-        }
-        if !out.contains(&kind) {
-            out.push(kind);
-        }
-    }
-    Ok(out)
-}
-
-/// The caller's webhooks, oldest first.
-pub async fn list(
-    st: &State,
-    scope: &OrgScope,
-    page: &PageArgs,
-) -> Result<Page<webhook::Model>, AppError> {
-    paginate(&st.db, scoped::<webhook::Entity>(scope), page).await
-}
-
-/// A new webhook and its signing secret (shown this once).
-pub async fn create(
-    st: &State,
-    scope: &OrgScope,
-    input: CreateWebhookInput,
-) -> Result<(webhook::Model, String), AppError> {
-    let url = domain::http_url("input.url", &input.url)?;
-    let kinds = parse_event_kinds("input.eventKinds", input.event_kinds.unwrap_or_default())?;
-    // Before the transaction: a DNS lookup must not hold the write lock.
-    outbound::Policy::from_config(&st.config)
-        .check_when_set("input.url", &url)
-        .await?;
-    let txn = crate::service::begin_write(&st.db).await?;
-    // A no-op write to the org's row first: concurrent creates of one org
-    // queue on its row lock (PostgreSQL) or the write lock (SQLite), so the
-    // limit below holds under races. Writing before reading also keeps SQLite
-    // from failing the transaction with SQLITE_BUSY_SNAPSHOT when another
-    // connection writes between our read and our write.
-    org::Entity::update_many()
-        .col_expr(org::Column::UpdatedAt, Expr::col(org::Column::UpdatedAt))
-        .filter(org::Column::Id.eq(scope.org_id()))
-        .exec(&txn)
-        .await?;
-    let existing = scoped::<webhook::Entity>(scope).count(&txn).await?;
-    if existing >= MAX_WEBHOOKS_PER_ORG {
-        return Err(AppError::Forbidden(format!(
-            "an org can have at most {MAX_WEBHOOKS_PER_ORG} webhooks; delete one first"
-        )));
-    }
-    let now = Utc::now();
-    let model = webhook::ActiveModel {
-        id: Set(new_id()),
-        org_id: Set(scope.org_id()),
-        url: Set(url),
-        event_kinds: Set(serde_json::json!(kinds)),
-        active: Set(true),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    let secret = signing_secret(st, model.id)?;
-    outbox::commit_with_event::<webhook::Entity>(st, txn, scope.org_id(), "created", model.id)
-        .await?;
-    Ok((model, secret))
-}
-
-/// Applies `input` to one of the caller's webhooks.
-pub async fn update(
-    st: &State,
-    scope: &OrgScope,
-    input: UpdateWebhookInput,
-) -> Result<webhook::Model, AppError> {
-    let url = input
-        .url
-        .map(|u| domain::http_url("input.url", &u))
-        .transpose()?;
-    if let Some(url) = &url {
-        outbound::Policy::from_config(&st.config)
-            .check_when_set("input.url", url)
-            .await?;
-    }
-    let kinds = input
-        .event_kinds
-        .map(|k| parse_event_kinds("input.eventKinds", k))
-        .transpose()?;
-    let txn = crate::service::begin_write(&st.db).await?;
-    // Write first, then read back (see `create` for why on SQLite).
-    let mut change = webhook::Entity::update_many()
-        .col_expr(webhook::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(webhook::Column::OrgId.eq(scope.org_id()))
-        .filter(webhook::Column::Id.eq(input.id));
-    if let Some(url) = url {
-        change = change.col_expr(webhook::Column::Url, Expr::value(url));
-    }
-    if let Some(kinds) = kinds {
-        change = change.col_expr(
-            webhook::Column::EventKinds,
-            Expr::value(serde_json::json!(kinds)),
-        );
-    }
-    if let Some(active) = input.active {
-        change = change.col_expr(webhook::Column::Active, Expr::value(active));
-    }
-    if change.exec(&txn).await?.rows_affected == 0 {
-        return Err(AppError::not_found(webhook::Entity::NOUN));
-    }
-    let model = get::<webhook::Entity>(&txn, scope, input.id).await?;
-    outbox::commit_with_event::<webhook::Entity>(st, txn, scope.org_id(), "updated", input.id)
-        .await?;
-    Ok(model)
-}
-
-/// Deletes a webhook and its deliveries.
-pub async fn delete(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
-    let txn = crate::service::begin_write(&st.db).await?;
-    // Writes only; a miss is NOT_FOUND from the second and rolls the first back.
-    webhook_delivery::Entity::delete_many()
-        .filter(webhook_delivery::Column::OrgId.eq(scope.org_id()))
-        .filter(webhook_delivery::Column::WebhookId.eq(id))
-        .exec(&txn)
-        .await?;
-    super::delete::<webhook::Entity>(&txn, scope, id).await?;
-    outbox::commit_with_event::<webhook::Entity>(st, txn, scope.org_id(), "deleted", id).await
-}
-
-/// The deliveries of one of the caller's webhooks, oldest first, optionally only those in `status`.
-pub async fn list_deliveries(
-    st: &State,
-    scope: &OrgScope,
-    webhook_id: Uuid,
-    status: Option<DeliveryStatus>,
-    page: &PageArgs,
-) -> Result<Page<Delivery>, AppError> {
-    let mut select = scoped::<webhook_delivery::Entity>(scope)
-        .filter(webhook_delivery::Column::WebhookId.eq(webhook_id));
-    if let Some(status) = status {
-        select = select.filter(webhook_delivery::Column::Status.eq(status.as_str()));
-    }
-    let rows = paginate(&st.db, select, page).await?;
-    let event_ids: Vec<Uuid> = rows.items.iter().map(|d| d.event_id).collect();
-    let kinds: HashMap<Uuid, String> = scoped::<event::Entity>(scope)
-        .filter(event::Column::Id.is_in(event_ids))
-        .all(&st.db)
-        .await?
-        .into_iter()
-        .map(|e| (e.id, e.kind))
-        .collect();
-    Ok(Page {
-        items: rows
-            .items
-            .into_iter()
-            .map(|row| Delivery {
-                event_kind: kinds.get(&row.event_id).cloned().unwrap_or_default(),
-                row,
-            })
-            .collect(),
-        has_previous: rows.has_previous,
-        has_next: rows.has_next,
-    })
-}
 
 /// Queues one `PENDING` delivery per (active webhook of the event's org that
 /// wants its kind, event). Call it after the events are committed; calling it
@@ -766,24 +421,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn event_kind_filters() {
-        let kinds = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(wants(&[], "bot.created"));
-        assert!(wants(&kinds(&["bot.created"]), "bot.created"));
-        assert!(!wants(&kinds(&["bot.created"]), "bot.updated"));
-        assert!(wants(&kinds(&["ticket.*"]), "ticket.created_via_widget"));
-        assert!(!wants(&kinds(&["ticket.*"]), "tickets.x"));
-        assert!(wants(&kinds(&["*"]), "anything"));
-        assert_eq!(
-            parse_event_kinds("k", kinds(&[" bot.created ", "bot.created", "ticket.*"])).unwrap(),
-            kinds(&["bot.created", "ticket.*"])
-        );
-        for bad in ["", "Bot.created", "bot created", "a*b", "**"] {
-            assert!(parse_event_kinds("k", kinds(&[bad])).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn backoff_doubles_and_is_capped() {
         let base = Duration::from_secs(1);
         let within = |d: Duration, lo: u64| {
@@ -794,14 +431,5 @@ mod tests {
         assert!(within(backoff(base, 5), 16));
         assert!(within(backoff(base, 12), 2048));
         assert!(within(backoff(base, 40), 3600));
-    }
-
-    #[test]
-    fn signatures_cover_timestamp_and_body() {
-        let sig = signature("secret", 1_700_000_000, r#"{"a":1}"#);
-        assert_eq!(sig.len(), 64);
-        assert_ne!(sig, signature("secret", 1_700_000_001, r#"{"a":1}"#));
-        assert_ne!(sig, signature("secret", 1_700_000_000, r#"{"a":2}"#));
-        assert_ne!(sig, signature("other", 1_700_000_000, r#"{"a":1}"#));
     }
 }
