@@ -408,7 +408,10 @@ impl<W: WireFormat> Call<W> {
     fn deadline(&self) -> (Instant, &'static str) {
         let (at, what) = if self.answering {
             (
-                self.last_text + self.shared.idle_timeout,
+                // An absurdly large setting means no idle deadline, not a panic.
+                self.last_text
+                    .checked_add(self.shared.idle_timeout)
+                    .unwrap_or(self.total_deadline),
                 "the answer stalled for longer than the idle timeout",
             )
         } else {
