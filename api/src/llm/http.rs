@@ -12,8 +12,15 @@
 //! - Read frames until the decoder reports `Done`. A body that ends first is
 //!   `Truncated` (unless the decoder accepts the end), a frame that does not
 //!   parse is `BadResponse`.
-//! - Deadlines are absolute from the start of the call: no answer text by
-//!   `first_token_timeout`, or no end by `total_timeout`, is `Timeout`.
+//! - Deadlines: no answer text by `first_token_timeout`, or no end by
+//!   `total_timeout` (both from the start of the call), or, once text
+//!   flows, no further text (or end) within `idle_timeout` of the last piece,
+//!   is `Timeout`. The idle deadline is what ends a stream that sends one
+//!   chunk and then hangs; keep-alive frames without text do not extend it.
+//! - An org's own base URL (`ProviderSettings::guard`) goes through the
+//!   outbound guard: a forbidden IP literal is refused before any request,
+//!   and a name is checked at every connect; a refusal is `Refused`, never
+//!   retried.
 //!
 //! Sizes are bounded (frame, answer, whole body) so that a hostile server
 //! cannot exhaust memory. The API key lives only in a sensitive header value;
@@ -29,6 +36,8 @@ use reqwest::{
 };
 use serde::Serialize;
 use tokio::time::Instant;
+
+use crate::outbound;
 
 use super::{
     ChatRequest, LlmError, LlmProvider, ProviderSettings, Role, StreamEvent, Usage,
@@ -162,7 +171,11 @@ struct Shared<W> {
     api_key: Option<String>,
     first_token_timeout: Duration,
     total_timeout: Duration,
+    idle_timeout: Duration,
     max_retries: u32,
+    /// Set when the outbound guard refused the endpoint itself (an IP
+    /// literal): every call fails with it before sending anything.
+    refused: Option<String>,
 }
 
 impl<W: WireFormat> HttpProvider<W> {
@@ -173,10 +186,20 @@ impl<W: WireFormat> HttpProvider<W> {
         endpoint: Url,
         mut headers: HeaderMap,
     ) -> Result<Self, LlmError> {
-        let client = Client::builder()
-            .connect_timeout(settings.connect_timeout)
+        let mut refused = None;
+        let builder = match &settings.guard {
             // Never follow a redirect with the key in the headers.
-            .redirect(reqwest::redirect::Policy::none())
+            None => Client::builder().redirect(reqwest::redirect::Policy::none()),
+            Some(policy) => match policy.check(&endpoint) {
+                Ok(route) => outbound::builder(route),
+                Err(why) => {
+                    refused = Some(why.to_string());
+                    outbound::builder(outbound::Route::Guarded)
+                }
+            },
+        };
+        let client = builder
+            .connect_timeout(settings.connect_timeout)
             .user_agent(concat!("wayfinder/", env!("CARGO_PKG_VERSION")))
             .tcp_nodelay(true)
             .build()
@@ -204,7 +227,9 @@ impl<W: WireFormat> HttpProvider<W> {
                 api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
                 first_token_timeout: settings.first_token_timeout,
                 total_timeout: settings.total_timeout,
+                idle_timeout: settings.idle_timeout,
                 max_retries: settings.max_retries,
+                refused,
             }),
         })
     }
@@ -243,8 +268,13 @@ impl Failure {
         }
     }
 
-    /// A transport error: retryable, described without its URL.
+    /// A transport error: retryable, described without its URL; a refusal
+    /// by the outbound guard is fatal.
     fn transport(provider: &'static str, err: &reqwest::Error) -> Self {
+        if let Some(refused) = outbound::refusal(err) {
+            tracing::warn!(provider, %refused, "LLM call refused by the outbound guard");
+            return Self::fatal(LlmError::Refused(refused.to_string()));
+        }
         tracing::warn!(provider, error = %err, "LLM connection failed");
         let error = if err.is_connect() && err.is_timeout() {
             LlmError::Timeout("connecting to the provider")
@@ -291,6 +321,8 @@ struct Call<W: WireFormat> {
     retries: u32,
     /// Answer text has arrived: no retry from now on.
     answering: bool,
+    /// When the last piece of answer text arrived (the idle deadline runs from it).
+    last_text: Instant,
     answer_bytes: usize,
     phase: Phase<W::Decoder>,
     /// Events read but not yet yielded; ends with `Done` once it came.
@@ -311,6 +343,7 @@ impl<W: WireFormat> Call<W> {
             body,
             retries: 0,
             answering: false,
+            last_text: start,
             answer_bytes: 0,
             phase: Phase::Send,
             pending: VecDeque::new(),
@@ -370,13 +403,25 @@ impl<W: WireFormat> Call<W> {
         }
     }
 
-    /// The deadline in force: the first-token one until text arrives.
+    /// The deadline in force: the first-token one until text arrives, then
+    /// the idle one; the total one whenever it is earlier.
     fn deadline(&self) -> (Instant, &'static str) {
-        if !self.answering && self.first_token_deadline < self.total_deadline {
+        let (at, what) = if self.answering {
+            (
+                // An absurdly large setting means no idle deadline, not a panic.
+                self.last_text
+                    .checked_add(self.shared.idle_timeout)
+                    .unwrap_or(self.total_deadline),
+                "the answer stalled for longer than the idle timeout",
+            )
+        } else {
             (
                 self.first_token_deadline,
                 "no answer text within the first-token timeout",
             )
+        };
+        if at < self.total_deadline {
+            (at, what)
         } else {
             (
                 self.total_deadline,
@@ -387,6 +432,10 @@ impl<W: WireFormat> Call<W> {
 
     async fn send(&mut self) -> Result<Box<Reading<W::Decoder>>, Failure> {
         let shared = &self.shared;
+        if let Some(refused) = &shared.refused {
+            tracing::warn!(provider = W::NAME, %refused, "LLM call refused by the outbound guard");
+            return Err(Failure::fatal(LlmError::Refused(refused.clone())));
+        }
         let request = shared
             .client
             .post(shared.endpoint.clone())
@@ -473,6 +522,7 @@ impl<W: WireFormat> Call<W> {
                         )));
                     }
                     self.answering = true;
+                    self.last_text = Instant::now();
                     self.pending.push_back(StreamEvent::Delta(text));
                 }
                 done @ StreamEvent::Done(_) => {

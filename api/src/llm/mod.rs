@@ -9,6 +9,15 @@
 //! [`settings_from_config`] reads the `LLM_*` settings and [`build_provider`]
 //! makes the provider; the HTTP side every provider shares (deadlines,
 //! retries, size bounds) lives in `http`, stream framing in `framing`.
+//!
+//! Deadlines: connect, first token, idle between pieces of text, and total.
+//! The total is kept under the HTTP request timeout ([`total_timeout`]), so a
+//! turn that waits for a provider always answers its request with the
+//! fallback before the server's 408 could cut it off.
+//!
+//! The server's own provider is the operator's and trusted; an org's own
+//! (bring-your-own-key) base URL is a customer's and goes through the
+//! outbound guard ([`ProviderSettings::guard`], [`crate::outbound`]).
 
 mod anthropic;
 mod framing;
@@ -87,6 +96,9 @@ pub enum LlmError {
     BadResponse(String),
     #[error("the stream ended before the answer was complete")]
     Truncated,
+    /// The outbound guard refused the provider's address (an org's own base URL).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A collected answer.
@@ -177,8 +189,13 @@ pub struct ProviderSettings {
     pub first_token_timeout: Duration,
     /// From the start of a call to its last byte, retries included.
     pub total_timeout: Duration,
+    /// Longest silence between two pieces of answer text, once the first arrived.
+    pub idle_timeout: Duration,
     /// Extra attempts on HTTP 429/5xx and connection failures, only before the first token.
     pub max_retries: u32,
+    /// `None` for the operator's own provider (trusted); for an org's own base
+    /// URL, the outbound policy its address is checked against at every connect.
+    pub guard: Option<crate::outbound::Policy>,
 }
 
 impl std::fmt::Debug for ProviderSettings {
@@ -190,7 +207,9 @@ impl std::fmt::Debug for ProviderSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("first_token_timeout", &self.first_token_timeout)
             .field("total_timeout", &self.total_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .field("max_retries", &self.max_retries)
+            .field("guarded", &self.guard.is_some())
             .finish()
     }
 }
@@ -243,7 +262,18 @@ pub fn settings_from_config(config: &crate::config::Config) -> Option<ProviderSe
         api_key,
         connect_timeout: Duration::from_millis(config.llm_connect_timeout_ms),
         first_token_timeout: Duration::from_millis(config.llm_first_token_timeout_ms),
-        total_timeout: Duration::from_millis(config.llm_total_timeout_ms),
+        total_timeout: total_timeout(config),
+        idle_timeout: Duration::from_millis(config.llm_idle_timeout_ms),
         max_retries: config.llm_max_retries,
+        guard: None,
     })
+}
+
+/// The longest one LLM call may take: `LLM_TOTAL_TIMEOUT_MS`, but at most the
+/// request timeout less a margin to answer with the fallback (5 s, or half
+/// the request timeout when that is under 10 s).
+pub fn total_timeout(config: &crate::config::Config) -> Duration {
+    let request = Duration::from_secs(config.request_timeout_secs.max(1));
+    let margin = (request / 2).min(Duration::from_secs(5));
+    Duration::from_millis(config.llm_total_timeout_ms).min(request - margin)
 }

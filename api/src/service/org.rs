@@ -1,4 +1,9 @@
 //! Orgs: creation by the operator (see `service::operator`), settings by the org itself.
+//!
+//! Bring-your-own LLM settings need a paid plan ([`crate::turn::BYOK_PLAN`]),
+//! as on the products Wayfinder replaces, and an org's own base URL is a
+//! customer-chosen URL the server will call: it must pass the outbound guard
+//! ([`crate::outbound`]) when it is saved, and again at every connect.
 
 use chrono::Utc;
 use entity::{api_key, org};
@@ -86,13 +91,13 @@ pub struct UpdateOrgSettingsInput {
     pub ai_chatbot_enabled: Option<bool>,
     /// Turn profile-trait extraction on or off.
     pub ai_auto_traits_enabled: Option<bool>,
-    /// Bring your own LLM: `ollama`, `openai` (or compatible) or `anthropic`; `null` returns to the server's provider.
+    /// Bring your own LLM (plan GROWTH or higher, else `PLAN_REQUIRED`): `ollama`, `openai` (or compatible) or `anthropic`; `null` returns to the server's provider.
     pub llm_provider: async_graphql::MaybeUndefined<String>,
     /// The model to use with your provider; `null` uses the server's default model name.
     pub llm_model: async_graphql::MaybeUndefined<String>,
-    /// Your provider's base URL; `null` uses the provider's public API.
+    /// Your provider's base URL (plan GROWTH or higher); `null` uses the provider's public API. It must reach a public address: a host that is or resolves to a loopback, private, link-local or metadata address is `BAD_USER_INPUT`.
     pub llm_base_url: async_graphql::MaybeUndefined<String>,
-    /// Your provider's API key. Write-only: stored encrypted, never returned; `null` removes it.
+    /// Your provider's API key (plan GROWTH or higher). Write-only: stored encrypted, never returned; `null` removes it.
     #[graphql(secret)]
     pub llm_api_key: async_graphql::MaybeUndefined<String>,
 }
@@ -124,17 +129,47 @@ impl std::fmt::Debug for UpdateOrgSettingsInput {
     }
 }
 
+/// Whether `change` sets any bring-your-own LLM setting to a value.
+fn sets_byok(change: &UpdateOrgSettingsInput) -> bool {
+    change.llm_provider.is_value()
+        || change.llm_base_url.is_value()
+        || change.llm_api_key.is_value()
+}
+
+/// `PLAN_REQUIRED` when `change` sets a bring-your-own LLM setting on an org
+/// whose plan does not include it (removing one is always allowed).
+fn check_byok_plan(org: &org::Model, change: &UpdateOrgSettingsInput) -> Result<(), AppError> {
+    if sets_byok(change) {
+        plan(org)?.require(crate::turn::BYOK_PLAN)?;
+    }
+    Ok(())
+}
+
 /// Applies `change` to the caller's org.
 pub async fn update_settings(
     st: &State,
     scope: &OrgScope,
     change: UpdateOrgSettingsInput,
 ) -> Result<org::Model, AppError> {
+    // Outside the transaction: the plan first (no lookups for an org that may
+    // not use the setting), then the base URL's DNS lookup, which must not
+    // hold the write lock.
+    if sets_byok(&change) {
+        check_byok_plan(&get(&st.db, scope).await?, &change)?;
+    }
+    if let async_graphql::MaybeUndefined::Value(u) = &change.llm_base_url {
+        let url = domain::http_url("input.llmBaseUrl", u)?;
+        crate::outbound::Policy::from_config(&st.config)
+            .check_when_set("input.llmBaseUrl", &url)
+            .await?;
+    }
     let txn = crate::service::begin_write(&st.db).await?;
     let current = org::Entity::find_by_id(scope.org_id())
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("org"))?;
+    // Again on the row this transaction writes: the plan may have changed meanwhile.
+    check_byok_plan(&current, &change)?;
     let mut am: org::ActiveModel = current.into();
     if let Some(name) = change.name {
         am.name = Set(domain::name("input.name", &name)?);

@@ -194,13 +194,28 @@ pub async fn start(
 /// Token purpose of orgs' own LLM API keys sealed at rest.
 pub const BYOK_PURPOSE: &str = "byok-llm-key";
 
+/// The plan an org needs for its own (bring-your-own-key) LLM settings to be used.
+pub const BYOK_PLAN: domain::Plan = domain::Plan::Growth;
+
 /// The provider and model for `org`: its own (bring-your-own-key) settings
-/// when it has them, else the server's configured provider, if any.
+/// when it has them and its plan includes [`BYOK_PLAN`] (a downgraded org
+/// is back on the server's provider), else the server's configured
+/// provider, if any. An org's own base URL is customer-controlled: its
+/// provider goes through the outbound guard.
 pub fn provider_for(st: &AppState, org: &org::Model) -> Option<(Arc<dyn LlmProvider>, String)> {
     use crate::llm::{ProviderKind, ProviderSettings, build_provider};
+    let server = || st.llm.clone().map(|p| (p, st.config.llm_model.clone()));
     let Some(kind) = org.llm_provider.as_deref().and_then(ProviderKind::parse) else {
-        return st.llm.clone().map(|p| (p, st.config.llm_model.clone()));
+        return server();
     };
+    match domain::Plan::from_stored(&org.plan) {
+        Ok(plan) if plan.includes(BYOK_PLAN) => {}
+        Ok(_) => return server(),
+        Err(err) => {
+            tracing::error!(%err, org_id = %org.id, "unknown plan; ignoring the org's own LLM settings");
+            return server();
+        }
+    }
     let model = org
         .llm_model
         .clone()
@@ -230,8 +245,10 @@ pub fn provider_for(st: &AppState, org: &org::Model) -> Option<(Arc<dyn LlmProvi
         api_key,
         connect_timeout: Duration::from_millis(st.config.llm_connect_timeout_ms),
         first_token_timeout: Duration::from_millis(st.config.llm_first_token_timeout_ms),
-        total_timeout: Duration::from_millis(st.config.llm_total_timeout_ms),
+        total_timeout: crate::llm::total_timeout(&st.config),
+        idle_timeout: Duration::from_millis(st.config.llm_idle_timeout_ms),
         max_retries: st.config.llm_max_retries,
+        guard: Some(crate::outbound::Policy::from_config(&st.config)),
     };
     match build_provider(settings) {
         Ok(p) => {
@@ -541,7 +558,9 @@ async fn llm_answer(
         }
         Err(service::credits::ReserveError::Failed(err)) => return Err(err),
     };
-    let deadline = Duration::from_millis(st.config.llm_total_timeout_ms.saturating_add(5_000));
+    // The provider enforces the same total itself; this also bounds a provider
+    // that never yields, and ends before the HTTP request timeout.
+    let deadline = crate::llm::total_timeout(&st.config);
     let mut stream = provider.stream(req);
     let mut full = String::new();
     let mut buffer = String::new();

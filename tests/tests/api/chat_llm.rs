@@ -422,7 +422,8 @@ async fn owner_email_is_debounced_across_replicas_and_retried() {
 async fn orgs_can_bring_their_own_provider_and_key() {
     let server_fake = FakeLlm::start(ProviderKind::Ollama).await;
     let org_fake = FakeLlm::start(ProviderKind::Anthropic).await;
-    let app = app_with(Backend::Sqlite, &server_fake, |_| {}).await;
+    // An org's own base URL goes through the outbound guard: allow the loopback fake.
+    let app = app_with(Backend::Sqlite, &server_fake, |c| org_fake.allow(c)).await;
     app.grant_credits(100).await;
     let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
     let byok_key = "sk-ant-org-own-key-0123456789";

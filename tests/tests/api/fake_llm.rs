@@ -91,6 +91,9 @@ pub enum Behaviour {
     SlowFirstToken(Duration),
     /// Accepts the request and never answers (not even headers).
     Hang,
+    /// Headers, the stream's opening and one delta `"Partial "` at once,
+    /// then nothing more: the connection stays open and silent.
+    StallAfterFirstChunk,
 }
 
 impl Default for Behaviour {
@@ -150,6 +153,7 @@ impl std::fmt::Debug for Behaviour {
             Self::BreakAfter(chunks) => write!(f, "BreakAfter({chunks:?})"),
             Self::SlowFirstToken(d) => write!(f, "SlowFirstToken({d:?})"),
             Self::Hang => write!(f, "Hang"),
+            Self::StallAfterFirstChunk => write!(f, "StallAfterFirstChunk"),
         }
     }
 }
@@ -250,6 +254,21 @@ impl FakeLlm {
         self.kind
     }
 
+    /// The `WAYFINDER_OUTBOUND_ALLOW` entry that lets an org's own provider
+    /// setting reach this loopback fake.
+    pub fn allow_entry(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Adds this fake to `config`'s outbound allowlist.
+    pub fn allow(&self, config: &mut Config) {
+        let entry = self.allow_entry();
+        config.outbound_allow = Some(match config.outbound_allow.take() {
+            Some(list) if !list.is_empty() => format!("{list},{entry}"),
+            _ => entry,
+        });
+    }
+
     /// What to set as the provider's base URL (`LLM_BASE_URL`).
     pub fn base_url(&self) -> String {
         match self.kind {
@@ -259,7 +278,8 @@ impl FakeLlm {
     }
 
     /// Settings for this fake: [`FAKE_API_KEY`], connect 1 s, first token
-    /// 2 s, total 5 s, 2 retries. Adjust fields as a test needs.
+    /// 2 s, idle 2 s, total 5 s, 2 retries, trusted (no outbound guard).
+    /// Adjust fields as a test needs.
     pub fn settings(&self) -> ProviderSettings {
         ProviderSettings {
             kind: self.kind,
@@ -268,7 +288,9 @@ impl FakeLlm {
             connect_timeout: Duration::from_secs(1),
             first_token_timeout: Duration::from_secs(2),
             total_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(2),
             max_retries: 2,
+            guard: None,
         }
     }
 
@@ -279,6 +301,9 @@ impl FakeLlm {
 
     /// Points a server configuration at this fake (the `LLM_*` settings, with
     /// the same key and timeouts as [`FakeLlm::settings`]).
+    ///
+    /// The server's own provider is trusted; to use this fake as an org's
+    /// own (bring-your-own-key) provider, also [`FakeLlm::allow`] it.
     pub fn configure(&self, config: &mut Config) {
         let settings = self.settings();
         config.llm_provider = Some(self.kind.as_str().to_owned());
@@ -287,6 +312,7 @@ impl FakeLlm {
         config.llm_connect_timeout_ms = settings.connect_timeout.as_millis() as u64;
         config.llm_first_token_timeout_ms = settings.first_token_timeout.as_millis() as u64;
         config.llm_total_timeout_ms = settings.total_timeout.as_millis() as u64;
+        config.llm_idle_timeout_ms = settings.idle_timeout.as_millis() as u64;
         config.llm_max_retries = settings.max_retries;
     }
 
@@ -408,6 +434,9 @@ async fn respond(kind: ProviderKind, behaviour: Behaviour, request: &Value) -> R
             wire.stream(&chunks, Some((FAKE_PROMPT_TOKENS, 2)), delay, End::Complete)
         }
         Behaviour::Hang => std::future::pending::<Response>().await,
+        Behaviour::StallAfterFirstChunk => {
+            wire.stream(&["Partial ".to_owned()], None, Duration::ZERO, End::Stall)
+        }
     }
 }
 
@@ -435,6 +464,8 @@ enum End {
     Cut,
     /// The connection breaks.
     Break,
+    /// Nothing more is ever sent; the connection stays open.
+    Stall,
 }
 
 /// One provider's frames for one request.
@@ -479,7 +510,7 @@ impl Wire {
                     .into_iter()
                     .map(|f| (Duration::ZERO, Ok(f))),
             ),
-            End::Cut => {}
+            End::Cut | End::Stall => {}
             // The pause lets the text reach the client before the break.
             End::Break => frames.push((
                 Duration::from_millis(100),
@@ -489,12 +520,21 @@ impl Wire {
                 )),
             )),
         }
-        let body = futures_util::stream::iter(frames).then(|(delay, frame)| async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            frame.map(Bytes::from)
-        });
+        let stall = matches!(end, End::Stall);
+        let body = futures_util::stream::iter(frames)
+            .then(|(delay, frame)| async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                frame.map(Bytes::from)
+            })
+            // A stall: the body never ends.
+            .chain(
+                futures_util::stream::iter(
+                    stall.then(futures_util::stream::pending::<Result<Bytes, std::io::Error>>),
+                )
+                .flatten(),
+            );
         Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, self.content_type())

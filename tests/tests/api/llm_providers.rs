@@ -50,6 +50,8 @@ for_each_provider!(
     slow_first_token_times_out,
     slow_first_token_within_the_timeout_is_fine,
     hang_times_out_within_the_total_timeout,
+    stall_after_first_chunk_times_out_within_the_idle_timeout,
+    guarded_provider_refuses_loopback_unless_allowlisted,
     unreachable_provider_is_unavailable,
     oversized_answer_is_refused,
     api_key_never_in_error_text,
@@ -380,6 +382,71 @@ async fn hang_times_out_within_the_total_timeout(kind: ProviderKind) {
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
 }
 
+async fn stall_after_first_chunk_times_out_within_the_idle_timeout(kind: ProviderKind) {
+    // Arrange: text at once, then silence; the total timeout is far away.
+    let fake = FakeLlm::start(kind).await;
+    fake.set_behaviour(Behaviour::StallAfterFirstChunk);
+    let settings = ProviderSettings {
+        first_token_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_millis(400),
+        total_timeout: Duration::from_secs(30),
+        ..fake.settings()
+    };
+
+    // Act
+    let started = Instant::now();
+    let mut items = collect(provider(settings).as_ref(), request()).await;
+
+    // Assert: the text, then a timeout about one idle period later, no retry.
+    let elapsed = started.elapsed();
+    let last = items.pop().unwrap();
+    assert!(matches!(last, Err(LlmError::Timeout(_))), "{last:?}");
+    assert!(last.unwrap_err().to_string().contains("idle"));
+    let events: Vec<StreamEvent> = items.into_iter().map(Result::unwrap).collect();
+    assert_eq!(events, vec![delta("Partial ")]);
+    assert!(elapsed >= Duration::from_millis(350), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(fake.request_count(), 1);
+}
+
+async fn guarded_provider_refuses_loopback_unless_allowlisted(kind: ProviderKind) {
+    use wayfinder::outbound::Policy;
+    let fake = FakeLlm::start(kind).await;
+    let port = fake.allow_entry().rsplit_once(':').unwrap().1.to_owned();
+
+    // An IP literal and a name that resolves to loopback: refused before
+    // anything is sent, without retries.
+    for base_url in [
+        fake.base_url(),
+        fake.base_url().replace("127.0.0.1", "localhost"),
+    ] {
+        let settings = ProviderSettings {
+            base_url: base_url.clone(),
+            guard: Some(Policy::default()),
+            ..fake.settings()
+        };
+        let result = complete(provider(settings).as_ref(), request()).await;
+        match result {
+            Err(LlmError::Refused(why)) => {
+                assert!(why.contains("loopback"), "{base_url}: {why}")
+            }
+            other => panic!("{base_url}: {other:?}"),
+        }
+    }
+    assert_eq!(fake.request_count(), 0);
+
+    // Allowlisted (host as written and port): reached.
+    let settings = ProviderSettings {
+        guard: Some(Policy::parse(Some(&format!("127.0.0.1:{port}")))),
+        ..fake.settings()
+    };
+    let completion = complete(provider(settings).as_ref(), request())
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "Hello world");
+    assert_eq!(fake.request_count(), 1);
+}
+
 async fn unreachable_provider_is_unavailable(kind: ProviderKind) {
     // Arrange: a port nobody listens on any more.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -392,7 +459,9 @@ async fn unreachable_provider_is_unavailable(kind: ProviderKind) {
         connect_timeout: Duration::from_millis(500),
         first_token_timeout: Duration::from_secs(2),
         total_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(2),
         max_retries: 1,
+        guard: None,
     };
 
     // Act
@@ -530,6 +599,37 @@ fn settings_from_config_picks_the_provider() {
 }
 
 #[test]
+fn every_llm_deadline_ends_before_the_request_timeout() {
+    use wayfinder::llm::total_timeout;
+    let mut config = Config::defaults();
+    config.llm_provider = Some("openai".into());
+    // Defaults: 45 s, under the 60 s request timeout less 5 s.
+    assert_eq!(total_timeout(&config), Duration::from_secs(45));
+    assert_eq!(
+        settings_from_config(&config).unwrap().total_timeout,
+        Duration::from_secs(45)
+    );
+    assert_eq!(
+        settings_from_config(&config).unwrap().idle_timeout,
+        Duration::from_millis(config.llm_idle_timeout_ms)
+    );
+    // A shorter request timeout wins, 5 s before it…
+    config.request_timeout_secs = 20;
+    assert_eq!(total_timeout(&config), Duration::from_secs(15));
+    assert_eq!(
+        settings_from_config(&config).unwrap().total_timeout,
+        Duration::from_secs(15)
+    );
+    // …or halfway when it is too short for 5 s of margin.
+    config.request_timeout_secs = 4;
+    assert_eq!(total_timeout(&config), Duration::from_secs(2));
+    // A shorter LLM total stays.
+    config.request_timeout_secs = 60;
+    config.llm_total_timeout_ms = 1_500;
+    assert_eq!(total_timeout(&config), Duration::from_millis(1_500));
+}
+
+#[test]
 fn build_provider_refuses_a_base_url_that_is_not_http() {
     for base_url in ["ftp://example.com", "not a url", ""] {
         let settings = ProviderSettings {
@@ -539,7 +639,9 @@ fn build_provider_refuses_a_base_url_that_is_not_http() {
             connect_timeout: Duration::from_secs(1),
             first_token_timeout: Duration::from_secs(1),
             total_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
             max_retries: 0,
+            guard: None,
         };
         assert!(
             matches!(build_provider(settings), Err(LlmError::Unavailable(_))),

@@ -18,6 +18,7 @@ mod limits;
 mod llm_providers;
 mod operations;
 mod operator;
+mod outbound;
 mod provider_fault;
 mod rest;
 mod retrieval;

@@ -30,6 +30,8 @@ impl WebhookMutation {
     /// `X-Wayfinder-Signature: v1=<hex>`. Any 2xx answer within 10 seconds
     /// accepts it; anything else is retried with exponential backoff (1 s,
     /// 2 s, 4 s … at most 1 h apart) and given up after 12 attempts.
+    /// Redirects are not followed, and `url` must reach a public address
+    /// (checked when it is saved and again at every delivery).
     ///
     /// To verify a delivery: compute HMAC-SHA256 with the secret (its 64
     /// characters as UTF-8 bytes) as key over `<timestamp>.<raw body>` (the

@@ -98,7 +98,10 @@ pub struct WebhookDelivery {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The HTTP status of the last answer; null when the last attempt got none (connection refused, timeout).
     pub last_status_code: Option<i32>,
-    /// Why the last attempt failed (at most 500 characters); null once delivered.
+    /// Why the last attempt failed (at most 500 characters): `HTTP <status>`
+    /// (the receiver's answer body is never kept), a connection error, or
+    /// `refused: …` when the URL reached a loopback, private or metadata
+    /// address; null once delivered.
     pub last_error: Option<String>,
     /// When it was queued.
     pub created_at: DateTime<Utc>,
