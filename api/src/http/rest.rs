@@ -147,8 +147,9 @@ fn path_id(raw: &str, what: &'static str) -> Result<Uuid, RestError> {
     Uuid::parse_str(raw).map_err(|_| AppError::not_found(what).into())
 }
 
-/// The body of `POST /widgets/{widgetId}/chat`.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /widgets/{widgetId}/chat`. Its `Debug` leaves the
+/// session token out: it unlocks a conversation.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ChatBody {
     /// What the visitor wrote.
@@ -162,6 +163,18 @@ struct ChatBody {
     /// The page the visitor is on.
     #[serde(default)]
     page_url: Option<String>,
+}
+
+impl std::fmt::Debug for ChatBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ChatBody")
+            .field("message", &self.message)
+            .field("session_id", &token(&self.session_id))
+            .field("session_token", &token(&self.session_token))
+            .field("page_url", &self.page_url)
+            .finish()
+    }
 }
 
 /// The answer of `POST /widgets/{widgetId}/chat`.

@@ -347,6 +347,11 @@ async fn credits_never_go_below_zero_and_the_ledger_adds_up(backend: Backend) {
     }
     assert_eq!(mails.len(), 1, "one email per debounce window");
     assert!(mails[0].to[0].contains("owner@example.com"));
+    assert!(
+        mails[0].from.contains("no-reply@wayfinder.invalid"),
+        "{:?}",
+        mails[0].from
+    );
     assert!(mails[0].data.contains("credits have run out"));
     let n = app
         .gql_ok(

@@ -389,10 +389,11 @@ async fn the_socket_cap_counts_running_subscriptions() {
 
 async fn a_revoked_key_closes_its_sockets_on_every_replica(backend: Backend) {
     let a = spawn_app(backend).await;
+    assert_eq!(a.backend, backend);
     // A second replica on the same database, no shared bus needed.
     let db = TestDatabase::borrowed(&a.db);
     let config = test_config(&db);
-    let b = spawn_on(db, config, backend).await;
+    let b = spawn_on(db, config, a.backend).await;
 
     let created = a
         .gql_ok(
