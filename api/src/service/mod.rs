@@ -16,6 +16,7 @@ pub mod demo;
 pub mod event;
 pub mod feedback;
 pub mod handoff;
+pub mod identity;
 pub mod kb;
 pub mod notify;
 pub mod operator;

@@ -152,6 +152,10 @@ pub struct SupportTicket {
     pub message: String,
     /// The conversation it came from, whose messages are the transcript.
     pub session_id: Option<Uuid>,
+    /// The visitor who opened it (hand-off, downvote); `null` for the contact form and after that visitor was deleted.
+    pub end_user_id: Option<Uuid>,
+    /// The host app's user id of an identified visitor (signed identity).
+    pub user_id: Option<String>,
     /// Internal note of whoever handles it.
     pub assignee_note: Option<String>,
     /// When it was opened.
@@ -171,6 +175,8 @@ impl TryFrom<entity::support_ticket::Model> for SupportTicket {
             email: m.email,
             message: m.message,
             session_id: m.session_id,
+            end_user_id: m.end_user_id,
+            user_id: m.user_id,
             assignee_note: m.assignee_note,
             created_at: m.created_at,
             updated_at: m.updated_at,
