@@ -5,6 +5,7 @@
 
 mod chat;
 mod content;
+mod end_user;
 mod kb;
 mod operator;
 mod org;
@@ -26,6 +27,7 @@ use async_graphql::MergedObject;
 pub struct Mutation(
     org::OrgMutation,
     chat::ChatMutation,
+    end_user::EndUserMutation,
     kb::KbMutation,
     content::ContentMutation,
     widget::WidgetMutation,

@@ -31,6 +31,19 @@ pub struct ChatSession {
 
 #[ComplexObject]
 impl ChatSession {
+    /// The visitor: identified (host-app `userId`) or anonymous, with their traits.
+    async fn end_user(&self, ctx: &Context<'_>) -> GqlResult<Option<super::EndUser>> {
+        let Some(id) = self.end_user_id else {
+            return Ok(None);
+        };
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        match service::end_user::one(st, &scope, id).await {
+            Ok(u) => Ok(Some(u.into())),
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Every stored step of every turn, in order.
     #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn messages(
