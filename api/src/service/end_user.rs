@@ -20,7 +20,8 @@ use entity::{
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr, sea_query::Query,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait, Query},
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -242,10 +243,8 @@ async fn delete_one(
     for chunk in sessions.chunks(50) {
         let mut any = Condition::any();
         for s in chunk {
-            any = any.add(Expr::cust_with_values(
-                "CAST(payload AS TEXT) LIKE $1",
-                [format!("%{s}%")],
-            ));
+            // The payload is JSON (text on SQLite, `json` on PostgreSQL): cast, then match the id.
+            any = any.add(Expr::cust("CAST(payload AS TEXT)").like(format!("%{s}%")));
         }
         events += event_row::Entity::delete_many()
             .filter(event_row::Column::OrgId.eq(org_id))
