@@ -485,6 +485,7 @@ if (withBrowser) {
     assert.equal(user.traits.plan, "enterprise");
     assert.equal(user.traits.email, "ada@example.com");
     // Signing out forgets the conversation: the next message is anonymous.
+    await page.waitForFunction((key) => JSON.parse(localStorage.getItem(key) || "{}").t, `wayfinder:${widgetId}`);
     await page.evaluate(() => window.wayfinder.identify(null));
     assert.deepEqual(await storedSession(page), {});
     await ctx.close();
