@@ -296,7 +296,7 @@ pub fn verify_identity_hash(secret: &str, user_id: &str, user_hash: &str) -> boo
 
 /// Bytes of a hex string; `None` when it is not hex of even length.
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 256 {
+    if !s.len().is_multiple_of(2) || s.len() > 256 {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -363,7 +363,11 @@ mod tests {
         let hash = identity_hash(&secret, "user-42");
         assert_eq!(hash.len(), 64);
         assert!(verify_identity_hash(&secret, "user-42", &hash));
-        assert!(verify_identity_hash(&secret, "user-42", &hash.to_uppercase()));
+        assert!(verify_identity_hash(
+            &secret,
+            "user-42",
+            &hash.to_uppercase()
+        ));
         assert!(!verify_identity_hash(&secret, "user-43", &hash));
         assert!(!verify_identity_hash("wf_id_other", "user-42", &hash));
         assert!(!verify_identity_hash(&secret, "user-42", &hash[..62]));

@@ -53,11 +53,31 @@ impl MigrationTrait for Migration {
         )
         .await?;
         for (name, table, cols) in [
-            ("idx_support_tickets_end_user", "support_tickets", &["end_user_id"][..]),
-            ("idx_chat_sessions_org_updated", "chat_sessions", &["org_id", "updated_at"][..]),
-            ("idx_chat_messages_org_created", "chat_messages", &["org_id", "created_at"][..]),
-            ("idx_support_tickets_org_created", "support_tickets", &["org_id", "created_at"][..]),
-            ("idx_events_org_created", "events", &["org_id", "created_at"][..]),
+            (
+                "idx_support_tickets_end_user",
+                "support_tickets",
+                &["end_user_id"][..],
+            ),
+            (
+                "idx_chat_sessions_org_updated",
+                "chat_sessions",
+                &["org_id", "updated_at"][..],
+            ),
+            (
+                "idx_chat_messages_org_created",
+                "chat_messages",
+                &["org_id", "created_at"][..],
+            ),
+            (
+                "idx_support_tickets_org_created",
+                "support_tickets",
+                &["org_id", "created_at"][..],
+            ),
+            (
+                "idx_events_org_created",
+                "events",
+                &["org_id", "created_at"][..],
+            ),
         ] {
             let mut idx = Index::create();
             idx.name(name).table(table);

@@ -134,8 +134,7 @@ pub async fn rotate_identity_secret(
     am.identity_secret_sealed = Set(Some(sealed));
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
-    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "updated", id)
-        .await?;
+    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "updated", id).await?;
     Ok((model, secret))
 }
 
@@ -167,7 +166,10 @@ pub async fn update(
         am.published = Set(v);
     }
     if let Some(v) = input.identity_required {
-        let has_secret = matches!(&am.identity_secret_sealed, sea_orm::ActiveValue::Unchanged(Some(_)));
+        let has_secret = matches!(
+            &am.identity_secret_sealed,
+            sea_orm::ActiveValue::Unchanged(Some(_))
+        );
         if v && !has_secret {
             return Err(AppError::bad_input(
                 "input.identityRequired",

@@ -131,7 +131,10 @@ async fn select(
             if let Some(w) = chat_widget_id {
                 q = q.filter(end_user::Column::ChatWidgetId.eq(*w));
             }
-            q.order_by_asc(end_user::Column::Id).limit(1_000).all(db).await?
+            q.order_by_asc(end_user::Column::Id)
+                .limit(1_000)
+                .all(db)
+                .await?
         }
     };
     if users.is_empty() {
@@ -182,7 +185,11 @@ pub async fn delete(
     }
     txn.commit().await?;
     event::publish(st, &events).await;
-    tracing::info!(end_users = total.end_user_ids.len(), sessions = total.sessions, "end users deleted on request");
+    tracing::info!(
+        end_users = total.end_user_ids.len(),
+        sessions = total.sessions,
+        "end users deleted on request"
+    );
     Ok(total)
 }
 
@@ -211,8 +218,14 @@ async fn delete_one(
         .and_where(in_sessions())
         .to_owned();
     let ledger = credit_ledger::Entity::update_many()
-        .col_expr(credit_ledger::Column::TurnId, Expr::value(Option::<Uuid>::None))
-        .col_expr(credit_ledger::Column::MessageId, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            credit_ledger::Column::TurnId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            credit_ledger::Column::MessageId,
+            Expr::value(Option::<Uuid>::None),
+        )
         .filter(credit_ledger::Column::OrgId.eq(org_id))
         .filter(
             Condition::any()
@@ -223,12 +236,27 @@ async fn delete_one(
         .await?
         .rows_affected;
     let tickets = support_ticket::Entity::update_many()
-        .col_expr(support_ticket::Column::Name, Expr::value(Option::<String>::None))
-        .col_expr(support_ticket::Column::Email, Expr::value(Option::<String>::None))
+        .col_expr(
+            support_ticket::Column::Name,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            support_ticket::Column::Email,
+            Expr::value(Option::<String>::None),
+        )
         .col_expr(support_ticket::Column::Message, Expr::value(REMOVED_TEXT))
-        .col_expr(support_ticket::Column::UserId, Expr::value(Option::<String>::None))
-        .col_expr(support_ticket::Column::EndUserId, Expr::value(Option::<Uuid>::None))
-        .col_expr(support_ticket::Column::SessionId, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            support_ticket::Column::UserId,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            support_ticket::Column::EndUserId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            support_ticket::Column::SessionId,
+            Expr::value(Option::<Uuid>::None),
+        )
         .col_expr(support_ticket::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(support_ticket::Column::OrgId.eq(org_id))
         .filter(
@@ -367,7 +395,11 @@ pub async fn export(
 }
 
 /// How many sessions `end_user_id` has (for the dashboard's list).
-pub async fn session_count(st: &State, scope: &OrgScope, end_user_id: Uuid) -> Result<u64, AppError> {
+pub async fn session_count(
+    st: &State,
+    scope: &OrgScope,
+    end_user_id: Uuid,
+) -> Result<u64, AppError> {
     Ok(scoped::<chat_session::Entity>(scope)
         .filter(chat_session::Column::EndUserId.eq(end_user_id))
         .count(&st.db)

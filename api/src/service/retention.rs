@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::{
-    chat_feedback, chat_message, chat_session, credit_ledger, end_user, event, org,
-    support_ticket,
+    chat_feedback, chat_message, chat_session, credit_ledger, end_user, event, org, support_ticket,
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -149,7 +148,10 @@ async fn sweep_org(
             clear_ledger(&txn, org_id, chunk).await?;
         }
         support_ticket::Entity::update_many()
-            .col_expr(support_ticket::Column::SessionId, Expr::value(Option::<Uuid>::None))
+            .col_expr(
+                support_ticket::Column::SessionId,
+                Expr::value(Option::<Uuid>::None),
+            )
             .filter(support_ticket::Column::SessionId.is_in(ids.clone()))
             .exec(&txn)
             .await?;
@@ -237,7 +239,10 @@ async fn sweep_org(
         }
         let txn = super::begin_write(&st.db).await?;
         support_ticket::Entity::update_many()
-            .col_expr(support_ticket::Column::EndUserId, Expr::value(Option::<Uuid>::None))
+            .col_expr(
+                support_ticket::Column::EndUserId,
+                Expr::value(Option::<Uuid>::None),
+            )
             .filter(support_ticket::Column::EndUserId.is_in(ids.clone()))
             .exec(&txn)
             .await?;
@@ -265,8 +270,14 @@ async fn clear_ledger(
         .and_where(chat_message::Column::Id.is_in(message_ids.to_vec()))
         .to_owned();
     credit_ledger::Entity::update_many()
-        .col_expr(credit_ledger::Column::TurnId, Expr::value(Option::<Uuid>::None))
-        .col_expr(credit_ledger::Column::MessageId, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            credit_ledger::Column::TurnId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            credit_ledger::Column::MessageId,
+            Expr::value(Option::<Uuid>::None),
+        )
         .filter(credit_ledger::Column::OrgId.eq(org_id))
         .filter(
             Condition::any()

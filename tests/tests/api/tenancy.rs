@@ -190,7 +190,10 @@ async fn populate_org_a(app: &TestApp) -> OrgA {
     );
 
     let end_user = app
-        .gql_ok("query($id: UUID!) { chatSession(id: $id) { endUserId } }", json!({ "id": m["sessionId"] }))
+        .gql_ok(
+            "query($id: UUID!) { chatSession(id: $id) { endUserId } }",
+            json!({ "id": m["sessionId"] }),
+        )
         .await["chatSession"]["endUserId"]
         .clone();
     assert!(end_user.is_string());
