@@ -352,6 +352,11 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
             json!({ "id": a.widget }),
         ),
         (
+            "query($id: UUID) { chatSessions(endUserId: $id) { nodes { id } } }",
+            "chatSessions",
+            json!({ "id": a.end_user }),
+        ),
+        (
             "query($id: UUID) { endUsers(filter: {chatWidgetId: $id}) { nodes { id } } }",
             "endUsers",
             json!({ "id": a.widget }),
