@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped};
 use crate::{
+    appmap::{self, Locator},
     auth::OrgScope,
     domain::{self, Audience, ContentSource, ContentStatus, Placement},
     error::AppError,
@@ -38,6 +39,14 @@ pub struct FlowStep {
     pub body: String,
     /// Where the step's bubble sits.
     pub placement: Placement,
+    /// The app-map id of the element (generated steps always have one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[graphql(default)]
+    pub element_id: Option<String>,
+    /// More ways to find the element, best first (`targetSelector` is tried first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[graphql(default)]
+    pub locators: Vec<Locator>,
 }
 
 /// Reads a flow's stored steps.
@@ -70,6 +79,30 @@ fn validate_steps(steps: Vec<FlowStep>) -> Result<Vec<FlowStep>, AppError> {
                     domain::SHORT_TEXT_MAX,
                 )?,
                 placement: s.placement,
+                element_id: s
+                    .element_id
+                    .map(|id| domain::text(&format!("input.steps[{i}].elementId"), &id, 1, 60))
+                    .transpose()?,
+                locators: validate_locators(&format!("input.steps[{i}].locators"), s.locators)?,
+            })
+        })
+        .collect()
+}
+
+fn validate_locators(field: &str, locators: Vec<Locator>) -> Result<Vec<Locator>, AppError> {
+    if locators.len() > appmap::MAX_LOCATORS {
+        return Err(AppError::bad_input(
+            field,
+            format!("at most {} locators", appmap::MAX_LOCATORS),
+        ));
+    }
+    locators
+        .into_iter()
+        .enumerate()
+        .map(|(k, l)| {
+            Ok(Locator {
+                kind: l.kind,
+                value: domain::selector(&format!("{field}[{k}].value"), &l.value)?,
             })
         })
         .collect()
@@ -236,6 +269,8 @@ pub async fn create_flow(
         audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
         audience_rules: Set(rules("input.audienceRules", input.audience_rules)?),
         steps: Set(serde_json::to_value(steps).map_err(AppError::internal)?),
+        health: Set(None),
+        generated_session_id: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -362,6 +397,7 @@ pub async fn create_tooltip(
         source: Set(ContentSource::Manual.as_str().into()),
         audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
         audience_rules: Set(rules("input.audienceRules", input.audience_rules)?),
+        health: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

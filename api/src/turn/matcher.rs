@@ -80,6 +80,8 @@ pub async fn verbatim(
                         title: t.name.clone(),
                         body: t.body.clone(),
                         placement: Placement::Bottom,
+                        element_id: None,
+                        locators: vec![],
                     }],
                 },
             ));
