@@ -14,6 +14,7 @@ mod crud;
 mod errors;
 mod graphql_http;
 mod graphql_ws;
+mod guidance_turn;
 mod limits;
 mod llm_providers;
 mod operations;
