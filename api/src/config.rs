@@ -341,27 +341,57 @@ pub struct Config {
     pub contact_min_fill_ms: u64,
 
     /// Most pages one `mapSite` crawl maps (at most 500, the app map's limit).
-    #[arg(long, global = true, env = "WAYFINDER_MAP_MAX_PAGES", default_value_t = 200)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_MAX_PAGES",
+        default_value_t = 200
+    )]
     pub map_max_pages: usize,
 
     /// Most links a `mapSite` crawl follows from the base URL.
-    #[arg(long, global = true, env = "WAYFINDER_MAP_MAX_DEPTH", default_value_t = 5)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_MAX_DEPTH",
+        default_value_t = 5
+    )]
     pub map_max_depth: usize,
 
     /// Largest page a `mapSite` crawl reads, in bytes; larger pages are skipped.
-    #[arg(long, global = true, env = "WAYFINDER_MAP_PAGE_BYTES", default_value_t = 2097152)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_PAGE_BYTES",
+        default_value_t = 2097152
+    )]
     pub map_page_bytes: usize,
 
     /// Bytes one `mapSite` crawl reads in all before it stops with what it has.
-    #[arg(long, global = true, env = "WAYFINDER_MAP_TOTAL_BYTES", default_value_t = 52428800)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_TOTAL_BYTES",
+        default_value_t = 52428800
+    )]
     pub map_total_bytes: usize,
 
     /// Seconds one `mapSite` crawl may run before it stops with what it has.
-    #[arg(long, global = true, env = "WAYFINDER_MAP_TIMEOUT_SECS", default_value_t = 300)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
     pub map_timeout_secs: u64,
 
     /// Requests one `mapSite` crawl keeps in flight at once (1 to 16).
-    #[arg(long, global = true, env = "WAYFINDER_MAP_CONCURRENCY", default_value_t = 4)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_CONCURRENCY",
+        default_value_t = 4
+    )]
     pub map_concurrency: usize,
 }
 

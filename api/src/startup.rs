@@ -109,7 +109,10 @@ impl App {
         let state = build_state(config).await?;
         match crate::service::site::end_abandoned_mappings(&state).await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(sites = n, "mappings left in progress by a stopped server ended FAILED"),
+            Ok(n) => tracing::warn!(
+                sites = n,
+                "mappings left in progress by a stopped server ended FAILED"
+            ),
             Err(err) => tracing::error!(%err, "could not end abandoned mappings"),
         }
         let demo = if demo_enabled {

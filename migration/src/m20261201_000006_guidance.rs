@@ -24,10 +24,7 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let add = |table: &'static str, col: ColumnDef| {
-            Table::alter()
-                .table(table)
-                .add_column(col)
-                .to_owned()
+            Table::alter().table(table).add_column(col).to_owned()
         };
         m.alter_table(add("sites", integer("map_version").default(0).take()))
             .await?;

@@ -131,7 +131,13 @@ fn parse(body: &str) -> Parsed {
     let title = Selector::parse("title")
         .ok()
         .and_then(|s| doc.select(&s).next())
-        .map(|t| t.text().collect::<String>().split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|t| {
+            t.text()
+                .collect::<String>()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .filter(|t| !t.is_empty())
         .map(|t| t.chars().take(super::LABEL_MAX).collect());
     let links = Selector::parse("a[href]")
@@ -152,7 +158,9 @@ fn parse(body: &str) -> Parsed {
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// The path and query of `url`: how a mapped page is stored (the origin is the site's).
@@ -177,7 +185,9 @@ async fn fetch(
     max_bytes: usize,
     headers: HeaderMap,
 ) -> Result<Outcome, FetchError> {
-    let got = fetcher.get_with(policy, url.as_str(), max_bytes, headers).await;
+    let got = fetcher
+        .get_with(policy, url.as_str(), max_bytes, headers)
+        .await;
     let got = match got {
         Err(FetchError::TooLarge { .. }) => return Ok(Outcome::TooLarge),
         other => other?,
@@ -218,7 +228,10 @@ pub async fn crawl(
     let concurrency = limits.concurrency.clamp(1, 16);
 
     let robots = match base.join("/robots.txt") {
-        Ok(url) => match fetcher.get_with(policy, url.as_str(), 512 * 1024, headers.clone()).await {
+        Ok(url) => match fetcher
+            .get_with(policy, url.as_str(), 512 * 1024, headers.clone())
+            .await
+        {
             Ok(r) if r.status.is_success() => {
                 Robots::parse(&String::from_utf8_lossy(&r.body), "wayfinder")
             }
@@ -289,7 +302,10 @@ pub async fn crawl(
             Ok(Outcome::TooLarge) => {
                 skipped += 1;
                 if is_base {
-                    base_error = Some(format!("the base page is larger than {} bytes", limits.max_page_bytes));
+                    base_error = Some(format!(
+                        "the base page is larger than {} bytes",
+                        limits.max_page_bytes
+                    ));
                 }
             }
             Ok(Outcome::Skip) => {
@@ -311,16 +327,16 @@ pub async fn crawl(
             }
             Ok(Outcome::Page { body, bytes: n }) => {
                 bytes += n;
-                let parsed = tokio::task::spawn_blocking(move || parse(&body))
-                    .await
-                    .ok();
+                let parsed = tokio::task::spawn_blocking(move || parse(&body)).await.ok();
                 let Some(parsed) = parsed else {
                     skipped += 1;
                     continue;
                 };
                 if depth < limits.max_depth {
                     for href in parsed.links {
-                        let Ok(mut link) = url.join(&href) else { continue };
+                        let Ok(mut link) = url.join(&href) else {
+                            continue;
+                        };
                         link.set_fragment(None);
                         if !same_origin(base, &link) {
                             continue;

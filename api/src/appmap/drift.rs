@@ -28,11 +28,20 @@ fn stands(map: &AppMap, step: &FlowStep) -> bool {
     }
     let pattern = url_pattern(&step.page_url);
     let wanted: Vec<&str> = std::iter::once(step.target_selector.as_str())
-        .chain(step.locators.iter().filter(|l| l.kind.is_css()).map(|l| l.value.as_str()))
+        .chain(
+            step.locators
+                .iter()
+                .filter(|l| l.kind.is_css())
+                .map(|l| l.value.as_str()),
+        )
         .collect();
     map.pages
         .iter()
         .filter(|p| p.url_pattern == pattern)
         .flat_map(|p| &p.elements)
-        .any(|e| e.locators.iter().any(|l| wanted.contains(&l.value.as_str())))
+        .any(|e| {
+            e.locators
+                .iter()
+                .any(|l| wanted.contains(&l.value.as_str()))
+        })
 }

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 
 use scraper::{ElementRef, Html, Selector};
 
-use super::{LABEL_MAX, LOCATOR_MAX, Locator, LocatorKind, MAX_ELEMENTS, MAX_LOCATORS, looks_generated};
+use super::{
+    LABEL_MAX, LOCATOR_MAX, Locator, LocatorKind, MAX_ELEMENTS, MAX_LOCATORS, looks_generated,
+};
 
 /// What makes an element interactive.
 const INTERACTIVE: &str = "a[href], button, input:not([type=hidden]), select, textarea, summary, \
@@ -49,7 +51,10 @@ fn quoted(v: &str) -> Option<String> {
     if v.is_empty() || v.len() > LOCATOR_MAX - 40 || v.chars().any(|c| c.is_control()) {
         return None;
     }
-    Some(format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+    Some(format!(
+        "\"{}\"",
+        v.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }
 
 fn is_ident(v: &str) -> bool {
@@ -61,7 +66,11 @@ fn is_ident(v: &str) -> bool {
 /// The element's ARIA role: an explicit `role`, else the tag's implicit one.
 fn role(el: ElementRef<'_>) -> String {
     if let Some(r) = el.value().attr("role") {
-        let r = r.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let r = r
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if !r.is_empty() && r.len() <= 30 {
             return r;
         }
@@ -126,10 +135,13 @@ fn accessible_name(doc: &Html, el: ElementRef<'_>, labels: &HashMap<String, Stri
         }
         let kind = v.attr("type").unwrap_or("").to_ascii_lowercase();
         if tag == "input" && matches!(kind.as_str(), "submit" | "button" | "reset") {
-            return v
-                .attr("value")
-                .map(squash)
-                .unwrap_or_else(|| if kind == "reset" { "Reset".into() } else { "Submit".into() });
+            return v.attr("value").map(squash).unwrap_or_else(|| {
+                if kind == "reset" {
+                    "Reset".into()
+                } else {
+                    "Submit".into()
+                }
+            });
         }
         if let Some(p) = v.attr("placeholder").map(squash).filter(|s| !s.is_empty()) {
             return p;
@@ -183,8 +195,15 @@ fn css_path(doc: &Html, el: ElementRef<'_>) -> Option<String> {
             return Some(css);
         }
         let parent = current.parent().and_then(ElementRef::wrap)?;
-        if let Some(id) = parent.value().id().filter(|i| is_ident(i) && !looks_generated(i)) {
-            let css = format!("#{id} > {}", parts.iter().rev().cloned().collect::<Vec<_>>().join(" > "));
+        if let Some(id) = parent
+            .value()
+            .id()
+            .filter(|i| is_ident(i) && !looks_generated(i))
+        {
+            let css = format!(
+                "#{id} > {}",
+                parts.iter().rev().cloned().collect::<Vec<_>>().join(" > ")
+            );
             if unique_css(doc, &css, el) {
                 return Some(css);
             }
@@ -336,7 +355,10 @@ mod tests {
         assert_eq!(found[3].locators[0].value, r#"role=button[name="Delete"]"#);
         // Two identical "Cancel" buttons: only structural paths tell them apart.
         for f in [&found[2], &found[4]] {
-            assert!(f.locators.iter().all(|l| l.kind == LocatorKind::Css), "{f:?}");
+            assert!(
+                f.locators.iter().all(|l| l.kind == LocatorKind::Css),
+                "{f:?}"
+            );
         }
         for f in &found {
             for l in f.locators.iter().filter(|l| l.kind.is_css()) {

@@ -77,7 +77,15 @@ impl LocatorKind {
 
 /// One way to find an element.
 #[derive(
-    Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, SimpleObject, async_graphql::InputObject,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    SimpleObject,
+    async_graphql::InputObject,
 )]
 #[graphql(input_name = "LocatorInput")]
 pub struct Locator {
@@ -380,9 +388,8 @@ pub fn validate_upload(pages: Vec<UploadPage>) -> Result<AppMap, AppError> {
                     ));
                 }
             }
-            let id = e
-                .id
-                .map(|id| {
+            let id =
+                e.id.map(|id| {
                     let ok = (1..=40).contains(&id.len())
                         && id
                             .chars()
@@ -486,7 +493,7 @@ pub fn compress(map: &AppMap, question: &str, budget_tokens: usize) -> (String, 
             (own * 3 + els, p)
         })
         .collect();
-    ranked.sort_by(|a, b| b.0.cmp(&a.0));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
     let budget = budget_tokens.saturating_mul(4);
     let mut out = String::new();
     for (page_score, page) in ranked {
@@ -503,17 +510,12 @@ pub fn compress(map: &AppMap, question: &str, budget_tokens: usize) -> (String, 
         // On relevant pages every element (matching ones first); elsewhere only matching ones.
         let mut els: Vec<(usize, &MapElement)> =
             page.elements.iter().map(|e| (score(&e.label), e)).collect();
-        els.sort_by(|a, b| b.0.cmp(&a.0));
+        els.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (s, e) in els {
             if page_score == 0 && s == 0 {
                 continue;
             }
-            let line = format!(
-                "  {} {} \"{}\"\n",
-                e.id,
-                e.role,
-                e.label.replace('"', "'")
-            );
+            let line = format!("  {} {} \"{}\"\n", e.id, e.role, e.label.replace('"', "'"));
             if out.len() + line.len() > budget {
                 break;
             }
@@ -530,7 +532,10 @@ mod tests {
 
     #[test]
     fn patterns_fold_ids_and_slugs() {
-        assert_eq!(url_pattern("https://a.io/projects/42/edit?x=1"), "/projects/:id/edit");
+        assert_eq!(
+            url_pattern("https://a.io/projects/42/edit?x=1"),
+            "/projects/:id/edit"
+        );
         assert_eq!(
             url_pattern("/u/3f2a9c1e-77aa-4bbb-9ccc-0123456789ab"),
             "/u/:id"
@@ -602,7 +607,10 @@ mod tests {
         map.assign_ids();
         let (text, tokens) = compress(&map, "How do I invite a teammate?", 300);
         assert!(tokens <= 300, "{tokens}");
-        assert!(text.starts_with(&format!("page {}", map.pages[7].id)), "{text}");
+        assert!(
+            text.starts_with(&format!("page {}", map.pages[7].id)),
+            "{text}"
+        );
         assert!(text.contains(&map.pages[7].elements[3].id));
     }
 }

@@ -40,7 +40,10 @@ impl Robots {
                         continue;
                     }
                     let rule = (key == "allow", value.to_string());
-                    if agents.iter().any(|a| agent.contains(a.as_str()) && a != "*") {
+                    if agents
+                        .iter()
+                        .any(|a| agent.contains(a.as_str()) && a != "*")
+                    {
                         ours.push(rule.clone());
                     }
                     if agents.iter().any(|a| a == "*") {
@@ -110,7 +113,10 @@ mod tests {
         assert!(r.allows("/settings"));
         assert!(!r.allows("/files/a.pdf"));
         assert!(r.allows("/files/a.pdf?x"));
-        let ours = Robots::parse("User-agent: *\nDisallow: /\nUser-agent: Wayfinder\nDisallow: /private", "wayfinder");
+        let ours = Robots::parse(
+            "User-agent: *\nDisallow: /\nUser-agent: Wayfinder\nDisallow: /private",
+            "wayfinder",
+        );
         assert!(ours.allows("/settings"));
         assert!(!ours.allows("/private/x"));
     }

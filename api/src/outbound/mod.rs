@@ -376,7 +376,8 @@ impl Fetcher {
         url: &str,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
-        self.get_with(policy, url, max_bytes, HeaderMap::new()).await
+        self.get_with(policy, url, max_bytes, HeaderMap::new())
+            .await
     }
 
     /// [`Fetcher::get`] with extra request headers (a staging app's auth

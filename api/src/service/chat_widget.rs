@@ -145,7 +145,8 @@ pub async fn update(
     let current = get::<chat_widget::Entity>(&txn, scope, input.id).await?;
     let site_after = input.site_id.or(current.site_id);
     let published_after = input.published.unwrap_or(current.published);
-    let binding_changes = input.site_id.is_some() || (input.published == Some(true) && !current.published);
+    let binding_changes =
+        input.site_id.is_some() || (input.published == Some(true) && !current.published);
     if binding_changes
         && published_after
         && let Some(s) = site_after

@@ -473,13 +473,11 @@ pub struct GeneratedFlow {
 /// `NO_USERS` (it never auto-shows to anyone), healthy against the map it
 /// was made from; emits `flow.generated`. Operators review, edit, re-target
 /// or delete it in the library like any flow.
-pub async fn store_generated_flow(
-    st: &State,
-    g: GeneratedFlow,
-) -> Result<flow::Model, AppError> {
+pub async fn store_generated_flow(st: &State, g: GeneratedFlow) -> Result<flow::Model, AppError> {
     let now = Utc::now();
     let steps: Vec<FlowStep> = g.steps.into_iter().take(MAX_STEPS).collect();
-    let health = serde_json::json!({ "brokenSteps": [], "mapVersion": g.map_version, "checkedAt": now });
+    let health =
+        serde_json::json!({ "brokenSteps": [], "mapVersion": g.map_version, "checkedAt": now });
     let txn = crate::service::begin_write(&st.db).await?;
     let model = flow::ActiveModel {
         id: Set(new_id()),

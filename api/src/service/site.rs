@@ -9,7 +9,9 @@ use std::{sync::OnceLock, time::Duration};
 use async_graphql::InputObject;
 use chrono::Utc;
 use entity::{flow, site, tooltip};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect,
+};
 use uuid::Uuid;
 
 use crate::appmap::{
@@ -129,7 +131,10 @@ impl std::fmt::Debug for MapSiteInput {
         f.debug_struct("MapSiteInput")
             .field("site_id", &self.site_id)
             .field("auth_header_name", &self.auth_header_name)
-            .field("auth_header_value", &crate::secret::redacted(&self.auth_header_value))
+            .field(
+                "auth_header_value",
+                &crate::secret::redacted(&self.auth_header_value),
+            )
             .field("cookie", &crate::secret::redacted(&self.cookie))
             .finish()
     }
@@ -249,7 +254,11 @@ fn fetcher() -> Result<&'static crate::outbound::Fetcher, AppError> {
 
 fn stale(site: &site::Model) -> bool {
     site.mapping_heartbeat_at.is_none_or(|at| {
-        Utc::now().signed_duration_since(at).to_std().unwrap_or_default() > STALE_AFTER
+        Utc::now()
+            .signed_duration_since(at)
+            .to_std()
+            .unwrap_or_default()
+            > STALE_AFTER
     })
 }
 
@@ -295,7 +304,13 @@ pub async fn map_site(
     let model = am.update(&txn).await?;
     event::commit_with_event::<site::Entity>(st, txn, scope.org_id(), "mapping_started", site_id)
         .await?;
-    tokio::spawn(run_crawl(st.clone(), model.clone(), base, policy, credentials));
+    tokio::spawn(run_crawl(
+        st.clone(),
+        model.clone(),
+        base,
+        policy,
+        credentials,
+    ));
     Ok(model)
 }
 
@@ -330,7 +345,10 @@ async fn run_crawl(
                 }
                 let now = *rx.borrow_and_update();
                 if let Err(err) = site::Entity::update_many()
-                    .col_expr(site::Column::MappingHeartbeatAt, sea_orm::sea_query::Expr::value(Utc::now()))
+                    .col_expr(
+                        site::Column::MappingHeartbeatAt,
+                        sea_orm::sea_query::Expr::value(Utc::now()),
+                    )
                     .filter(site::Column::Id.eq(site_id))
                     .exec(&st.db)
                     .await
@@ -416,14 +434,32 @@ async fn finish(st: &State, site: &site::Model, crawl: crawler::Crawl) -> Result
 async fn fail(st: &State, site: &site::Model, message: &str) -> Result<(), AppError> {
     let message: String = message.chars().take(500).collect();
     site::Entity::update_many()
-        .col_expr(site::Column::MappingStatus, sea_orm::sea_query::Expr::value(MappingStatus::Failed.as_str()))
-        .col_expr(site::Column::MappingError, sea_orm::sea_query::Expr::value(message.clone()))
-        .col_expr(site::Column::MappingHeartbeatAt, sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<Utc>>::None))
-        .col_expr(site::Column::UpdatedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+        .col_expr(
+            site::Column::MappingStatus,
+            sea_orm::sea_query::Expr::value(MappingStatus::Failed.as_str()),
+        )
+        .col_expr(
+            site::Column::MappingError,
+            sea_orm::sea_query::Expr::value(message.clone()),
+        )
+        .col_expr(
+            site::Column::MappingHeartbeatAt,
+            sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(
+            site::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
         .filter(site::Column::Id.eq(site.id))
         .exec(&st.db)
         .await?;
-    record_event(st, site.org_id, "site.mapping_failed", serde_json::json!({ "id": site.id, "error": message })).await;
+    record_event(
+        st,
+        site.org_id,
+        "site.mapping_failed",
+        serde_json::json!({ "id": site.id, "error": message }),
+    )
+    .await;
     Ok(())
 }
 
@@ -439,7 +475,12 @@ pub async fn end_abandoned_mappings(st: &State) -> Result<usize, AppError> {
         .await?;
     let mut n = 0;
     for s in stuck.iter().filter(|s| stale(s)) {
-        fail(st, s, "interrupted: the server stopped during mapping; run mapSite again").await?;
+        fail(
+            st,
+            s,
+            "interrupted: the server stopped during mapping; run mapSite again",
+        )
+        .await?;
         n += 1;
     }
     Ok(n)
@@ -475,7 +516,10 @@ pub async fn recheck_content(st: &State, site: &site::Model, map: &AppMap) -> Re
         let broken = drift::broken_steps(map, &flow_steps(&f));
         let before = broken_before(&f.health);
         flow::Entity::update_many()
-            .col_expr(flow::Column::Health, sea_orm::sea_query::Expr::value(health(&broken, site.map_version)))
+            .col_expr(
+                flow::Column::Health,
+                sea_orm::sea_query::Expr::value(health(&broken, site.map_version)),
+            )
             .filter(flow::Column::Id.eq(f.id))
             .exec(&st.db)
             .await?;
@@ -494,7 +538,10 @@ pub async fn recheck_content(st: &State, site: &site::Model, map: &AppMap) -> Re
         let broken = drift::broken_steps(map, std::slice::from_ref(&step));
         let before = broken_before(&t.health);
         tooltip::Entity::update_many()
-            .col_expr(tooltip::Column::Health, sea_orm::sea_query::Expr::value(health(&broken, site.map_version)))
+            .col_expr(
+                tooltip::Column::Health,
+                sea_orm::sea_query::Expr::value(health(&broken, site.map_version)),
+            )
             .filter(tooltip::Column::Id.eq(t.id))
             .exec(&st.db)
             .await?;

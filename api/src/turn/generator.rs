@@ -77,7 +77,10 @@ pub fn valid_steps(map: &AppMap, answer: &serde_json::Value) -> (String, Vec<Flo
         let Some(el) = page.elements.iter().find(|e| e.id == element_id.trim()) else {
             continue;
         };
-        let Some(target) = el.css().or_else(|| el.locators.first().map(|l| l.value.as_str())) else {
+        let Some(target) = el
+            .css()
+            .or_else(|| el.locators.first().map(|l| l.value.as_str()))
+        else {
             continue;
         };
         let title = s
@@ -91,7 +94,10 @@ pub fn valid_steps(map: &AppMap, answer: &serde_json::Value) -> (String, Vec<Flo
             .and_then(|v| v.as_str())
             .map(|b| clip(b, domain::SHORT_TEXT_MAX))
             .unwrap_or_default();
-        if out.last().is_some_and(|l| l.element_id.as_deref() == Some(el.id.as_str())) {
+        if out
+            .last()
+            .is_some_and(|l| l.element_id.as_deref() == Some(el.id.as_str()))
+        {
             continue;
         }
         out.push(FlowStep {
@@ -139,7 +145,9 @@ pub async fn run(
     };
     let paid = match paid_call::json_call(st, turn.org.id, turn.turn_id, &provider, req).await {
         Ok(p) => p,
-        Err(CallError::Insufficient) => return super::insufficient_credits(st, turn).await.map(Some),
+        Err(CallError::Insufficient) => {
+            return super::insufficient_credits(st, turn).await.map(Some);
+        }
         Err(CallError::Failed(reason)) => {
             tracing::warn!(%reason, "generator call failed; answering instead");
             let payload = EventPayload {
@@ -147,7 +155,14 @@ pub async fn run(
                 ..Default::default()
             };
             turn.emitter
-                .emit(TurnStatus::Generating, "status", "", payload, Some(model), 0)
+                .emit(
+                    TurnStatus::Generating,
+                    "status",
+                    "",
+                    payload,
+                    Some(model),
+                    0,
+                )
                 .await?;
             return Ok(None);
         }
@@ -161,7 +176,14 @@ pub async fn run(
         ..Default::default()
     };
     turn.emitter
-        .emit(TurnStatus::Generating, "status", "", payload, Some(model), tokens)
+        .emit(
+            TurnStatus::Generating,
+            "status",
+            "",
+            payload,
+            Some(model),
+            tokens,
+        )
         .await?;
     if steps.is_empty() {
         return Ok(None);
@@ -208,14 +230,64 @@ mod tests {
                     role: "button".into(),
                     label: "Send invite".into(),
                     locators: vec![
-                        Locator { kind: LocatorKind::Role, value: "role=button[name=\"Send invite\"]".into() },
-                        Locator { kind: LocatorKind::TestId, value: "[data-testid=\"send\"]".into() },
+                        Locator {
+                            kind: LocatorKind::Role,
+                            value: "role=button[name=\"Send invite\"]".into(),
+                        },
+                        Locator {
+                            kind: LocatorKind::TestId,
+                            value: "[data-testid=\"send\"]".into(),
+                        },
                     ],
                 }],
             }],
         };
         m.assign_ids();
         m
+    }
+
+    /// The figure in docs/decisions.md: generator and matcher prompts for a 50-page map.
+    #[test]
+    fn prompts_for_a_50_page_map_stay_within_budget() {
+        let mut m = AppMap {
+            format: appmap::FORMAT,
+            pages: (0..50)
+                .map(|i| MapPage {
+                    id: String::new(),
+                    url: format!("/section{i}/settings"),
+                    url_pattern: format!("/section{i}/settings"),
+                    title: Some(format!("Section {i} settings")),
+                    elements: (0..30)
+                        .map(|j| MapElement {
+                            id: String::new(),
+                            role: "button".into(),
+                            label: format!("Action {j} of section {i}"),
+                            locators: vec![Locator {
+                                kind: LocatorKind::Css,
+                                value: format!("#s{i}-{j}"),
+                            }],
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        m.pages[20].elements[4].label = "Invite teammate".into();
+        m.assign_ids();
+        let (map_text, map_tokens) = appmap::compress(
+            &m,
+            "How do I invite a teammate to section 20?",
+            MAP_TOKEN_BUDGET,
+        );
+        let system_tokens = system_prompt("You are the Acme assistant.")
+            .len()
+            .div_ceil(4);
+        assert!(map_tokens <= MAP_TOKEN_BUDGET);
+        assert!(map_text.contains(&m.pages[20].elements[4].id));
+        let full: usize = m.pages.iter().map(|p| 12 + p.elements.len() * 10).sum();
+        eprintln!(
+            "generator prompt: {} tokens (map {map_tokens} of ~{full} for the whole map, system {system_tokens})",
+            map_tokens + system_tokens + 20
+        );
     }
 
     #[test]
@@ -234,6 +306,10 @@ mod tests {
         assert_eq!(steps[0].target_selector, "[data-testid=\"send\"]");
         assert_eq!(steps[0].locators.len(), 2);
         assert_eq!(steps[0].element_id.as_deref(), Some(e.as_str()));
-        assert!(valid_steps(&m, &serde_json::json!({ "steps": "nope" })).1.is_empty());
+        assert!(
+            valid_steps(&m, &serde_json::json!({ "steps": "nope" }))
+                .1
+                .is_empty()
+        );
     }
 }

@@ -45,7 +45,10 @@ fn contains_phrase(q: &str, name: &str) -> bool {
     while let Some(at) = q[from..].find(name) {
         let start = from + at;
         let end = start + name.len();
-        let before = q[..start].chars().next_back().is_none_or(|c| !c.is_alphanumeric());
+        let before = q[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric());
         let after = q[end..].chars().next().is_none_or(|c| !c.is_alphanumeric());
         if before && after {
             return true;
@@ -70,7 +73,8 @@ pub async fn verbatim(
     let q = question.to_lowercase();
     let named = |name: &str| {
         let n = name.trim().to_lowercase();
-        (n.chars().count() >= MIN_NAME_CHARS && contains_phrase(&q, &n)).then_some(n.chars().count())
+        (n.chars().count() >= MIN_NAME_CHARS && contains_phrase(&q, &n))
+            .then_some(n.chars().count())
     };
     let flows = flow::Entity::find()
         .filter(flow::Column::OrgId.eq(org_id))
@@ -175,15 +179,23 @@ pub async fn candidates(
         .iter()
         .map(|f| {
             let desc = f.description.chars().take(200).collect::<String>();
-            (score(&format!("{} {} {}", f.name, f.name, desc)), flow_content(f), desc)
+            (
+                score(&format!("{} {} {}", f.name, f.name, desc)),
+                flow_content(f),
+                desc,
+            )
         })
         .chain(tooltips.iter().map(|t| {
             let desc = t.body.chars().take(200).collect::<String>();
-            (score(&format!("{} {} {}", t.name, t.name, desc)), tooltip_content(t), desc)
+            (
+                score(&format!("{} {} {}", t.name, t.name, desc)),
+                tooltip_content(t),
+                desc,
+            )
         }))
         .filter(|(s, _, _)| *s > 0)
         .collect();
-    ranked.sort_by(|a, b| b.0.cmp(&a.0));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
     Ok(ranked
         .into_iter()
         .take(max)
@@ -202,7 +214,10 @@ pub struct NoMatch {
 }
 
 /// Whether the org and site allow generating flows: PRO or higher, a completed, non-empty map.
-fn generation_site(org: &entity::org::Model, site: entity::site::Model) -> Option<(entity::site::Model, AppMap)> {
+fn generation_site(
+    org: &entity::org::Model,
+    site: entity::site::Model,
+) -> Option<(entity::site::Model, AppMap)> {
     let plan_ok = crate::domain::Plan::from_stored(&org.plan)
         .is_ok_and(|p| p.includes(crate::domain::Plan::Pro));
     if !plan_ok || site.mapping_status != MappingStatus::Completed.as_str() {
@@ -236,10 +251,16 @@ pub async fn run(
     turn: &mut StartedTurn,
     site_id: Uuid,
 ) -> Result<Result<TurnOutcome, NoMatch>, AppError> {
-    let none = NoMatch { wants_walkthrough: false, generate_on: None, called: false };
+    let none = NoMatch {
+        wants_walkthrough: false,
+        generate_on: None,
+        called: false,
+    };
     match verbatim(&st.db, turn.org.id, site_id, &turn.message).await {
         Ok(Some(content)) => {
-            return super::presented(st, turn, site_id, content, TurnStatus::MatchedContent).await.map(Ok);
+            return super::presented(st, turn, site_id, content, TurnStatus::MatchedContent)
+                .await
+                .map(Ok);
         }
         Ok(None) => {}
         Err(err) => {
@@ -250,7 +271,10 @@ pub async fn run(
     let Some((provider, model)) = super::provider_for(st, &turn.org) else {
         return Ok(Err(none));
     };
-    let Some(site) = entity::site::Entity::find_by_id(site_id).one(&st.db).await? else {
+    let Some(site) = entity::site::Entity::find_by_id(site_id)
+        .one(&st.db)
+        .await?
+    else {
         return Ok(Err(none));
     };
     let generate_on = generation_site(&turn.org, site);
@@ -266,7 +290,12 @@ pub async fn run(
                 ContentKind::Flow => "flow",
                 ContentKind::Tooltip => "tooltip",
             };
-            format!("c{} [{kind}] {}: {}\n", i + 1, c.name.replace('\n', " "), desc.replace('\n', " "))
+            format!(
+                "c{} [{kind}] {}: {}\n",
+                i + 1,
+                c.name.replace('\n', " "),
+                desc.replace('\n', " ")
+            )
         })
         .collect();
     let req = ChatRequest {
@@ -290,26 +319,64 @@ pub async fn run(
         Err(CallError::Failed(reason)) => {
             tracing::warn!(%reason, "matcher call failed; going on without it");
             turn.emitter
-                .emit(TurnStatus::Matching, "status", "", EventPayload { reason: Some("llm_unavailable".into()), ..Default::default() }, Some(model), 0)
+                .emit(
+                    TurnStatus::Matching,
+                    "status",
+                    "",
+                    EventPayload {
+                        reason: Some("llm_unavailable".into()),
+                        ..Default::default()
+                    },
+                    Some(model),
+                    0,
+                )
                 .await?;
-            return Ok(Err(NoMatch { wants_walkthrough: false, generate_on, called: true }));
+            return Ok(Err(NoMatch {
+                wants_walkthrough: false,
+                generate_on,
+                called: true,
+            }));
         }
     };
     let decision = parse_decision(&paid.text, found.len());
     let tokens = i32::try_from(paid.tokens).unwrap_or(i32::MAX);
-    let reason = if decision.is_none() { Some("unparseable".to_string()) } else { None };
+    let reason = if decision.is_none() {
+        Some("unparseable".to_string())
+    } else {
+        None
+    };
     turn.emitter
-        .emit(TurnStatus::Matching, "status", "", EventPayload { reason, ..Default::default() }, Some(model), tokens)
+        .emit(
+            TurnStatus::Matching,
+            "status",
+            "",
+            EventPayload {
+                reason,
+                ..Default::default()
+            },
+            Some(model),
+            tokens,
+        )
         .await?;
     let Some((winner, wants_walkthrough)) = decision else {
-        return Ok(Err(NoMatch { wants_walkthrough: false, generate_on, called: true }));
+        return Ok(Err(NoMatch {
+            wants_walkthrough: false,
+            generate_on,
+            called: true,
+        }));
     };
     if let Some(i) = winner
         && let Some((content, _)) = found.into_iter().nth(i)
     {
-        return super::presented(st, turn, site_id, content, TurnStatus::MatchedContent).await.map(Ok);
+        return super::presented(st, turn, site_id, content, TurnStatus::MatchedContent)
+            .await
+            .map(Ok);
     }
-    Ok(Err(NoMatch { wants_walkthrough, generate_on, called: true }))
+    Ok(Err(NoMatch {
+        wants_walkthrough,
+        generate_on,
+        called: true,
+    }))
 }
 
 /// The path (and query) of a URL or path, for comparing pages.
@@ -369,18 +436,36 @@ mod tests {
 
     #[test]
     fn names_match_on_word_boundaries() {
-        assert!(contains_phrase("how do i invite a teammate?", "invite a teammate"));
-        assert!(!contains_phrase("reinvite a teammates list", "invite a teammate"));
+        assert!(contains_phrase(
+            "how do i invite a teammate?",
+            "invite a teammate"
+        ));
+        assert!(!contains_phrase(
+            "reinvite a teammates list",
+            "invite a teammate"
+        ));
         assert!(contains_phrase("export", "export"));
         assert!(!contains_phrase("exporter", "export"));
     }
 
     #[test]
     fn decisions_outside_the_list_are_no_winner() {
-        assert_eq!(parse_decision(r#"{"winner": "c2", "intent": "walkthrough"}"#, 3), Some((Some(1), true)));
-        assert_eq!(parse_decision(r#"{"winner": "c9", "intent": "answer"}"#, 3), Some((None, false)));
-        assert_eq!(parse_decision(r#"{"winner": "0190aa00-0000-7000-8000-000000000000"}"#, 3), Some((None, false)));
-        assert_eq!(parse_decision(r#"{"winner": null, "intent": "walkthrough"}"#, 3), Some((None, true)));
+        assert_eq!(
+            parse_decision(r#"{"winner": "c2", "intent": "walkthrough"}"#, 3),
+            Some((Some(1), true))
+        );
+        assert_eq!(
+            parse_decision(r#"{"winner": "c9", "intent": "answer"}"#, 3),
+            Some((None, false))
+        );
+        assert_eq!(
+            parse_decision(r#"{"winner": "0190aa00-0000-7000-8000-000000000000"}"#, 3),
+            Some((None, false))
+        );
+        assert_eq!(
+            parse_decision(r#"{"winner": null, "intent": "walkthrough"}"#, 3),
+            Some((None, true))
+        );
         assert_eq!(parse_decision("sure! the best one is c1", 3), None);
     }
 

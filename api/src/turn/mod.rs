@@ -340,7 +340,9 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
             Ok(outcome) => return Ok(outcome),
             Err(no_match) => {
                 calls_left -= u8::from(no_match.called);
-                if let (true, Some((site, map))) = (no_match.wants_walkthrough, no_match.generate_on) {
+                if let (true, Some((site, map))) =
+                    (no_match.wants_walkthrough, no_match.generate_on)
+                {
                     calls_left -= 1;
                     if let Some(outcome) = generator::run(st, turn, &site, &map).await? {
                         return Ok(outcome);

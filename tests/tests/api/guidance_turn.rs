@@ -52,7 +52,11 @@ impl Script {
             } else {
                 "Open Settings, then Team, and send the invite.".to_string()
             };
-            text.chars().collect::<Vec<_>>().chunks(7).map(|c| c.iter().collect()).collect()
+            text.chars()
+                .collect::<Vec<_>>()
+                .chunks(7)
+                .map(|c| c.iter().collect())
+                .collect()
         })
     }
     fn matcher(&self, v: impl ToString) {
@@ -81,11 +85,18 @@ async fn app_with(backend: Backend, fake: &FakeLlm, web: Option<&TestWebApp>) ->
 async fn events(app: &TestApp, turn: &Value) -> Vec<Value> {
     let mut ws = WsClient::connect(&app.ws_url, json!({})).await;
     ws.subscribe("t", "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { status model tokensUsed } }", json!({ "t": turn["turnId"], "s": turn["sessionToken"] })).await;
-    ws.collect("t", Duration::from_secs(5)).await.iter().map(|p| p["data"]["chatTurn"].clone()).collect()
+    ws.collect("t", Duration::from_secs(5))
+        .await
+        .iter()
+        .map(|p| p["data"]["chatTurn"].clone())
+        .collect()
 }
 
 fn statuses(events: &[Value]) -> Vec<&str> {
-    events.iter().map(|e| e["status"].as_str().unwrap()).collect()
+    events
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect()
 }
 
 on_both_databases!(llm_matcher_picks_only_from_its_candidates);
@@ -97,7 +108,13 @@ async fn llm_matcher_picks_only_from_its_candidates(backend: Backend) {
     let app = app_with(backend, &fake, None).await;
     let site = app.gql_ok(r#"mutation { createSite(input: {name: "App", baseUrl: "https://app.example.com"}) { id } }"#, json!({})).await["createSite"]["id"].clone();
     app.gql_ok(r#"mutation($s: UUID!) { updateSiteMap(input: {siteId: $s, pages: [{url: "/settings/team", title: "Team", elements: [{label: "Invite", role: "button", selector: "button#invite"}]}]}) { id } }"#, json!({ "s": site })).await;
-    let kb = app.gql_ok(r#"mutation { createKnowledgeBase(input: {name: "Help"}) { id } }"#, json!({})).await["createKnowledgeBase"]["id"].clone();
+    let kb = app
+        .gql_ok(
+            r#"mutation { createKnowledgeBase(input: {name: "Help"}) { id } }"#,
+            json!({}),
+        )
+        .await["createKnowledgeBase"]["id"]
+        .clone();
     app.gql_ok(r#"mutation($kb: UUID!) { createKbArticle(input: {knowledgeBaseId: $kb, title: "Adding a colleague", body: "To add a colleague to your workspace, open Settings, then Team, and send an invite."}) { id } }"#, json!({ "kb": kb })).await;
     let bot = app.gql_ok("mutation($s: UUID!, $kb: UUID!) { createBot(input: {name: \"Guide\", siteId: $s, knowledgeBaseIds: [$kb]}) { id } }", json!({ "s": site, "kb": kb })).await["createBot"]["id"].clone();
     let widget = app.gql_ok("mutation($b: UUID!, $s: UUID!) { createChatWidget(input: {botId: $b, siteId: $s}) { id } }", json!({ "b": bot, "s": site })).await["createChatWidget"]["id"].clone();
@@ -127,9 +144,21 @@ async fn llm_matcher_picks_only_from_its_candidates(backend: Backend) {
     assert_eq!(fake.request_count(), 1);
     let prompt = strings(&fake.requests()[0]);
     assert!(prompt.contains("c1 [flow] Invite a teammate"), "{prompt}");
-    assert!(!prompt.contains("Export data"), "only lexical candidates: {prompt}");
+    assert!(
+        !prompt.contains("Export data"),
+        "only lexical candidates: {prompt}"
+    );
     let ev = events(&app, &r).await;
-    assert_eq!(statuses(&ev), ["ANALYZING", "MATCHING", "MATCHED_CONTENT", "NAVIGATING", "COMPLETED"]);
+    assert_eq!(
+        statuses(&ev),
+        [
+            "ANALYZING",
+            "MATCHING",
+            "MATCHED_CONTENT",
+            "NAVIGATING",
+            "COMPLETED"
+        ]
+    );
     assert_eq!(ev[1]["model"], "test-model");
     assert!(ev[1]["tokensUsed"].as_i64().unwrap() > 0);
 
@@ -171,9 +200,23 @@ async fn generator_builds_a_flow_from_the_map_for_that_visitor_only(backend: Bac
     let bot = app.gql_ok("mutation($s: UUID!) { createBot(input: {name: \"Guide\", siteId: $s, fallbackMessage: \"Sorry.\"}) { id } }", json!({ "s": site })).await["createBot"]["id"].clone();
     let widget = app.gql_ok("mutation($b: UUID!, $s: UUID!) { createChatWidget(input: {botId: $b, siteId: $s}) { id } }", json!({ "b": bot, "s": site })).await["createChatWidget"]["id"].clone();
     let pages = mapped["pages"].as_array().unwrap();
-    let team = pages.iter().find(|p| p["urlPattern"] == "/settings/team").unwrap();
-    let reports = pages.iter().find(|p| p["urlPattern"] == "/reports").unwrap();
-    let el = |label: &str| team["elements"].as_array().unwrap().iter().find(|e| e["label"] == label).unwrap()["id"].clone();
+    let team = pages
+        .iter()
+        .find(|p| p["urlPattern"] == "/settings/team")
+        .unwrap();
+    let reports = pages
+        .iter()
+        .find(|p| p["urlPattern"] == "/reports")
+        .unwrap();
+    let el = |label: &str| {
+        team["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["label"] == label)
+            .unwrap()["id"]
+            .clone()
+    };
     let (email, send) = (el("Teammate email"), el("Send invite"));
 
     script.matcher(json!({ "winner": null, "intent": "walkthrough" }));
@@ -198,7 +241,11 @@ async fn generator_builds_a_flow_from_the_map_for_that_visitor_only(backend: Bac
     assert_eq!(r["status"], "GENERATED_CONTENT", "{r}");
     assert_eq!(fake.request_count(), 2, "matcher + generator");
     let steps = r["content"]["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 2, "only steps on real pages and elements: {steps:?}");
+    assert_eq!(
+        steps.len(),
+        2,
+        "only steps on real pages and elements: {steps:?}"
+    );
     assert_eq!(steps[0]["elementId"], email);
     assert_eq!(steps[1]["elementId"], send);
     assert_eq!(r["navigateTo"], format!("{}/settings/team", web.base_url));
@@ -211,9 +258,22 @@ async fn generator_builds_a_flow_from_the_map_for_that_visitor_only(backend: Bac
     }
     // The generator saw the relevant part of the map, with map ids.
     let prompt = strings(&fake.requests()[1]);
-    assert!(prompt.contains(send.as_str().unwrap()) && prompt.contains("Send invite"), "{prompt}");
+    assert!(
+        prompt.contains(send.as_str().unwrap()) && prompt.contains("Send invite"),
+        "{prompt}"
+    );
     let ev = events(&app, &r).await;
-    assert_eq!(statuses(&ev), ["ANALYZING", "MATCHING", "GENERATING", "GENERATED_CONTENT", "NAVIGATING", "COMPLETED"]);
+    assert_eq!(
+        statuses(&ev),
+        [
+            "ANALYZING",
+            "MATCHING",
+            "GENERATING",
+            "GENERATED_CONTENT",
+            "NAVIGATING",
+            "COMPLETED"
+        ]
+    );
     assert_eq!(ev[2]["model"], "test-model");
     assert!(ev[2]["tokensUsed"].as_i64().unwrap() > 0);
     eprintln!("question to GENERATED_CONTENT with a fake LLM: {took:?}");
@@ -222,23 +282,42 @@ async fn generator_builds_a_flow_from_the_map_for_that_visitor_only(backend: Bac
     let flows = app.gql_ok("{ flows(filter: {source: AI}) { nodes { id status source audience health { ok } steps { elementId } } } }", json!({})).await;
     let generated = &flows["flows"]["nodes"][0];
     assert_eq!(generated["id"], r["content"]["id"]);
-    assert_eq!((generated["status"].as_str(), generated["audience"].as_str()), (Some("PUBLISHED"), Some("NO_USERS")));
+    assert_eq!(
+        (generated["status"].as_str(), generated["audience"].as_str()),
+        (Some("PUBLISHED"), Some("NO_USERS"))
+    );
     assert_eq!(generated["health"]["ok"], true);
 
     // The asking visitor can fetch it again after a reload; another visitor cannot, nor does it match for them.
     let fetch = "query($t: String!, $id: UUID!) { visitorContent(sessionToken: $t, id: $id) { id kind steps { elementId } } }";
-    let mine = app.gql_as(None, fetch, json!({ "t": r["sessionToken"], "id": r["content"]["id"] })).await;
-    assert_eq!(mine["data"]["visitorContent"]["id"], r["content"]["id"], "{mine}");
+    let mine = app
+        .gql_as(
+            None,
+            fetch,
+            json!({ "t": r["sessionToken"], "id": r["content"]["id"] }),
+        )
+        .await;
+    assert_eq!(
+        mine["data"]["visitorContent"]["id"], r["content"]["id"],
+        "{mine}"
+    );
     script.matcher(json!({ "winner": "c1", "intent": "answer" }));
     let other = ask("Invite someone to my team", None).await;
     assert_ne!(other["status"], "MATCHED_CONTENT", "{other}");
-    let theirs = app.gql_as(None, fetch, json!({ "t": other["sessionToken"], "id": r["content"]["id"] })).await;
+    let theirs = app
+        .gql_as(
+            None,
+            fetch,
+            json!({ "t": other["sessionToken"], "id": r["content"]["id"] }),
+        )
+        .await;
     assert_eq!(error_code(&theirs), Some("NOT_FOUND"), "{theirs}");
 
     // Invalid drafts (only unknown ids; not JSON) store nothing and end in the fallback, two calls at most.
     script.matcher(json!({ "winner": null, "intent": "walkthrough" }));
     for draft in [
-        json!({ "name": "x", "steps": [{ "page": "p00000000", "element": "e00000000" }] }).to_string(),
+        json!({ "name": "x", "steps": [{ "page": "p00000000", "element": "e00000000" }] })
+            .to_string(),
         "Step 1: click the button".to_string(),
     ] {
         script.generator(&draft);
@@ -247,9 +326,23 @@ async fn generator_builds_a_flow_from_the_map_for_that_visitor_only(backend: Bac
         assert_eq!(r["status"], "FALLBACK", "{draft}: {r}");
         assert_eq!(fake.request_count() - before, 2);
         let ev = events(&app, &r).await;
-        assert_eq!(statuses(&ev), ["ANALYZING", "MATCHING", "GENERATING", "FALLBACK", "COMPLETED"]);
+        assert_eq!(
+            statuses(&ev),
+            [
+                "ANALYZING",
+                "MATCHING",
+                "GENERATING",
+                "FALLBACK",
+                "COMPLETED"
+            ]
+        );
     }
-    let flows = app.gql_ok("{ flows(filter: {source: AI}) { nodes { id } } }", json!({})).await;
+    let flows = app
+        .gql_ok(
+            "{ flows(filter: {source: AI}) { nodes { id } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(flows["flows"]["nodes"].as_array().unwrap().len(), 1);
 }
 
@@ -257,25 +350,54 @@ on_both_databases!(content_drift_is_flagged_after_a_remap);
 
 async fn content_drift_is_flagged_after_a_remap(backend: Backend) {
     let web = TestWebApp::start().await;
-    let app = spawn_app_with(backend, |c| c.outbound_allow = Some(web.allow_entry.clone())).await;
+    let app = spawn_app_with(backend, |c| {
+        c.outbound_allow = Some(web.allow_entry.clone())
+    })
+    .await;
     let (site, _) = map_test_app(&app, &web).await;
     let flow = |name: &str, target: &str| {
-        format!(r#"mutation($s: UUID!) {{ createFlow(input: {{name: "{name}", siteId: $s, status: PUBLISHED, steps: [{{pageUrl: "/settings/team", targetSelector: "{target}", title: "t", body: "b", placement: TOP}}]}}) {{ id }} }}"#)
+        format!(
+            r#"mutation($s: UUID!) {{ createFlow(input: {{name: "{name}", siteId: $s, status: PUBLISHED, steps: [{{pageUrl: "/settings/team", targetSelector: "{target}", title: "t", body: "b", placement: TOP}}]}}) {{ id }} }}"#
+        )
     };
-    let fragile = app.gql_ok(&flow("Send an invite", r#"[data-testid=\"send-invite\"]"#), json!({ "s": site })).await["createFlow"]["id"].clone();
-    let stable = app.gql_ok(&flow("Fill the email", "#invite-email"), json!({ "s": site })).await["createFlow"]["id"].clone();
+    let fragile = app
+        .gql_ok(
+            &flow("Send an invite", r#"[data-testid=\"send-invite\"]"#),
+            json!({ "s": site }),
+        )
+        .await["createFlow"]["id"]
+        .clone();
+    let stable = app
+        .gql_ok(
+            &flow("Fill the email", "#invite-email"),
+            json!({ "s": site }),
+        )
+        .await["createFlow"]["id"]
+        .clone();
 
     // The redesign drops the send button's test id and makes it a link.
     web.set_team_page(&crate::test_web_app::TEAM_PAGE.replace(r#"<button type="submit" data-testid="send-invite" class="btn primary">Send invite</button>"#, r#"<a href="/settings/team?sent=1">Send</a>"#));
-    app.gql_ok("mutation($i: MapSiteInput!) { mapSite(input: $i) { id } }", json!({ "i": { "siteId": site } })).await;
+    app.gql_ok(
+        "mutation($i: MapSiteInput!) { mapSite(input: $i) { id } }",
+        json!({ "i": { "siteId": site } }),
+    )
+    .await;
     assert_eq!(wait_mapped(&app, &site).await["mapVersion"], 2);
 
     let q = "query($id: UUID!) { flow(id: $id) { health { checked ok brokenSteps mapVersion } } }";
     let h = app.gql_ok(q, json!({ "id": fragile })).await["flow"]["health"].clone();
-    assert_eq!(h, json!({ "checked": true, "ok": false, "brokenSteps": [0], "mapVersion": 2 }));
+    assert_eq!(
+        h,
+        json!({ "checked": true, "ok": false, "brokenSteps": [0], "mapVersion": 2 })
+    );
     let h = app.gql_ok(q, json!({ "id": stable })).await["flow"]["health"].clone();
     assert_eq!(h["ok"], true, "{h}");
-    let events = app.gql_ok(r#"{ events(kind: "content.broken") { nodes { payload } } }"#, json!({})).await;
+    let events = app
+        .gql_ok(
+            r#"{ events(kind: "content.broken") { nodes { payload } } }"#,
+            json!({}),
+        )
+        .await;
     let nodes = events["events"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1, "{nodes:?}");
     assert_eq!(nodes[0]["payload"]["id"], fragile);

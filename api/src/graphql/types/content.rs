@@ -12,7 +12,6 @@ use crate::{
     service::{
         bot::{BotLabels, knowledge_base_ids},
         content::{FlowStep, steps},
-
     },
 };
 
@@ -166,7 +165,10 @@ pub struct ContentHealth {
 impl ContentHealth {
     fn from_stored(h: &Option<serde_json::Value>) -> Self {
         let Some(h) = h else {
-            return Self { ok: true, ..Default::default() };
+            return Self {
+                ok: true,
+                ..Default::default()
+            };
         };
         let broken: Vec<i32> = serde_json::from_value(h["brokenSteps"].clone()).unwrap_or_default();
         Self {
