@@ -43,4 +43,19 @@ impl MigrationTrait for Migration {
             .await?;
         Ok(())
     }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for (table, col) in [
+            ("tooltips", "health"),
+            ("flows", "generated_session_id"),
+            ("flows", "health"),
+            ("sites", "mapping_heartbeat_at"),
+            ("sites", "mapping_error"),
+            ("sites", "map_version"),
+        ] {
+            m.alter_table(Table::alter().table(table).drop_column(col).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
 }
