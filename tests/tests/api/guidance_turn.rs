@@ -403,3 +403,43 @@ async fn content_drift_is_flagged_after_a_remap(backend: Backend) {
     assert_eq!(nodes[0]["payload"]["id"], fragile);
     assert_eq!(nodes[0]["payload"]["brokenSteps"], json!([0]));
 }
+
+on_both_databases!(matcher_without_credits_makes_no_call);
+
+async fn matcher_without_credits_makes_no_call(backend: Backend) {
+    let fake = FakeLlm::start(ProviderKind::Ollama).await;
+    let script = Script::default();
+    fake.set_behaviour(script.behaviour());
+    let app = spawn_app_with(backend, |c| {
+        fake.configure(c);
+        c.llm_model = "test-model".into();
+    })
+    .await;
+    let site = app.gql_ok(r#"mutation { createSite(input: {name: "App", baseUrl: "https://app.example.com"}) { id } }"#, json!({})).await["createSite"]["id"].clone();
+    app.gql_ok(r#"mutation($s: UUID!) { updateSiteMap(input: {siteId: $s, pages: [{url: "/settings/team", elements: [{label: "Invite", role: "button", selector: "button#invite"}]}]}) { id } }"#, json!({ "s": site })).await;
+    let bot = app
+        .gql_ok(
+            "mutation($s: UUID!) { createBot(input: {name: \"Guide\", siteId: $s}) { id } }",
+            json!({ "s": site }),
+        )
+        .await["createBot"]["id"]
+        .clone();
+    let widget = app.gql_ok("mutation($b: UUID!, $s: UUID!) { createChatWidget(input: {botId: $b, siteId: $s}) { id } }", json!({ "b": bot, "s": site })).await["createChatWidget"]["id"].clone();
+    let r = app
+        .gql_as(
+            None,
+            SEND,
+            json!({ "i": { "widgetId": widget, "message": "how do I add a colleague?" } }),
+        )
+        .await;
+    assert_eq!(
+        r["data"]["sendMessage"]["status"], "INSUFFICIENT_CREDITS",
+        "{r}"
+    );
+    assert_eq!(fake.request_count(), 0);
+    let ev = events(&app, &r["data"]["sendMessage"]).await;
+    assert_eq!(
+        statuses(&ev),
+        ["ANALYZING", "INSUFFICIENT_CREDITS", "COMPLETED"]
+    );
+}
