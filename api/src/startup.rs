@@ -156,6 +156,9 @@ impl App {
         ));
         let webhooks = tokio::spawn(crate::service::webhook::deliver_forever(self.state.clone()));
         let revocations = tokio::spawn(watch_revocations(self.state.clone()));
+        let mappings = tokio::spawn(crate::service::site::end_abandoned_forever(
+            self.state.clone(),
+        ));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = http::router(self.state.clone());
@@ -182,6 +185,7 @@ impl App {
         mailer.abort();
         webhooks.abort();
         revocations.abort();
+        mappings.abort();
         drop(stop_rx);
         result
     }

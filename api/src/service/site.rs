@@ -486,6 +486,20 @@ pub async fn end_abandoned_mappings(st: &State) -> Result<usize, AppError> {
     Ok(n)
 }
 
+/// Runs [`end_abandoned_mappings`] every [`STALE_AFTER`]: a crawl whose
+/// server died while another replica kept running (or that restarted within
+/// a minute) ends `FAILED` within two minutes, not at the next start.
+pub async fn end_abandoned_forever(st: crate::state::AppState) {
+    let mut tick = tokio::time::interval(STALE_AFTER);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(err) = end_abandoned_mappings(&st).await {
+            tracing::warn!(%err, "could not end abandoned mappings");
+        }
+    }
+}
+
 /// Most published items re-checked per site and kind.
 const MAX_RECHECK: u64 = 2_000;
 
