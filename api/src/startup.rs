@@ -107,7 +107,7 @@ impl App {
             .map_err(|source| StartError::Bind { addr, source })?;
         let demo_enabled = config.demo;
         let state = build_state(config).await?;
-        match crate::service::site::end_abandoned_mappings(&state).await {
+        match crate::service::mapping::end_abandoned_mappings(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 sites = n,
@@ -156,7 +156,7 @@ impl App {
         ));
         let webhooks = tokio::spawn(crate::service::webhook::deliver_forever(self.state.clone()));
         let revocations = tokio::spawn(watch_revocations(self.state.clone()));
-        let mappings = tokio::spawn(crate::service::site::end_abandoned_forever(
+        let mappings = tokio::spawn(crate::service::mapping::end_abandoned_forever(
             self.state.clone(),
         ));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);

@@ -17,6 +17,7 @@ pub mod event;
 pub mod feedback;
 pub mod handoff;
 pub mod kb;
+pub mod mapping;
 pub mod notify;
 pub mod operator;
 pub mod operator_key;

@@ -13,7 +13,8 @@ use crate::{
         self,
         bot::{CreateBotInput, UpdateBotInput},
         content::{CreateFlowInput, CreateTooltipInput, UpdateFlowInput, UpdateTooltipInput},
-        site::{CreateSiteInput, MapSiteInput, UpdateSiteInput, UpdateSiteMapInput},
+        mapping::MapSiteInput,
+        site::{CreateSiteInput, UpdateSiteInput, UpdateSiteMapInput},
     },
 };
 
@@ -80,7 +81,7 @@ impl ContentMutation {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
         let site_id = input.site_id;
         Ok(Site::try_from(
-            service::site::map_site(st, &scope, site_id, input.into()).await?,
+            service::mapping::map_site(st, &scope, site_id, input.into()).await?,
         )?)
     }
 
