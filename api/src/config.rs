@@ -357,6 +357,59 @@ pub struct Config {
         default_value_t = 500
     )]
     pub retention_batch: u64,
+    /// Most pages one `mapSite` crawl maps (at most 500, the app map's limit).
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_MAX_PAGES",
+        default_value_t = 200
+    )]
+    pub map_max_pages: usize,
+
+    /// Most links a `mapSite` crawl follows from the base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_MAX_DEPTH",
+        default_value_t = 5
+    )]
+    pub map_max_depth: usize,
+
+    /// Largest page a `mapSite` crawl reads, in bytes; larger pages are skipped.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_PAGE_BYTES",
+        default_value_t = 2097152
+    )]
+    pub map_page_bytes: usize,
+
+    /// Bytes one `mapSite` crawl reads in all before it stops with what it has.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_TOTAL_BYTES",
+        default_value_t = 52428800
+    )]
+    pub map_total_bytes: usize,
+
+    /// Seconds one `mapSite` crawl may run before it stops with what it has.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub map_timeout_secs: u64,
+
+    /// Requests one `mapSite` crawl keeps in flight at once (1 to 16).
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub map_concurrency: usize,
 }
 
 impl Config {
@@ -504,6 +557,12 @@ impl std::fmt::Debug for Config {
             contact_min_fill_ms,
             retention_interval_secs,
             retention_batch,
+            map_max_pages,
+            map_max_depth,
+            map_page_bytes,
+            map_total_bytes,
+            map_timeout_secs,
+            map_concurrency,
         } = self;
         let url = |u: &Option<String>| u.as_deref().map(redact_url);
         f.debug_struct("Config")
@@ -553,6 +612,12 @@ impl std::fmt::Debug for Config {
             .field("contact_min_fill_ms", contact_min_fill_ms)
             .field("retention_interval_secs", retention_interval_secs)
             .field("retention_batch", retention_batch)
+            .field("map_max_pages", map_max_pages)
+            .field("map_max_depth", map_max_depth)
+            .field("map_page_bytes", map_page_bytes)
+            .field("map_total_bytes", map_total_bytes)
+            .field("map_timeout_secs", map_timeout_secs)
+            .field("map_concurrency", map_concurrency)
             .finish()
     }
 }

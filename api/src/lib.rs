@@ -4,6 +4,7 @@
 //! services (`service`) → entities; live updates go out through the bus
 //! (`pubsub`). `startup` builds it all as one value; `cli` is the binary.
 
+pub mod appmap;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -107,6 +107,14 @@ impl App {
             .map_err(|source| StartError::Bind { addr, source })?;
         let demo_enabled = config.demo;
         let state = build_state(config).await?;
+        match crate::service::mapping::end_abandoned_mappings(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                sites = n,
+                "mappings left in progress by a stopped server ended FAILED"
+            ),
+            Err(err) => tracing::error!(%err, "could not end abandoned mappings"),
+        }
         let demo = if demo_enabled {
             demo::seed_if_empty(&state, &format!("http://{addr}"))
                 .await
@@ -149,6 +157,9 @@ impl App {
         let webhooks = tokio::spawn(crate::service::webhook::deliver_forever(self.state.clone()));
         let revocations = tokio::spawn(watch_revocations(self.state.clone()));
         let retention = tokio::spawn(crate::service::retention::sweep_forever(self.state.clone()));
+        let mappings = tokio::spawn(crate::service::mapping::end_abandoned_forever(
+            self.state.clone(),
+        ));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = http::router(self.state.clone());
@@ -176,6 +187,7 @@ impl App {
         webhooks.abort();
         revocations.abort();
         retention.abort();
+        mappings.abort();
         drop(stop_rx);
         result
     }

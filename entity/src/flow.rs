@@ -20,6 +20,10 @@ pub struct Model {
     pub audience_rules: Json,
     /// `[{"pageUrl", "targetSelector", "title", "body", "placement"}]`.
     pub steps: Json,
+    /// Drift check findings: `{"brokenSteps": [..], "mapVersion": n}`; null when never checked.
+    pub health: Option<Json>,
+    /// The chat session a generated flow was made for.
+    pub generated_session_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

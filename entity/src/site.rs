@@ -12,8 +12,14 @@ pub struct Model {
     pub base_url: String,
     /// `NOT_STARTED`, `IN_PROGRESS`, `COMPLETED` or `FAILED`.
     pub mapping_status: String,
-    /// `{"pages": [{"url", "title", "elements": [{"label", "selector", "role"}]}]}`.
+    /// The current app map, compact JSON (see `wayfinder::appmap::AppMap`).
     pub app_map: Json,
+    /// Completed mappings so far; the map above is version `map_version`.
+    pub map_version: i32,
+    /// Why the last mapping failed.
+    pub mapping_error: Option<String>,
+    /// Last sign of life of a running crawl.
+    pub mapping_heartbeat_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -18,6 +18,8 @@ pub struct Model {
     pub source: String,
     pub audience: String,
     pub audience_rules: Json,
+    /// Drift check findings: `{"brokenSteps": [0], "mapVersion": n}`; null when never checked.
+    pub health: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

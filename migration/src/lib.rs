@@ -9,6 +9,7 @@ mod m20261122_000003_support;
 mod m20261201_000004_operator_keys;
 mod m20261201_000005_server_settings;
 mod m20261201_000006_identity;
+mod m20261201_000007_guidance;
 
 /// The ordered list of every migration.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_operator_keys::Migration),
             Box::new(m20261201_000005_server_settings::Migration),
             Box::new(m20261201_000006_identity::Migration),
+            Box::new(m20261201_000007_guidance::Migration),
         ]
     }
 }

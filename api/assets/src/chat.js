@@ -237,6 +237,8 @@
       t.q = ev.seq;
       // (COMPLETED changes nothing: the reply before it made the bot's message.)
       if (s == "ANALYZING") return say(LOOKING), (t.u ||= add("u", ev.text));
+      // The matcher's and generator's LLM calls are bookkeeping: keep the status line.
+      if (s == "MATCHING" || s == "GENERATING") return;
       say();
       let m = (t.a ||= add(""));
       let x = m.firstChild;

@@ -157,6 +157,10 @@ stored_enum!(
         AnswerDelta = "ANSWER_DELTA",
         /// The full answer (`text`) with its `citations`.
         Answered = "ANSWERED",
+        /// The matcher's LLM call (which published content fits, walkthrough or answer): its `model` and `tokensUsed`.
+        Matching = "MATCHING",
+        /// The generator's LLM call (a new flow from the app map): its `model` and `tokensUsed`.
+        Generating = "GENERATING",
         /// A published flow or tooltip matches the question (`content`).
         MatchedContent = "MATCHED_CONTENT",
         /// A new flow was generated for the question (`content`).

@@ -376,8 +376,26 @@ impl Fetcher {
         url: &str,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
+        self.get_with(policy, url, max_bytes, HeaderMap::new())
+            .await
+    }
+
+    /// [`Fetcher::get`] with extra request headers (a staging app's auth
+    /// header or cookie, which the caller sends only to the site's own origin).
+    pub async fn get_with(
+        &self,
+        policy: &Policy,
+        url: &str,
+        max_bytes: usize,
+        headers: HeaderMap,
+    ) -> Result<Fetched, FetchError> {
         let url = Url::parse(url).map_err(|_| FetchError::InvalidUrl)?;
-        let response = self.client_for(policy, &url)?.get(url).send().await?;
+        let response = self
+            .client_for(policy, &url)?
+            .get(url)
+            .headers(headers)
+            .send()
+            .await?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_limited(response, max_bytes).await?;

@@ -50,6 +50,32 @@ pub struct UpdateChatWidgetInput {
     pub identity_required: Option<bool>,
 }
 
+/// The plan a widget bound to a site (walkthroughs, generated flows) needs.
+pub const SITE_PLAN: domain::Plan = domain::Plan::Pro;
+
+/// A widget bound to a site can be created or published only on
+/// [`SITE_PLAN`] or higher (`PLAN_REQUIRED`) and once the site's mapping is
+/// `COMPLETED` (`BAD_USER_INPUT` on `siteId`): walkthroughs need the map.
+async fn require_mapped_site(
+    db: &impl sea_orm::ConnectionTrait,
+    scope: &OrgScope,
+    site_id: Uuid,
+) -> Result<(), AppError> {
+    let site = get_ref::<site::Entity>(db, scope, site_id, "input.siteId").await?;
+    let org = entity::org::Entity::find_by_id(scope.org_id())
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::internal("scope without org"))?;
+    domain::Plan::from_stored(&org.plan)?.require(SITE_PLAN)?;
+    if site.mapping_status != domain::MappingStatus::Completed.as_str() {
+        return Err(AppError::bad_input(
+            "input.siteId",
+            "the site must be mapped first (mapSite or updateSiteMap until mappingStatus is COMPLETED)",
+        ));
+    }
+    Ok(())
+}
+
 fn origins(list: Vec<String>) -> Result<serde_json::Value, AppError> {
     if list.len() > MAX_ORIGINS {
         return Err(AppError::bad_input(
@@ -93,7 +119,7 @@ pub async fn create(
     let txn = crate::service::begin_write(&st.db).await?;
     get_ref::<bot::Entity>(&txn, scope, input.bot_id, "input.botId").await?;
     if let Some(s) = input.site_id {
-        get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
+        require_mapped_site(&txn, scope, s).await?;
     }
     let now = Utc::now();
     let id = new_id();
@@ -145,9 +171,18 @@ pub async fn update(
     input: UpdateChatWidgetInput,
 ) -> Result<chat_widget::Model, AppError> {
     let txn = crate::service::begin_write(&st.db).await?;
-    let mut am: chat_widget::ActiveModel = get::<chat_widget::Entity>(&txn, scope, input.id)
-        .await?
-        .into();
+    let current = get::<chat_widget::Entity>(&txn, scope, input.id).await?;
+    let site_after = input.site_id.or(current.site_id);
+    let published_after = input.published.unwrap_or(current.published);
+    let binding_changes =
+        input.site_id.is_some() || (input.published == Some(true) && !current.published);
+    if binding_changes
+        && published_after
+        && let Some(s) = site_after
+    {
+        require_mapped_site(&txn, scope, s).await?;
+    }
+    let mut am: chat_widget::ActiveModel = current.into();
     if let Some(b) = input.bot_id {
         get_ref::<bot::Entity>(&txn, scope, b, "input.botId").await?;
         am.bot_id = Set(b);

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped};
 use crate::{
+    appmap::{self, Locator},
     auth::OrgScope,
     domain::{self, Audience, ContentSource, ContentStatus, Placement},
     error::AppError,
@@ -38,6 +39,14 @@ pub struct FlowStep {
     pub body: String,
     /// Where the step's bubble sits.
     pub placement: Placement,
+    /// The app-map id of the element (generated steps always have one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[graphql(default)]
+    pub element_id: Option<String>,
+    /// More ways to find the element, best first (`targetSelector` is tried first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[graphql(default)]
+    pub locators: Vec<Locator>,
 }
 
 /// Reads a flow's stored steps.
@@ -70,6 +79,30 @@ fn validate_steps(steps: Vec<FlowStep>) -> Result<Vec<FlowStep>, AppError> {
                     domain::SHORT_TEXT_MAX,
                 )?,
                 placement: s.placement,
+                element_id: s
+                    .element_id
+                    .map(|id| domain::text(&format!("input.steps[{i}].elementId"), &id, 1, 60))
+                    .transpose()?,
+                locators: validate_locators(&format!("input.steps[{i}].locators"), s.locators)?,
+            })
+        })
+        .collect()
+}
+
+fn validate_locators(field: &str, locators: Vec<Locator>) -> Result<Vec<Locator>, AppError> {
+    if locators.len() > appmap::MAX_LOCATORS {
+        return Err(AppError::bad_input(
+            field,
+            format!("at most {} locators", appmap::MAX_LOCATORS),
+        ));
+    }
+    locators
+        .into_iter()
+        .enumerate()
+        .map(|(k, l)| {
+            Ok(Locator {
+                kind: l.kind,
+                value: domain::selector(&format!("{field}[{k}].value"), &l.value)?,
             })
         })
         .collect()
@@ -236,6 +269,8 @@ pub async fn create_flow(
         audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
         audience_rules: Set(rules("input.audienceRules", input.audience_rules)?),
         steps: Set(serde_json::to_value(steps).map_err(AppError::internal)?),
+        health: Set(None),
+        generated_session_id: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -362,6 +397,7 @@ pub async fn create_tooltip(
         source: Set(ContentSource::Manual.as_str().into()),
         audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
         audience_rules: Set(rules("input.audienceRules", input.audience_rules)?),
+        health: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -417,4 +453,88 @@ pub async fn delete_tooltip(st: &State, scope: &OrgScope, id: Uuid) -> Result<()
     let txn = crate::service::begin_write(&st.db).await?;
     super::delete::<tooltip::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<tooltip::Entity>(st, txn, scope.org_id(), "deleted", id).await
+}
+
+/// A flow the generator drafted, already checked against the app map.
+#[derive(Debug, Clone)]
+pub struct GeneratedFlow {
+    pub org_id: Uuid,
+    pub site_id: Uuid,
+    /// The chat session it was made for: only that visitor may fetch it.
+    pub session_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub steps: Vec<FlowStep>,
+    /// The map version its steps were checked against.
+    pub map_version: i32,
+}
+
+/// Stores a generated flow: source `AI`, status `PUBLISHED`, audience
+/// `NO_USERS` (it never auto-shows to anyone), healthy against the map it
+/// was made from; emits `flow.generated`. Operators review, edit, re-target
+/// or delete it in the library like any flow.
+pub async fn store_generated_flow(st: &State, g: GeneratedFlow) -> Result<flow::Model, AppError> {
+    let now = Utc::now();
+    let steps: Vec<FlowStep> = g.steps.into_iter().take(MAX_STEPS).collect();
+    let health =
+        serde_json::json!({ "brokenSteps": [], "mapVersion": g.map_version, "checkedAt": now });
+    let txn = crate::service::begin_write(&st.db).await?;
+    let model = flow::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(g.org_id),
+        site_id: Set(Some(g.site_id)),
+        name: Set(g.name),
+        description: Set(g.description),
+        status: Set(ContentStatus::Published.as_str().into()),
+        source: Set(ContentSource::Ai.as_str().into()),
+        audience: Set(Audience::NoUsers.as_str().into()),
+        audience_rules: Set(serde_json::Value::Null),
+        steps: Set(serde_json::to_value(steps).map_err(AppError::internal)?),
+        health: Set(Some(health)),
+        generated_session_id: Set(Some(g.session_id)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    event::commit_with_event::<flow::Entity>(st, txn, g.org_id, "generated", model.id).await?;
+    Ok(model)
+}
+
+/// A flow or tooltip the visitor of `session` may fetch: of the session's
+/// org and its bot's site, published, and either for everyone (audience not
+/// `NO_USERS`) or generated in this very session. Anything else is `NOT_FOUND`.
+pub async fn visible_to_session(
+    st: &State,
+    session: &entity::chat_session::Model,
+    id: Uuid,
+) -> Result<crate::turn::events::TurnContent, AppError> {
+    use sea_orm::EntityTrait;
+    let not_found = || AppError::not_found_in("content", "id");
+    let site_id = entity::bot::Entity::find_by_id(session.bot_id)
+        .one(&st.db)
+        .await?
+        .and_then(|b| b.site_id)
+        .ok_or_else(not_found)?;
+    let published = ContentStatus::Published.as_str();
+    let no_users = Audience::NoUsers.as_str();
+    if let Some(f) = flow::Entity::find_by_id(id).one(&st.db).await? {
+        let visible = f.org_id == session.org_id
+            && f.site_id == Some(site_id)
+            && f.status == published
+            && (f.audience != no_users || f.generated_session_id == Some(session.id));
+        return visible
+            .then(|| crate::turn::matcher::flow_content(&f))
+            .ok_or_else(not_found);
+    }
+    if let Some(t) = tooltip::Entity::find_by_id(id).one(&st.db).await? {
+        let visible = t.org_id == session.org_id
+            && t.site_id == Some(site_id)
+            && t.status == published
+            && t.audience != no_users;
+        return visible
+            .then(|| crate::turn::matcher::tooltip_content(&t))
+            .ok_or_else(not_found);
+    }
+    Err(not_found())
 }

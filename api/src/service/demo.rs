@@ -139,6 +139,30 @@ pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>,
         },
     )
     .await?;
+    // The demo page's own map, so the demo widget may be bound to the site (widgets on a site need a mapped site).
+    let demo_element = |label: &str, role: &str, css: &str| crate::appmap::UploadElement {
+        id: None,
+        role: Some(role.into()),
+        label: label.into(),
+        selector: Some(css.into()),
+        locators: vec![],
+    };
+    site::update_map(
+        st,
+        &scope,
+        demo_site.id,
+        vec![crate::appmap::UploadPage {
+            url: "/demo".into(),
+            url_pattern: None,
+            title: Some("Wayfinder demo".into()),
+            elements: vec![
+                demo_element("Create a report", "button", "#create-report"),
+                demo_element("Pricing", "link", "#pricing-link"),
+            ],
+        }],
+        None,
+    )
+    .await?;
     let demo_bot = bot::create(st, &scope, bot::CreateBotInput {
         name: "Demo bot".into(),
         persona_name: Some("Wayfinder Guide".into()),

@@ -1,12 +1,14 @@
-//! Sites and their app maps (the pages and interactive elements the flow
-//! generator may use).
+//! Sites and their app maps: create and change sites, and upload a map
+//! (`updateSiteMap`). Crawling (`mapSite`) and drift checks are in
+//! [`super::mapping`]; the map itself and its builders in [`crate::appmap`].
 
-use async_graphql::{InputObject, SimpleObject};
+use async_graphql::InputObject;
 use chrono::Utc;
 use entity::site;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::appmap::{self, AppMap, Locator, UploadElement, UploadPage};
 
 use super::{Page, PageArgs, event, get, new_id, paginate, scoped};
 use crate::{
@@ -15,103 +17,6 @@ use crate::{
     error::AppError,
     state::State,
 };
-
-/// Most pages in one app map.
-pub const MAX_PAGES: usize = 500;
-/// Most elements on one mapped page.
-pub const MAX_ELEMENTS: usize = 300;
-
-/// One interactive element of a mapped page.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, SimpleObject, InputObject)]
-#[graphql(input_name = "AppMapElementInput")]
-#[serde(rename_all = "camelCase")]
-pub struct AppMapElement {
-    /// What a person would call it ("Save button").
-    pub label: String,
-    /// A stable CSS selector that finds it.
-    pub selector: String,
-    /// Its ARIA role or tag (`button`, `link`, `textbox`…), when known.
-    pub role: Option<String>,
-}
-
-/// One page of a site's app map.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, SimpleObject, InputObject)]
-#[graphql(input_name = "AppMapPageInput")]
-#[serde(rename_all = "camelCase")]
-pub struct AppMapPage {
-    /// The page's URL (absolute, or a path on the site).
-    pub url: String,
-    /// The page's title.
-    pub title: Option<String>,
-    /// Interactive elements on the page.
-    pub elements: Vec<AppMapElement>,
-}
-
-/// Reads a stored app map, tolerating an empty or older document.
-pub fn pages(site: &site::Model) -> Vec<AppMapPage> {
-    site.app_map
-        .get("pages")
-        .and_then(|p| serde_json::from_value(p.clone()).ok())
-        .unwrap_or_default()
-}
-
-fn validate_pages(pages: Vec<AppMapPage>) -> Result<Vec<AppMapPage>, AppError> {
-    if pages.len() > MAX_PAGES {
-        return Err(AppError::bad_input(
-            "input.pages",
-            format!("at most {MAX_PAGES} pages"),
-        ));
-    }
-    pages
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if p.elements.len() > MAX_ELEMENTS {
-                return Err(AppError::bad_input(
-                    format!("input.pages[{i}].elements"),
-                    format!("at most {MAX_ELEMENTS} elements per page"),
-                ));
-            }
-            Ok(AppMapPage {
-                url: domain::page_url(&format!("input.pages[{i}].url"), &p.url)?,
-                title: p
-                    .title
-                    .map(|t| domain::text(&format!("input.pages[{i}].title"), &t, 0, 300))
-                    .transpose()?,
-                elements: p
-                    .elements
-                    .into_iter()
-                    .enumerate()
-                    .map(|(j, e)| {
-                        Ok(AppMapElement {
-                            label: domain::text(
-                                &format!("input.pages[{i}].elements[{j}].label"),
-                                &e.label,
-                                1,
-                                300,
-                            )?,
-                            selector: domain::selector(
-                                &format!("input.pages[{i}].elements[{j}].selector"),
-                                &e.selector,
-                            )?,
-                            role: e
-                                .role
-                                .map(|r| {
-                                    domain::text(
-                                        &format!("input.pages[{i}].elements[{j}].role"),
-                                        &r,
-                                        1,
-                                        50,
-                                    )
-                                })
-                                .transpose()?,
-                        })
-                    })
-                    .collect::<Result<_, AppError>>()?,
-            })
-        })
-        .collect()
-}
 
 /// A new site.
 #[derive(Debug, InputObject)]
@@ -133,13 +38,63 @@ pub struct UpdateSiteInput {
     pub base_url: Option<String>,
 }
 
+/// One element of an uploaded page.
+#[derive(Debug, InputObject)]
+pub struct AppMapElementInput {
+    /// Its map id (letters, digits, `-`, `_`); assigned when omitted.
+    pub id: Option<String>,
+    /// What a person would call it ("Save").
+    pub label: String,
+    /// Its ARIA role (`button`, `link`, `textbox`…). Default: `generic`.
+    pub role: Option<String>,
+    /// A CSS selector that finds it (kept as its last, `CSS` locator).
+    pub selector: Option<String>,
+    /// Locators, best first; none may be shared with another element of the page.
+    #[graphql(default)]
+    pub locators: Vec<Locator>,
+}
+
+/// One uploaded page.
+#[derive(Debug, InputObject)]
+pub struct AppMapPageInput {
+    /// The page's URL (absolute, or a path on the site).
+    pub url: String,
+    /// Its URL pattern (`/projects/:id`). Default: computed from `url`.
+    pub url_pattern: Option<String>,
+    /// The page's title.
+    pub title: Option<String>,
+    /// Interactive elements on the page (at most 300).
+    pub elements: Vec<AppMapElementInput>,
+}
+
+impl From<AppMapPageInput> for UploadPage {
+    fn from(p: AppMapPageInput) -> Self {
+        Self {
+            url: p.url,
+            url_pattern: p.url_pattern,
+            title: p.title,
+            elements: p
+                .elements
+                .into_iter()
+                .map(|e| UploadElement {
+                    id: e.id,
+                    role: e.role,
+                    label: e.label,
+                    selector: e.selector,
+                    locators: e.locators,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A new app map for a site, replacing the old one.
 #[derive(Debug, InputObject)]
 pub struct UpdateSiteMapInput {
     /// The site.
     pub site_id: Uuid,
-    /// Every mapped page.
-    pub pages: Vec<AppMapPage>,
+    /// Every mapped page (at most 500).
+    pub pages: Vec<AppMapPageInput>,
     /// Where mapping stands. Default: `COMPLETED`.
     pub mapping_status: Option<MappingStatus>,
 }
@@ -167,7 +122,10 @@ pub async fn create(
         name: Set(domain::name("input.name", &input.name)?),
         base_url: Set(domain::http_url("input.baseUrl", &input.base_url)?),
         mapping_status: Set(MappingStatus::NotStarted.as_str().into()),
-        app_map: Set(serde_json::json!({ "pages": [] })),
+        app_map: Set(AppMap::default().to_stored()?),
+        map_version: Set(0),
+        mapping_error: Set(None),
+        mapping_heartbeat_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -197,27 +155,33 @@ pub async fn update(
     Ok(model)
 }
 
-/// Replaces a site's app map and mapping status.
+/// Replaces a site's app map (validated: counts, sizes, locators unique
+/// per page) and sets its mapping status; a completed map is a new version
+/// and published content is re-checked against it.
 pub async fn update_map(
     st: &State,
     scope: &OrgScope,
-    input: UpdateSiteMapInput,
+    site_id: Uuid,
+    pages: Vec<UploadPage>,
+    status: Option<MappingStatus>,
 ) -> Result<site::Model, AppError> {
-    let pages = validate_pages(input.pages)?;
+    let map = appmap::validate_upload(pages)?;
+    let status = status.unwrap_or(MappingStatus::Completed);
     let txn = crate::service::begin_write(&st.db).await?;
-    let mut am: site::ActiveModel = get::<site::Entity>(&txn, scope, input.site_id)
-        .await?
-        .into();
-    am.app_map = Set(serde_json::json!({ "pages": pages }));
-    am.mapping_status = Set(input
-        .mapping_status
-        .unwrap_or(MappingStatus::Completed)
-        .as_str()
-        .into());
+    let current = get::<site::Entity>(&txn, scope, site_id).await?;
+    let version = current.map_version + 1;
+    let mut am: site::ActiveModel = current.into();
+    am.app_map = Set(map.to_stored()?);
+    am.map_version = Set(version);
+    am.mapping_status = Set(status.as_str().into());
+    am.mapping_error = Set(None);
+    am.mapping_heartbeat_at = Set(None);
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
-    event::commit_with_event::<site::Entity>(st, txn, scope.org_id(), "mapped", input.site_id)
-        .await?;
+    event::commit_with_event::<site::Entity>(st, txn, scope.org_id(), "mapped", site_id).await?;
+    if status == MappingStatus::Completed {
+        super::mapping::recheck_content(st, &model, &map).await?;
+    }
     Ok(model)
 }
 

@@ -37,7 +37,7 @@ fn clip(s: &str, max: usize) -> &str {
 }
 
 /// The tag names of our fences (`<articles>`, `<article …>`, `<question>`).
-const FENCE_TAGS: [&str; 2] = ["article", "question"];
+const FENCE_TAGS: [&str; 4] = ["article", "question", "candidate", "map"];
 
 /// Characters a model may read past between `<` and a tag name: spaces of
 /// every kind, slashes, and invisible formatting characters.
@@ -64,7 +64,7 @@ fn opens_fence(rest: &str) -> bool {
 /// (or a full-width or small look-alike) that starts one of our tag names,
 /// whatever the case or spacing, becomes `&lt;`. Other markup is left alone,
 /// so articles about HTML keep their examples.
-fn fence_safe(s: &str) -> String {
+pub(super) fn fence_safe(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for (i, c) in s.char_indices() {
         if matches!(c, '<' | '\u{FF1C}' | '\u{FE64}') && opens_fence(&s[i + c.len_utf8()..]) {

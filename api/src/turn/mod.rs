@@ -13,7 +13,9 @@
 pub mod answer;
 pub mod events;
 pub mod extractive;
+pub mod generator;
 pub mod matcher;
+pub mod paid_call;
 pub mod retrieval;
 pub mod traits;
 
@@ -343,11 +345,22 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
     if !st.config.ai_chatbot_enabled || !turn.org.ai_chatbot_enabled {
         return fallback(turn, "ai_disabled").await;
     }
+    // At most two LLM calls a turn: after the matcher and the generator, the answer is extractive.
+    let mut calls_left = 2;
     if let Some(site_id) = turn.bot.site_id {
-        match matcher::verbatim(&st.db, turn.org.id, site_id, &turn.message).await {
-            Ok(Some(content)) => return matched(st, turn, site_id, content).await,
-            Ok(None) => {}
-            Err(err) => tracing::warn!(%err, "content matcher failed"),
+        match matcher::run(st, turn, site_id).await? {
+            Ok(outcome) => return Ok(outcome),
+            Err(no_match) => {
+                calls_left -= u8::from(no_match.called);
+                if let (true, Some((site, map))) =
+                    (no_match.wants_walkthrough, no_match.generate_on)
+                {
+                    calls_left -= 1;
+                    if let Some(outcome) = generator::run(st, turn, &site, &map).await? {
+                        return Ok(outcome);
+                    }
+                }
+            }
         }
     }
     let kb_ids = service::bot::knowledge_base_ids(&st.db, turn.bot.id).await?;
@@ -366,16 +379,19 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
     match provider_for(st, &turn.org) {
         None => extractive_answer(turn, &hits).await,
         Some(_) if hits.is_empty() => fallback(turn, "no_articles").await,
+        Some(_) if calls_left == 0 => extractive_answer(turn, &hits).await,
         Some((provider, model)) => llm_answer(st, turn, &hits, provider, model).await,
     }
 }
 
-/// A flow or tooltip named in the question: `MATCHED_CONTENT`, then `NAVIGATING` when its start page differs.
-async fn matched(
+/// Matched or generated content: `status` (`MATCHED_CONTENT` or
+/// `GENERATED_CONTENT`), then `NAVIGATING` when its start page differs.
+async fn presented(
     st: &AppState,
     turn: &mut StartedTurn,
     site_id: Uuid,
     content: TurnContent,
+    status: TurnStatus,
 ) -> Result<TurnOutcome, AppError> {
     let site = entity::site::Entity::find_by_id(site_id)
         .one(&st.db)
@@ -388,14 +404,7 @@ async fn matched(
     };
     let ev = turn
         .emitter
-        .emit(
-            TurnStatus::MatchedContent,
-            "bot",
-            text.clone(),
-            payload,
-            None,
-            0,
-        )
+        .emit(status, "bot", text.clone(), payload, None, 0)
         .await?;
     if let Some(to) = &navigate_to {
         let payload = EventPayload {
@@ -408,7 +417,7 @@ async fn matched(
             .await?;
     }
     Ok(TurnOutcome {
-        status: TurnStatus::MatchedContent,
+        status,
         text,
         citations: vec![],
         content: Some(content),

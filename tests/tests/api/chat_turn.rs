@@ -459,6 +459,7 @@ async fn a_question_naming_a_published_flow_starts_it(backend: Backend) {
         .await["createKnowledgeBase"]["id"]
         .clone();
     let bot = app.gql_ok("mutation($s: UUID!, $kb: UUID!) { createBot(input: {name: \"Guide\", siteId: $s, knowledgeBaseIds: [$kb]}) { id } }", json!({ "s": site, "kb": kb })).await["createBot"]["id"].clone();
+    app.gql_ok(r#"mutation($s: UUID!) { updateSiteMap(input: {siteId: $s, pages: [{url: "/settings/team", elements: [{label: "Invite", role: "button", selector: "button#invite"}]}]}) { id } }"#, json!({ "s": site })).await;
     let widget = app.gql_ok("mutation($b: UUID!, $s: UUID!) { createChatWidget(input: {botId: $b, siteId: $s}) { id } }", json!({ "b": bot, "s": site })).await["createChatWidget"]["id"].clone();
     let step = r#"{pageUrl: "/settings/team", targetSelector: "button#invite", title: "Invite", body: "Click invite", placement: BOTTOM}"#;
     let flow = app.gql_ok(&format!(r#"mutation($s: UUID!) {{ createFlow(input: {{name: "Invite a teammate", siteId: $s, status: PUBLISHED, steps: [{step}]}}) {{ id }} }}"#), json!({ "s": site })).await["createFlow"]["id"].clone();

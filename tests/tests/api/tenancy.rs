@@ -143,6 +143,7 @@ async fn populate_org_a(app: &TestApp) -> OrgA {
     let bot = create(app, key, r#"mutation($kb: UUID!, $s: UUID!) { createBot(input: {name: "A bot", knowledgeBaseIds: [$kb], siteId: $s, fallbackToHuman: true}) { id } }"#, json!({ "kb": kb, "s": site }), "createBot").await;
     let flow = create(app, key, r#"mutation($s: UUID!) { createFlow(input: {name: "A flow", siteId: $s, steps: [{pageUrl: "/", targetSelector: "a", title: "t", body: "b", placement: TOP}]}) { id } }"#, json!({ "s": site }), "createFlow").await;
     let tip = create(app, key, r#"mutation($s: UUID!) { createTooltip(input: {name: "A tip", siteId: $s, pageUrl: "/", targetSelector: "a", body: "b"}) { id } }"#, json!({ "s": site }), "createTooltip").await;
+    create(app, key, r#"mutation($s: UUID!) { updateSiteMap(input: {siteId: $s, pages: [{url: "/", elements: [{label: "Home", selector: "a"}]}]}) { id } }"#, json!({ "s": site }), "updateSiteMap").await;
     let widget = create(app, key, r#"mutation($b: UUID!, $s: UUID!) { createChatWidget(input: {botId: $b, siteId: $s, allowedOrigins: ["*"]}) { id } }"#, json!({ "b": bot, "s": site }), "createChatWidget").await;
     let hidden_widget = create(app, key, r#"mutation($b: UUID!) { createChatWidget(input: {botId: $b, name: "Hidden", published: false}) { id } }"#, json!({ "b": bot }), "createChatWidget").await;
     let r = app

@@ -13,6 +13,7 @@ use crate::{
         self,
         bot::{CreateBotInput, UpdateBotInput},
         content::{CreateFlowInput, CreateTooltipInput, UpdateFlowInput, UpdateTooltipInput},
+        mapping::MapSiteInput,
         site::{CreateSiteInput, UpdateSiteInput, UpdateSiteMapInput},
     },
 };
@@ -61,15 +62,26 @@ impl ContentMutation {
         )?)
     }
 
-    /// Replaces a site's app map and sets its mapping status.
+    /// Replaces a site's app map with an uploaded one (at most 500 pages of 300 elements; no locator shared by two elements of a page) and sets its mapping status; a completed map is a new version, and published content is re-checked against it (`health`, `content.broken`).
     async fn update_site_map(
         &self,
         ctx: &Context<'_>,
         input: UpdateSiteMapInput,
     ) -> GqlResult<Site> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let pages = input.pages.into_iter().map(Into::into).collect();
         Ok(Site::try_from(
-            service::site::update_map(st, &scope, input).await?,
+            service::site::update_map(st, &scope, input.site_id, pages, input.mapping_status)
+                .await?,
+        )?)
+    }
+
+    /// Starts mapping a site by crawling it from its base URL (same origin, robots.txt respected, bounded by the `WAYFINDER_MAP_*` settings), in the background: returns the site `IN_PROGRESS`; `site.mapping_progress`, then `site.mapped` or `site.mapping_failed` follow on `orgEvents`. The current map serves until the new one completes.
+    async fn map_site(&self, ctx: &Context<'_>, input: MapSiteInput) -> GqlResult<Site> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let site_id = input.site_id;
+        Ok(Site::try_from(
+            service::mapping::map_site(st, &scope, site_id, input.into()).await?,
         )?)
     }
 

@@ -17,6 +17,18 @@ pub struct ChatQuery;
 
 #[Object]
 impl ChatQuery {
+    /// Public: a flow or tooltip the visitor holding `sessionToken` may run ("↻ Restart walkthrough" after a reload): published for everyone on the session's site, or generated in this session. Anything else (another visitor's generated flow, a draft, another org's content) is `NOT_FOUND`.
+    async fn visitor_content(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The visitor's session token.", secret)] session_token: String,
+        #[graphql(desc = "The flow's or tooltip's id.")] id: Uuid,
+    ) -> GqlResult<crate::turn::events::TurnContent> {
+        let st = ctx.state()?;
+        let session = service::chat::verify_token(st, &session_token).await?;
+        Ok(service::content::visible_to_session(st, &session, id).await?)
+    }
+
     /// The org's chat sessions, oldest first.
     #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn chat_sessions(

@@ -5,13 +5,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
+    appmap::{AppMap, MapPage},
     domain::{Audience, ContentSource, ContentStatus, MappingStatus},
     error::{AppError, GqlResult},
     graphql::ContextExt,
     service::{
         bot::{BotLabels, knowledge_base_ids},
         content::{FlowStep, steps},
-        site::{AppMapPage, pages},
     },
 };
 
@@ -89,8 +89,12 @@ pub struct Site {
     pub base_url: String,
     /// Where mapping stands.
     pub mapping_status: MappingStatus,
-    /// The mapped pages and their interactive elements.
-    pub pages: Vec<AppMapPage>,
+    /// The mapped pages and their interactive elements (the current version; a running mapping replaces it when it completes).
+    pub pages: Vec<MapPage>,
+    /// Completed mappings so far: the version of `pages`.
+    pub map_version: i32,
+    /// Why the last mapping failed.
+    pub mapping_error: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -101,7 +105,9 @@ impl TryFrom<entity::site::Model> for Site {
     type Error = AppError;
     fn try_from(m: entity::site::Model) -> Result<Self, AppError> {
         Ok(Self {
-            pages: pages(&m),
+            pages: AppMap::from_stored(&m.app_map).pages,
+            map_version: m.map_version,
+            mapping_error: m.mapping_error,
             mapping_status: MappingStatus::from_stored(&m.mapping_status)?,
             id: m.id,
             name: m.name,
@@ -133,10 +139,46 @@ pub struct Flow {
     pub audience: Audience,
     /// Targeting rules when `audience` is `RULES`.
     pub audience_rules: Json<serde_json::Value>,
+    /// Whether its steps still find their elements in the site's app map.
+    pub health: ContentHealth,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// The drift check's findings on a flow or tooltip.
+#[derive(SimpleObject, Clone, Debug, Default)]
+pub struct ContentHealth {
+    /// Whether it has been checked against an app map.
+    pub checked: bool,
+    /// Whether every step still finds its element.
+    pub ok: bool,
+    /// Indexes (from 0) of the steps whose element is gone.
+    pub broken_steps: Vec<i32>,
+    /// The map version it was checked against.
+    pub map_version: Option<i32>,
+    /// When it was checked.
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+impl ContentHealth {
+    fn from_stored(h: &Option<serde_json::Value>) -> Self {
+        let Some(h) = h else {
+            return Self {
+                ok: true,
+                ..Default::default()
+            };
+        };
+        let broken: Vec<i32> = serde_json::from_value(h["brokenSteps"].clone()).unwrap_or_default();
+        Self {
+            checked: true,
+            ok: broken.is_empty(),
+            broken_steps: broken,
+            map_version: h["mapVersion"].as_i64().and_then(|v| i32::try_from(v).ok()),
+            checked_at: serde_json::from_value(h["checkedAt"].clone()).ok(),
+        }
+    }
 }
 
 impl TryFrom<entity::flow::Model> for Flow {
@@ -144,6 +186,7 @@ impl TryFrom<entity::flow::Model> for Flow {
     fn try_from(m: entity::flow::Model) -> Result<Self, AppError> {
         Ok(Self {
             steps: steps(&m),
+            health: ContentHealth::from_stored(&m.health),
             status: ContentStatus::from_stored(&m.status)?,
             source: ContentSource::from_stored(&m.source)?,
             audience: Audience::from_stored(&m.audience)?,
@@ -181,6 +224,8 @@ pub struct Tooltip {
     pub audience: Audience,
     /// Targeting rules when `audience` is `RULES`.
     pub audience_rules: Json<serde_json::Value>,
+    /// Whether its element is still in the site's app map.
+    pub health: ContentHealth,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -194,6 +239,7 @@ impl TryFrom<entity::tooltip::Model> for Tooltip {
             status: ContentStatus::from_stored(&m.status)?,
             source: ContentSource::from_stored(&m.source)?,
             audience: Audience::from_stored(&m.audience)?,
+            health: ContentHealth::from_stored(&m.health),
             id: m.id,
             site_id: m.site_id,
             name: m.name,
