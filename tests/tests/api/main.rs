@@ -12,6 +12,7 @@ mod chat_turn;
 mod cli;
 mod crud;
 mod errors;
+mod fan_out;
 mod graphql_http;
 mod graphql_ws;
 mod limits;
