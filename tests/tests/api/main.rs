@@ -30,3 +30,4 @@ mod smtp_sink;
 mod support;
 mod tenancy;
 mod webhooks;
+mod writes;

@@ -92,7 +92,8 @@ async fn authorize(
 
 fn events(rows: Vec<entity::chat_message::Model>) -> VecDeque<TurnEvent> {
     rows.iter()
-        .filter_map(|m| TurnEvent::from_message(m).ok())
+        .filter_map(|m| TurnEvent::from_stored(m).ok())
+        .flatten()
         .collect()
 }
 
@@ -108,7 +109,8 @@ struct TurnFollow {
 
 impl TurnFollow {
     async fn fill(&mut self) {
-        match chat::turn_events(&self.st.db, self.turn_id, self.last_seq).await {
+        // From the start: a coalesced row begins before the chunks it holds.
+        match chat::turn_events(&self.st.db, self.turn_id, 0).await {
             Ok(rows) => {
                 for ev in events(rows) {
                     if ev.seq > self.pending.back().map_or(self.last_seq, |e| e.seq) {
