@@ -154,6 +154,7 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
         return;
     }
 
+    let _open = crate::metrics::GaugeGuard::new(&crate::metrics::metrics().open_sockets);
     let init_timeout = st.config.ws_init_timeout();
     let ping_every = Duration::from_secs(st.config.ws_ping_secs.max(1));
     let write_timeout = Duration::from_secs(st.config.ws_write_timeout_secs.max(1));
@@ -496,6 +497,13 @@ impl Connection {
                 {
                     return refuse(err);
                 }
+                crate::metrics::metrics()
+                    .operations
+                    .get_or_create(&crate::metrics::OperationLabels {
+                        kind: super::graphql::kind_name(shape.kind),
+                        transport: "ws",
+                    })
+                    .inc();
                 let weight = match shape.kind {
                     OperationType::Subscription => shape.root_fields.max(1),
                     _ => 1,

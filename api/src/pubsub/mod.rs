@@ -152,6 +152,7 @@ impl Fanout {
             epoch,
             topic: topic.to_string(),
             shared: Arc::downgrade(&self.shared),
+            _counted: crate::metrics::GaugeGuard::new(&crate::metrics::metrics().subscriptions),
         }
     }
 
@@ -229,6 +230,8 @@ pub struct Subscription {
     epoch: watch::Receiver<u64>,
     topic: String,
     shared: Weak<Shared>,
+    /// Counts this subscription in the `subscriptions` gauge while it lives.
+    _counted: crate::metrics::GaugeGuard,
 }
 
 impl Subscription {
@@ -238,7 +241,7 @@ impl Subscription {
         let Some(rx) = &mut self.rx else {
             return Delivery::Closed;
         };
-        tokio::select! {
+        let delivery = tokio::select! {
             biased;
             changed = self.epoch.changed() => match changed {
                 Ok(()) => Delivery::Gap,
@@ -250,7 +253,11 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Lagged(_)) => Delivery::Gap,
                 Err(broadcast::error::RecvError::Closed) => Delivery::Closed,
             },
+        };
+        if delivery == Delivery::Gap {
+            crate::metrics::metrics().fanout_gaps.inc();
         }
+        delivery
     }
 
     /// Waits (at most `wait`) until other replicas' messages on this topic

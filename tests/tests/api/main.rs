@@ -17,6 +17,7 @@ mod graphql_http;
 mod graphql_ws;
 mod limits;
 mod llm_providers;
+mod metrics;
 mod operations;
 mod operator;
 mod outbound;

@@ -75,6 +75,29 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
         "ANALYZING, the coalesced chunks, ANSWERED, COMPLETED: got {rows} rows"
     );
 
+    // The LLM call is in the metrics, with its model and tokens.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("wayfinder_llm_calls_total{")
+            && l.contains("model=\"test-model\"")
+            && l.contains("outcome=\"ok\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wayfinder_llm_tokens_total{") && l.contains("test-model")),
+        "{metrics}"
+    );
+
     // The finished turn replays as the same stream, chunk by chunk.
     let replay = follow(&app, &s["turnId"], &s["sessionToken"]).await;
     let key = |e: &Value| (e["seq"].clone(), e["status"].clone(), e["delta"].clone(), e["messageId"].clone());
