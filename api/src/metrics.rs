@@ -116,7 +116,11 @@ impl Metrics {
             "Live subscriptions to the bus on this replica (chatTurn, sessionEvents, orgEvents)",
             subscriptions.clone(),
         );
-        registry.register("turns", "Chat turns finished, by final status", turns.clone());
+        registry.register(
+            "turns",
+            "Chat turns finished, by final status",
+            turns.clone(),
+        );
         registry.register(
             "llm_calls",
             "Answer LLM calls, by provider, model and outcome",
@@ -173,7 +177,14 @@ impl Metrics {
     }
 
     /// An answer LLM call finished after `took`, with `tokens` reported.
-    pub fn llm_call(&self, provider: &'static str, model: &str, ok: bool, tokens: u32, took: Duration) {
+    pub fn llm_call(
+        &self,
+        provider: &'static str,
+        model: &str,
+        ok: bool,
+        tokens: u32,
+        took: Duration,
+    ) {
         let labels = LlmLabels {
             provider,
             model: model.to_string(),

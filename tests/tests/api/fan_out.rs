@@ -100,7 +100,8 @@ async fn wait_ready_status(app: &TestApp, want: &str) -> (u16, Value) {
     panic!("replica never became {want}: {:?}", readyz(app).await);
 }
 
-const START: &str = "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionId sessionToken } }";
+const START: &str =
+    "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionId sessionToken } }";
 const CHAT_TURN: &str = "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { seq status turnId } }";
 const SESSION_EVENTS: &str =
     "subscription($s: UUID!) { sessionEvents(sessionId: $s) { seq status turnId } }";
@@ -176,7 +177,11 @@ async fn chat_turn_and_session_events_survive_a_redis_restart_across_replicas() 
             .collect();
         let n = seqs.len() as i64;
         assert!(n >= 3, "turn {i}: {events:?}");
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "turn {i}: once, in order");
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<_>>(),
+            "turn {i}: once, in order"
+        );
         assert_eq!(
             events.last().unwrap()["data"]["chatTurn"]["status"],
             "COMPLETED"
@@ -189,7 +194,10 @@ async fn chat_turn_and_session_events_survive_a_redis_restart_across_replicas() 
     let mut seen: Vec<(String, i64)> = vec![];
     while seen.len() < total {
         let Some(msg) = dashboard.next(Duration::from_secs(20)).await else {
-            panic!("sessionEvents stalled after {} of {total}: {seen:?}", seen.len());
+            panic!(
+                "sessionEvents stalled after {} of {total}: {seen:?}",
+                seen.len()
+            );
         };
         assert_eq!(msg["type"], "next", "{msg}");
         let ev = &msg["payload"]["data"]["sessionEvents"];
@@ -247,7 +255,11 @@ async fn redis_subscriptions_follow_local_subscribers() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(got, [org_channel.clone()], "one channel for the org's topic");
+    assert_eq!(
+        got.as_slice(),
+        std::slice::from_ref(&org_channel),
+        "one channel for the org's topic"
+    );
 
     ws.send_raw(json!({ "type": "complete", "id": "1" })).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -264,5 +276,8 @@ async fn redis_subscriptions_follow_local_subscribers() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(got.is_empty(), "unsubscribed with the last local subscriber: {got:?}");
+    assert!(
+        got.is_empty(),
+        "unsubscribed with the last local subscriber: {got:?}"
+    );
 }

@@ -40,13 +40,21 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     .await;
     app.grant_credits(100_000).await;
     let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
-    let chunks: Vec<String> = (0..300).map(|i| format!("password step {i} [1]\n")).collect();
+    let chunks: Vec<String> = (0..300)
+        .map(|i| format!("password step {i} [1]\n"))
+        .collect();
     let answer: String = chunks.concat();
     let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
     fake.set_behaviour(Behaviour::reply(&refs, 50, 300));
 
     // Act
-    let started = app.gql_as(None, "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionToken } }", json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } })).await;
+    let started = app
+        .gql_as(
+            None,
+            "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionToken } }",
+            json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } }),
+        )
+        .await;
     let s = &started["data"]["startTurn"];
     let live = follow(&app, &s["turnId"], &s["sessionToken"]).await;
 
@@ -59,7 +67,12 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
         .map(|e| e["delta"].as_str().unwrap())
         .collect();
     assert_eq!(deltas, answer, "the chunks add up to the answer");
-    assert!(live.iter().filter(|e| e["status"] == "ANSWER_DELTA").count() >= 300);
+    assert!(
+        live.iter()
+            .filter(|e| e["status"] == "ANSWER_DELTA")
+            .count()
+            >= 300
+    );
     let answered = live.iter().find(|e| e["status"] == "ANSWERED").unwrap();
     assert_eq!(answered["text"], answer.trim());
 
@@ -86,9 +99,11 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
         .await
         .unwrap();
     assert!(
-        metrics.lines().any(|l| l.starts_with("wayfinder_llm_calls_total{")
-            && l.contains("model=\"test-model\"")
-            && l.contains("outcome=\"ok\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wayfinder_llm_calls_total{")
+                && l.contains("model=\"test-model\"")
+                && l.contains("outcome=\"ok\"")),
         "{metrics}"
     );
     assert!(
@@ -100,7 +115,14 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
 
     // The finished turn replays as the same stream, chunk by chunk.
     let replay = follow(&app, &s["turnId"], &s["sessionToken"]).await;
-    let key = |e: &Value| (e["seq"].clone(), e["status"].clone(), e["delta"].clone(), e["messageId"].clone());
+    let key = |e: &Value| {
+        (
+            e["seq"].clone(),
+            e["status"].clone(),
+            e["delta"].clone(),
+            e["messageId"].clone(),
+        )
+    };
     assert_eq!(
         replay.iter().map(key).collect::<Vec<_>>(),
         live.iter().map(key).collect::<Vec<_>>()

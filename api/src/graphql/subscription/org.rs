@@ -64,8 +64,13 @@ impl OrgFollow {
     }
 
     async fn fill(&mut self) {
-        match event::created_since(&self.st.db, self.org_id, self.newest - FILL_OVERLAP, FILL_LIMIT)
-            .await
+        match event::created_since(
+            &self.st.db,
+            self.org_id,
+            self.newest - FILL_OVERLAP,
+            FILL_LIMIT,
+        )
+        .await
         {
             Ok(rows) => {
                 let since = self.since;
