@@ -13,7 +13,7 @@
 //! events are its turns' events), which is its gap detector.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     time::Duration,
 };
 
@@ -102,23 +102,52 @@ struct TurnFollow {
     rx: Subscription,
     turn_id: Uuid,
     pending: VecDeque<TurnEvent>,
+    /// Live events past a gap, kept until the gap is filled (by the store),
+    /// so the chunks after a missed one are not read again.
+    ahead: BTreeMap<i32, TurnEvent>,
+    /// When the store was last read because of a gap in the chunks.
+    filled_at: Option<tokio::time::Instant>,
     last_seq: i32,
     done: bool,
     started: tokio::time::Instant,
 }
 
+/// While live chunks wait behind a gap, how often the store is re-read:
+/// missed chunks are stored at the next checkpoint or with the answer, so
+/// reading it for every chunk would only load the database.
+const GAP_RECHECK: Duration = Duration::from_millis(250);
+
 impl TurnFollow {
+    fn tail(&self) -> i32 {
+        self.pending.back().map_or(self.last_seq, |e| e.seq)
+    }
+
     async fn fill(&mut self) {
+        self.filled_at = Some(tokio::time::Instant::now());
         // From the start: a coalesced row begins before the chunks it holds.
         match chat::turn_events(&self.st.db, self.turn_id, 0).await {
             Ok(rows) => {
                 for ev in events(rows) {
-                    if ev.seq > self.pending.back().map_or(self.last_seq, |e| e.seq) {
+                    if ev.seq > self.tail() {
                         self.pending.push_back(ev);
                     }
                 }
             }
             Err(err) => tracing::warn!(%err, "chatTurn could not read the store"),
+        }
+        self.release_ahead();
+    }
+
+    /// Moves live events that now follow on without a gap to `pending`.
+    fn release_ahead(&mut self) {
+        let tail = self.tail();
+        self.ahead.retain(|seq, _| *seq > tail);
+        loop {
+            let next = self.tail() + 1;
+            match self.ahead.remove(&next) {
+                Some(ev) => self.pending.push_back(ev),
+                None => break,
+            }
         }
     }
 
@@ -135,7 +164,12 @@ impl TurnFollow {
             if self.done || self.started.elapsed() > TURN_MAX {
                 return None;
             }
-            match tokio::time::timeout(recheck_after(&self.st), self.rx.recv()).await {
+            let wait = if self.ahead.is_empty() {
+                recheck_after(&self.st)
+            } else {
+                GAP_RECHECK
+            };
+            match tokio::time::timeout(wait, self.rx.recv()).await {
                 Ok(Delivery::Message(raw)) => {
                     let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw) else {
                         continue;
@@ -145,7 +179,15 @@ impl TurnFollow {
                     }
                     if ev.seq == self.last_seq + 1 {
                         self.pending.push_back(ev);
-                    } else {
+                        self.release_ahead();
+                        continue;
+                    }
+                    // Past a gap. A stored event means the store holds
+                    // everything before it; a chunk may be ahead of the store.
+                    let stored = ev.status != TurnStatus::AnswerDelta;
+                    self.ahead.insert(ev.seq, ev);
+                    let recently = self.filled_at.is_some_and(|at| at.elapsed() < GAP_RECHECK);
+                    if stored || !recently {
                         self.fill().await;
                     }
                 }
@@ -261,6 +303,8 @@ impl ChatSubscription {
             rx,
             turn_id,
             pending,
+            ahead: BTreeMap::new(),
+            filled_at: None,
             last_seq: 0,
             done: false,
             started: tokio::time::Instant::now(),
