@@ -9,4 +9,4 @@ KEY=$("$BIN" org create --name Bench --plan PRO --owner-email b@example.com --js
 "$BIN" serve --addr 127.0.0.1:$PORT 2>/dev/null & PID=$!
 trap 'kill $PID; rm -rf $DIR' EXIT
 for _ in $(seq 50); do curl -sf http://127.0.0.1:$PORT/healthz >/dev/null && break; sleep 0.1; done
-NODE_PATH=${NODE_PATH:-/work/main/tests/browser/node_modules} node "$(dirname "$0")/turn_latency.mjs" http://127.0.0.1:$PORT "$KEY" $TURNS $RATE
+NODE_PATH=${NODE_PATH:-$(cd "$(dirname "$0")/../../.." && pwd)/tests/browser/node_modules} node "$(dirname "$0")/turn_latency.mjs" http://127.0.0.1:$PORT "$KEY" $TURNS $RATE
