@@ -339,6 +339,24 @@ pub struct Config {
         default_value_t = 2000
     )]
     pub contact_min_fill_ms: u64,
+
+    /// Seconds between two runs of the retention job, which deletes what is older than each org's `retentionDays`; 0 disables it.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
+    pub retention_interval_secs: u64,
+
+    /// Rows the retention job deletes per statement (each batch is one short transaction, so it never holds the database for long).
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_RETENTION_BATCH",
+        default_value_t = 500
+    )]
+    pub retention_batch: u64,
 }
 
 impl Config {
@@ -484,6 +502,8 @@ impl std::fmt::Debug for Config {
             outbound_allow,
             webhook_backoff_ms,
             contact_min_fill_ms,
+            retention_interval_secs,
+            retention_batch,
         } = self;
         let url = |u: &Option<String>| u.as_deref().map(redact_url);
         f.debug_struct("Config")
@@ -531,6 +551,8 @@ impl std::fmt::Debug for Config {
             .field("outbound_allow", outbound_allow)
             .field("webhook_backoff_ms", webhook_backoff_ms)
             .field("contact_min_fill_ms", contact_min_fill_ms)
+            .field("retention_interval_secs", retention_interval_secs)
+            .field("retention_batch", retention_batch)
             .finish()
     }
 }

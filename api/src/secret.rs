@@ -265,6 +265,47 @@ fn generate_key(prefix: &str) -> Result<NewApiKey, SecretError> {
     })
 }
 
+/// The prefix of every widget identity secret.
+pub const IDENTITY_SECRET_PREFIX: &str = "wf_id_";
+
+/// Mints a widget identity secret: `wf_id_` followed by 40 base62
+/// characters (about 238 bits). Shown once; stored sealed.
+pub fn generate_identity_secret() -> Result<String, SecretError> {
+    Ok(generate_key(IDENTITY_SECRET_PREFIX)?.key)
+}
+
+/// `HMAC-SHA256(secret, user_id)` as lower-case hex: what the host app's
+/// server computes and the page passes as `userHash`.
+pub fn identity_hash(secret: &str, user_id: &str) -> String {
+    let mut mac = hmac_with(secret.as_bytes());
+    mac.update(user_id.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Whether `user_hash` (hex, either case) is `HMAC-SHA256(secret, user_id)`.
+/// The comparison runs in constant time (`Mac::verify_slice`), so timing
+/// tells nothing about how much of a forged hash was right.
+pub fn verify_identity_hash(secret: &str, user_id: &str, user_hash: &str) -> bool {
+    let Some(tag) = unhex(user_hash.trim()) else {
+        return false;
+    };
+    let mut mac = hmac_with(secret.as_bytes());
+    mac.update(user_id.as_bytes());
+    mac.verify_slice(&tag).is_ok()
+}
+
+/// Bytes of a hex string; `None` when it is not hex of even length.
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 256 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
 /// SHA-256 of an API key. Keys carry ~238 random bits, so a fast hash is
 /// enough: there is nothing to brute-force.
 pub fn hash_api_key(key: &str) -> String {
@@ -313,6 +354,30 @@ mod tests {
         assert!(k.key.starts_with(&k.prefix));
         assert_eq!(k.hash, hash_api_key(&k.key));
         assert_ne!(generate_api_key().unwrap().key, k.key);
+    }
+
+    #[test]
+    fn identity_hashes_verify_only_for_their_secret_and_user() {
+        let secret = generate_identity_secret().unwrap();
+        assert!(secret.starts_with("wf_id_") && secret.len() == 46);
+        let hash = identity_hash(&secret, "user-42");
+        assert_eq!(hash.len(), 64);
+        assert!(verify_identity_hash(&secret, "user-42", &hash));
+        assert!(verify_identity_hash(
+            &secret,
+            "user-42",
+            &hash.to_uppercase()
+        ));
+        assert!(!verify_identity_hash(&secret, "user-43", &hash));
+        assert!(!verify_identity_hash("wf_id_other", "user-42", &hash));
+        assert!(!verify_identity_hash(&secret, "user-42", &hash[..62]));
+        assert!(!verify_identity_hash(&secret, "user-42", "zz"));
+        assert!(!verify_identity_hash(&secret, "user-42", ""));
+        // RFC 4231 test case 2.
+        assert_eq!(
+            identity_hash("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]

@@ -149,6 +149,7 @@ impl App {
         ));
         let webhooks = tokio::spawn(crate::service::webhook::deliver_forever(self.state.clone()));
         let revocations = tokio::spawn(watch_revocations(self.state.clone()));
+        let retention = tokio::spawn(crate::service::retention::sweep_forever(self.state.clone()));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = http::router(self.state.clone());
@@ -183,6 +184,7 @@ impl App {
         mailer.abort();
         webhooks.abort();
         revocations.abort();
+        retention.abort();
         drop(stop_rx);
         result
     }

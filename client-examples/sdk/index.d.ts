@@ -21,6 +21,16 @@ export interface ChatbotOptions {
   WebSocket?: WebSocketConstructor;
   /** fetch implementation (default: the global one). */
   fetch?: typeof fetch;
+  /** A signed identity every message carries (same as calling `identify`). */
+  identity?: Identity | null;
+}
+
+/** The host app's signed-in user. `userHash` is `hex(HMAC-SHA256(identitySecret, userId))`, computed on your server. */
+export interface Identity {
+  userId: string;
+  userHash: string;
+  /** Profile traits: at most 50 string, number, boolean or null values (8 KiB in all); they win over traits extracted from chat. */
+  traits?: Record<string, string | number | boolean | null>;
 }
 
 /** Who answers: a public chat widget, or (with an API key) a bot of your org. */
@@ -33,7 +43,7 @@ export type SendMessageArgs = Target & {
   sessionId?: string | null;
   /** The page the visitor is on (absolute URL or a path). */
   pageUrl?: string;
-};
+} & Partial<Identity>;
 
 export type StreamArgs = SendMessageArgs & {
   /** Stops following the turn (the turn itself still completes on the server). */
@@ -130,6 +140,8 @@ export interface Chatbot {
   sendMessage(args: SendMessageArgs): Promise<Reply>;
   /** Starts a turn (`startTurn`) and yields its events (`chatTurn` over graphql-ws) until `COMPLETED`. */
   stream(args: StreamArgs): TurnStream;
+  /** Makes every later message carry this signed identity (`null`: anonymous again). */
+  identify(identity: Identity | null): void;
   /** Any GraphQL operation over HTTP (with the API key, if given); resolves `data`. */
   graphql<T = any>(query: string, variables?: Record<string, unknown>): Promise<T>;
   /** Any subscription over a graphql-ws socket of its own; yields each result's `data`. */

@@ -94,9 +94,22 @@ export function createChatbot(options = {}) {
     return body.data;
   }
 
-  function turnInput({ widgetId, botId, message, sessionId, pageUrl }) {
+  // The signed identity every later message carries (see `identify`).
+  let identity = options.identity ?? null;
+
+  /**
+   * Identifies the visitor as the host app's signed-in user: `userHash` is
+   * `hex(HMAC-SHA256(identitySecret, userId))`, computed by your server (never
+   * ship the secret to a browser). `identify(null)` goes back to anonymous.
+   */
+  function identify(next) {
+    identity = next ? { userId: next.userId, userHash: next.userHash, traits: next.traits } : null;
+  }
+
+  function turnInput({ widgetId, botId, message, sessionId, pageUrl, userId, userHash, traits }) {
     if (!widgetId && !botId) throw new WayfinderError("give a widgetId or a botId", { code: "BAD_USER_INPUT" });
-    return { widgetId, botId, message, sessionToken: sessionId ?? undefined, pageUrl };
+    const who = userId ? { userId, userHash, traits } : identity ?? {};
+    return { widgetId, botId, message, sessionToken: sessionId ?? undefined, pageUrl, ...who };
   }
 
   /** Runs a whole turn and resolves the reply. */
@@ -231,5 +244,5 @@ export function createChatbot(options = {}) {
     return { started, [Symbol.asyncIterator]: () => iterator };
   }
 
-  return { sendMessage, stream, graphql, subscribe };
+  return { sendMessage, stream, graphql, subscribe, identify };
 }

@@ -14,6 +14,10 @@ pub struct Model {
     /// Origins allowed to use the widget (`https://example.com`), a JSON array of strings.
     pub allowed_origins: Json,
     pub published: bool,
+    /// The identity secret host apps sign user ids with, sealed with the server secret; never plain text.
+    pub identity_secret_sealed: Option<String>,
+    /// Whether every visitor must come with a valid signed identity.
+    pub identity_required: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -9,9 +9,13 @@ pub struct Model {
     pub id: Uuid,
     pub org_id: Uuid,
     pub chat_widget_id: Option<Uuid>,
+    /// The host app's user id, set only from a verified identity (`userId`).
     pub external_id: Option<String>,
     pub anonymous: bool,
+    /// Every trait: the host app's (which win) over the ones extracted from chat.
     pub traits: Json,
+    /// The traits the host app passed with a signed identity, kept apart so chat extraction never overwrites them.
+    pub host_traits: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

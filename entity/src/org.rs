@@ -21,6 +21,8 @@ pub struct Model {
     pub owner_email: String,
     /// Credits left; only ever changed together with a `credit_ledger` row.
     pub credit_balance: i64,
+    /// Days conversations, tickets and events are kept; `None`: forever.
+    pub retention_days: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -17,6 +17,10 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub message: String,
     pub session_id: Option<Uuid>,
+    /// The end user who opened it (hand-off, downvote); cleared when they are deleted.
+    pub end_user_id: Option<Uuid>,
+    /// The host app's user id of an identified visitor.
+    pub user_id: Option<String>,
     pub assignee_note: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

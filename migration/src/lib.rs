@@ -8,6 +8,7 @@ mod m20261122_000002_kb_fulltext;
 mod m20261122_000003_support;
 mod m20261201_000004_operator_keys;
 mod m20261201_000005_server_settings;
+mod m20261201_000006_identity;
 
 /// The ordered list of every migration.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_support::Migration),
             Box::new(m20261201_000004_operator_keys::Migration),
             Box::new(m20261201_000005_server_settings::Migration),
+            Box::new(m20261201_000006_identity::Migration),
         ]
     }
 }

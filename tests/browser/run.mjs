@@ -18,7 +18,8 @@
 //
 // Needs `npm ci` in tests/browser. Prints "N passed, N failed" last and exits
 // non-zero on any failure.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -120,6 +121,33 @@ await check("example: node/subscribe.mjs (graphql-ws subscriber)", async () => {
   assert.match(out, /\[source\]/);
   assert.match(out, /COMPLETED/);
   assert.match(out, /sessionId=/);
+});
+// The demo widget's identity secret: rotated here, since it is shown only once.
+const identitySecret = (
+  await gql(`mutation($id: UUID!) { rotateChatWidgetIdentitySecret(id: $id) { identitySecret } }`, { id: widgetId })
+).rotateChatWidgetIdentitySecret.identitySecret;
+const identifiedUser = async (userId) =>
+  (await gql(`query($u: String!) { endUsers(filter: {userId: $u}) { nodes { userId identified traits } } }`, { u: userId }))
+    .endUsers.nodes[0];
+await check("example: identity/hash.mjs and hash.py sign a user id the server verifies", async () => {
+  const userId = `example-${randomUUID()}`;
+  const env = { WAYFINDER_IDENTITY_SECRET: identitySecret };
+  const hash = (await run("node", ["client-examples/identity/hash.mjs", userId], { env })).trim();
+  assert.match(hash, /^[0-9a-f]{64}$/);
+  if (spawnSync("python3", ["--version"]).status === 0) {
+    assert.equal((await run("python3", ["client-examples/identity/hash.py", userId], { env })).trim(), hash);
+  } else {
+    console.log("     (no python3: hash.py not run)");
+  }
+  const r = await fetch(`${base}/widgets/${widgetId}/chat`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ message: "How do I install the chat widget?", userId, userHash: hash, traits: { plan: "pro" } }),
+  });
+  assert.equal(r.status, 200);
+  const user = await identifiedUser(userId);
+  assert.equal(user?.identified, true);
+  assert.equal(user.traits.plan, "pro");
 });
 await check("example: node/dashboard.mjs (sessions and tickets)", async () => {
   const out = await run("node", ["client-examples/node/dashboard.mjs", apiKey, base]);
@@ -430,6 +458,36 @@ if (withBrowser) {
     await input.press("Enter");
     await page.getByRole("button", { name: "Start walkthrough", exact: true }).click();
     await page.waitForURL(`${allowed}/embed`);
+    await ctx.close();
+  });
+
+  await check("chat.js: wayfinder.identify() sends the signed user with each message", async () => {
+    const ctx = await browser.newContext();
+    const page = await open(`${base}/demo`, ctx);
+    const userId = `browser-${randomUUID()}`;
+    const userHash = (
+      await run("node", ["client-examples/identity/hash.mjs", userId], { env: { WAYFINDER_IDENTITY_SECRET: identitySecret } })
+    ).trim();
+    await page.evaluate(
+      ([userId, userHash]) => window.wayfinder.identify({ userId, userHash, traits: { plan: "enterprise", email: "ada@example.com" } }),
+      [userId, userHash],
+    );
+    await page.locator("button.b").click();
+    const input = page.getByRole("dialog").getByRole("textbox", { name: "Message" });
+    await input.fill(question);
+    await input.press("Enter");
+    let user;
+    for (let i = 0; i < 50 && !user; i++) {
+      user = await identifiedUser(userId);
+      if (!user) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(user?.identified, true, "the visitor is identified");
+    assert.equal(user.traits.plan, "enterprise");
+    assert.equal(user.traits.email, "ada@example.com");
+    // Signing out forgets the conversation: the next message is anonymous.
+    await page.waitForFunction((key) => JSON.parse(localStorage.getItem(key) || "{}").t, `wayfinder:${widgetId}`);
+    await page.evaluate(() => window.wayfinder.identify(null));
+    assert.deepEqual(await storedSession(page), {});
     await ctx.close();
   });
 

@@ -26,6 +26,8 @@
  *   `wayfinder:content` on window with `{kind, id, startUrl, steps}` and, when
  *   the start page is another page, goes there (the host's tour runtime,
  *   which got the steps, carries on there).
+ * - Identity: `wayfinder.identify({userId, userHash, traits})` makes every
+ *   message carry the host app's signed user (README, "Visitor identity").
  * - Never throws into the host page: every entry point is wrapped.
  *
  * Citations link to `#wayfinder-article-<articleId>` (the API has no article
@@ -69,6 +71,13 @@
     try {
       S = J.parse(localStorage[KEY]) || {};
     } catch {}
+    // Signed identity from the host app, sent with every message:
+    // `wayfinder.identify({userId, userHash, traits})` (or `window.wayfinder =
+    // {identity: {…}}` before this script loads); `identify(null)` on sign-out
+    // also forgets the conversation.
+    let W = (w.wayfinder ||= {});
+    let I = W.identity;
+    W.identify = (x) => (I = x || save({}));
 
     // ---- GraphQL over HTTP: `field(arg: $i)` of a one-field operation. The
     // body goes as text/plain (the server reads JSON whatever the type), so a
@@ -309,6 +318,7 @@
       let u = add("u", q);
       say(LOOKING);
       let r = await gql("startTurn", "TurnInput", "turnId s:sessionId t:sessionToken", {
+        ...I,
         widgetId: wid,
         message: q,
         pageUrl: L.protocol[0] == "h" ? page(L) : null,

@@ -309,34 +309,12 @@ pub async fn post(State(st): State<AppState>, req: Request) -> Response {
             );
         }
     };
-    let bad = |message: String| error(StatusCode::BAD_REQUEST, ty, "BAD_REQUEST", &message);
-    let parsed: Json = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(err) => return bad(format!("the body is not JSON: {err}")),
-    };
-    let mut batch = match parsed {
-        Json::Array(items) => {
-            if items.is_empty() || items.len() > st.config.max_batch {
-                return bad(format!(
-                    "a batch must hold 1 to {} operations",
-                    st.config.max_batch
-                ));
-            }
-            match items
-                .into_iter()
-                .map(request_of)
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(requests) => BatchRequest::Batch(requests),
-                Err(message) => return bad(message),
-            }
-        }
-        single => match request_of(single) {
-            Ok(request) => BatchRequest::Single(request),
-            Err(message) => return bad(message),
-        },
-    };
     let ip = client_ip(&st, &parts);
+    let parsed = parse_body(&body, st.config.max_batch);
+    let mut batch = match parsed {
+        Ok(batch) => batch,
+        Err(message) => return malformed(&st, ip, ty, &message).await,
+    };
     let caller = match caller(&st, headers, ip).await {
         Ok(c) => c,
         Err(err) => return refusal(err, ty),
@@ -351,6 +329,34 @@ pub async fn post(State(st): State<AppState>, req: Request) -> Response {
         return refusal(err, ty);
     }
     execute(&st, caller, RequestOrigin::from_headers(headers), batch, ty).await
+}
+
+/// The requests of a POST body: one, or a batch of 1 to `max_batch`.
+fn parse_body(body: &[u8], max_batch: usize) -> Result<BatchRequest, String> {
+    let parsed: Json =
+        serde_json::from_slice(body).map_err(|err| format!("the body is not JSON: {err}"))?;
+    match parsed {
+        Json::Array(items) => {
+            if items.is_empty() || items.len() > max_batch {
+                return Err(format!("a batch must hold 1 to {max_batch} operations"));
+            }
+            let requests = items
+                .into_iter()
+                .map(request_of)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(BatchRequest::Batch(requests))
+        }
+        single => request_of(single).map(BatchRequest::Single),
+    }
+}
+
+/// 400 for a request that is not a GraphQL request. It still costs the
+/// client's address a unit, so malformed floods are rate limited too.
+async fn malformed(st: &AppState, ip: IpAddr, ty: ResponseType, message: &str) -> Response {
+    if let Err(err) = st.rate.check(Subject::Ip(ip), 1).await {
+        return refusal(err, ty);
+    }
+    error(StatusCode::BAD_REQUEST, ty, "BAD_REQUEST", message)
 }
 
 /// 406: the client accepts neither response type (answered as JSON anyway).
@@ -418,12 +424,7 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
     let mut request = match async_graphql::http::parse_query_string(query) {
         Ok(r) => r,
         Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                ty,
-                "BAD_REQUEST",
-                &format!("not a GraphQL request: {err}"),
-            );
+            return malformed(&st, ip, ty, &format!("not a GraphQL request: {err}")).await;
         }
     };
     // GET must never change anything (links and prefetches are GETs).

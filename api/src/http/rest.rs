@@ -163,6 +163,15 @@ struct ChatBody {
     /// The page the visitor is on.
     #[serde(default)]
     page_url: Option<String>,
+    /// The host app's user id (with `userHash`): a signed identity.
+    #[serde(default)]
+    user_id: Option<String>,
+    /// `HMAC-SHA256(identitySecret, userId)`, hex.
+    #[serde(default)]
+    user_hash: Option<String>,
+    /// Profile traits of the identified user.
+    #[serde(default)]
+    traits: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for ChatBody {
@@ -173,6 +182,8 @@ impl std::fmt::Debug for ChatBody {
             .field("session_id", &token(&self.session_id))
             .field("session_token", &token(&self.session_token))
             .field("page_url", &self.page_url)
+            .field("user_id", &self.user_id)
+            .field("user_hash", &token(&self.user_hash))
             .finish()
     }
 }
@@ -250,6 +261,11 @@ async fn chat(
             message: body.message,
             session_token,
             page_url: body.page_url,
+            identity: service::identity::IdentityClaim {
+                user_id: body.user_id,
+                user_hash: body.user_hash,
+                traits: body.traits,
+            },
             ..Default::default()
         },
     )
@@ -403,6 +419,7 @@ async fn create(
                     name: Some(bot.name.clone()),
                     allowed_origins: Some(origins),
                     published: Some(true),
+                    identity_required: None,
                 },
             )
             .await?,
@@ -421,10 +438,13 @@ async fn create(
         "primaryColor": bot.primary_color,
         "accentColor": bot.accent_color,
         "createdAt": bot.created_at,
-        "widget": widget.map(|w| json!({
+        "widget": widget.map(|(w, identity_secret)| json!({
             "id": w.id,
             "allowedOrigins": service::chat_widget::allowed_origins(&w),
             "published": w.published,
+            "identityRequired": w.identity_required,
+            // Shown this once: only its sealed form is stored.
+            "identitySecret": identity_secret,
         })),
     }))
 }

@@ -66,6 +66,11 @@ pub async fn verify_token(st: &State, token: &str) -> Result<chat_session::Model
     Ok(session)
 }
 
+/// Whether `session` has gone quiet for longer than the configured TTL.
+pub fn session_expired_now(st: &State, session: &chat_session::Model) -> bool {
+    session_expired(session, st.config.session_ttl_days, Utc::now())
+}
+
 /// Whether `session`'s last turn is more than `ttl_days` before `now`.
 fn session_expired(session: &chat_session::Model, ttl_days: u64, now: DateTime<Utc>) -> bool {
     let days = i64::try_from(ttl_days.min(SESSION_TTL_MAX_DAYS)).unwrap_or(i64::MAX);
@@ -108,6 +113,7 @@ pub async fn start_session(
         external_id: Set(None),
         anonymous: Set(true),
         traits: Set(serde_json::json!({})),
+        host_traits: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

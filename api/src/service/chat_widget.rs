@@ -27,6 +27,8 @@ pub struct CreateChatWidgetInput {
     pub allowed_origins: Option<Vec<String>>,
     /// Whether the widget answers visitors. Default: true.
     pub published: Option<bool>,
+    /// Whether every visitor must come with a signed identity (`userId` + `userHash`); others are refused. Default: false (unsigned or wrongly signed visitors stay anonymous).
+    pub identity_required: Option<bool>,
 }
 
 /// Changes to a chat widget; omitted fields stay as they are.
@@ -44,6 +46,8 @@ pub struct UpdateChatWidgetInput {
     pub allowed_origins: Option<Vec<String>>,
     /// Publish or unpublish.
     pub published: Option<bool>,
+    /// Require a signed identity from every visitor (needs an identity secret: see `rotateChatWidgetIdentitySecret`).
+    pub identity_required: Option<bool>,
 }
 
 fn origins(list: Vec<String>) -> Result<serde_json::Value, AppError> {
@@ -77,12 +81,13 @@ pub async fn list(
     paginate(&st.db, scoped::<chat_widget::Entity>(scope), page).await
 }
 
-/// A new widget for one of the caller's bots.
+/// A new widget for one of the caller's bots, with its identity secret in
+/// plain text: the only time it is shown (only its sealed form is stored).
 pub async fn create(
     st: &State,
     scope: &OrgScope,
     input: CreateChatWidgetInput,
-) -> Result<chat_widget::Model, AppError> {
+) -> Result<(chat_widget::Model, String), AppError> {
     let allowed = origins(input.allowed_origins.unwrap_or_default())?;
     let name = domain::name("input.name", input.name.as_deref().unwrap_or("Chat widget"))?;
     let txn = crate::service::begin_write(&st.db).await?;
@@ -91,14 +96,18 @@ pub async fn create(
         get_ref::<site::Entity>(&txn, scope, s, "input.siteId").await?;
     }
     let now = Utc::now();
+    let id = new_id();
+    let (secret, sealed) = super::identity::new_secret(st, id)?;
     let model = chat_widget::ActiveModel {
-        id: Set(new_id()),
+        id: Set(id),
         org_id: Set(scope.org_id()),
         bot_id: Set(input.bot_id),
         site_id: Set(input.site_id),
         name: Set(name),
         allowed_origins: Set(allowed),
         published: Set(input.published.unwrap_or(true)),
+        identity_secret_sealed: Set(Some(sealed)),
+        identity_required: Set(input.identity_required.unwrap_or(false)),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -106,7 +115,27 @@ pub async fn create(
     .await?;
     event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "created", model.id)
         .await?;
-    Ok(model)
+    Ok((model, secret))
+}
+
+/// A new identity secret for one of the caller's widgets, in plain text (shown
+/// this once). The old one stops verifying at once: identified visitors whose
+/// page still signs with it stay anonymous (or are refused, with
+/// `identityRequired`) until the host app's server uses the new one.
+pub async fn rotate_identity_secret(
+    st: &State,
+    scope: &OrgScope,
+    id: Uuid,
+) -> Result<(chat_widget::Model, String), AppError> {
+    let txn = crate::service::begin_write(&st.db).await?;
+    let mut am: chat_widget::ActiveModel =
+        get::<chat_widget::Entity>(&txn, scope, id).await?.into();
+    let (secret, sealed) = super::identity::new_secret(st, id)?;
+    am.identity_secret_sealed = Set(Some(sealed));
+    am.updated_at = Set(Utc::now());
+    let model = am.update(&txn).await?;
+    event::commit_with_event::<chat_widget::Entity>(st, txn, scope.org_id(), "updated", id).await?;
+    Ok((model, secret))
 }
 
 /// Applies `input` to one of the caller's widgets.
@@ -135,6 +164,19 @@ pub async fn update(
     }
     if let Some(v) = input.published {
         am.published = Set(v);
+    }
+    if let Some(v) = input.identity_required {
+        let has_secret = matches!(
+            &am.identity_secret_sealed,
+            sea_orm::ActiveValue::Unchanged(Some(_))
+        );
+        if v && !has_secret {
+            return Err(AppError::bad_input(
+                "input.identityRequired",
+                "this widget has no identity secret yet: rotateChatWidgetIdentitySecret first",
+            ));
+        }
+        am.identity_required = Set(v);
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;

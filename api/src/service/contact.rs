@@ -207,6 +207,8 @@ pub async fn submit_contact(
             email: Some(email),
             message,
             session_id: None,
+            end_user_id: None,
+            user_id: None,
         },
     )
     .await?;

@@ -43,6 +43,18 @@ pub async fn ledger(
     paginate(&st.db, scoped::<credit_ledger::Entity>(scope), page).await
 }
 
+/// An operator's grant or revocation: 1 to [`MAX_GRANT`] credits.
+fn check_amount(amount: i64) -> Result<(), AppError> {
+    if (1..=MAX_GRANT).contains(&amount) {
+        Ok(())
+    } else {
+        Err(AppError::bad_input(
+            "input.amount",
+            format!("must be between 1 and {MAX_GRANT}"),
+        ))
+    }
+}
+
 /// Adds `amount` credits to `org_id` with a `GRANT` ledger row and the
 /// `credits.granted` event, atomically (the event is committed, not yet published).
 pub async fn grant(
@@ -51,12 +63,7 @@ pub async fn grant(
     amount: i64,
     note: Option<String>,
 ) -> Result<Adjustment, AppError> {
-    if !(1..=MAX_GRANT).contains(&amount) {
-        return Err(AppError::bad_input(
-            "input.amount",
-            format!("must be between 1 and {MAX_GRANT}"),
-        ));
-    }
+    check_amount(amount)?;
     let txn = crate::service::begin_write(db).await?;
     let res = org::Entity::update_many()
         .col_expr(
@@ -415,12 +422,7 @@ pub async fn revoke(
     amount: i64,
     note: Option<String>,
 ) -> Result<Adjustment, AppError> {
-    if !(1..=MAX_GRANT).contains(&amount) {
-        return Err(AppError::bad_input(
-            "input.amount",
-            format!("must be between 1 and {MAX_GRANT}"),
-        ));
-    }
+    check_amount(amount)?;
     let txn = crate::service::begin_write(db).await?;
     let current = locked_org(&txn, org_id)
         .await?

@@ -158,9 +158,11 @@ pub async fn seed_if_empty(st: &State, public_url: &str) -> Result<Option<Demo>,
             name: Some("Demo widget".into()),
             allowed_origins: Some(demo_origins(public_url)),
             published: Some(true),
+            identity_required: None,
         },
     )
-    .await?;
+    .await?
+    .0;
     Ok(Some(Demo {
         org_id: org.id,
         api_key: key.key,

@@ -198,15 +198,19 @@ pub async fn submit(
             {
                 Some(existing) => add_to_ticket(&txn, existing, &note).await?,
                 None => {
+                    let known =
+                        crate::service::identity::ticket_contact(&txn, message.session_id).await?;
                     let t = ticket::open(
                         &txn,
                         NewTicket {
                             org_id: message.org_id,
                             source: TicketSource::Feedback,
-                            name: None,
-                            email: None,
+                            name: known.name,
+                            email: known.email,
                             message: note,
                             session_id: Some(message.session_id),
+                            end_user_id: known.end_user_id,
+                            user_id: known.user_id,
                         },
                     )
                     .await?;

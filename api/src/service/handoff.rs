@@ -8,7 +8,7 @@
 //! a hundred times still makes one ticket.
 
 use async_graphql::InputObject;
-use entity::{bot, end_user};
+use entity::bot;
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
@@ -70,28 +70,6 @@ fn present(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Name and email the visitor gave in the chat (profile traits), if valid.
-async fn known_contact(
-    st: &AppState,
-    end_user_id: Option<Uuid>,
-) -> Result<(Option<String>, Option<String>), AppError> {
-    let Some(id) = end_user_id else {
-        return Ok((None, None));
-    };
-    let Some(user) = end_user::Entity::find_by_id(id).one(&st.db).await? else {
-        return Ok((None, None));
-    };
-    let trait_of = |k: &str| {
-        user.traits
-            .get(k)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let name = trait_of("name").and_then(|n| domain::name("name", &n).ok());
-    let email = trait_of("email").and_then(|e| domain::email("email", &e).ok());
-    Ok((name, email))
-}
-
 /// Hands the session of `input.session_token` off to a person: opens a
 /// `HANDOFF` ticket (recording `ticket.created`), then emits the bot's hand-off
 /// message as a `HANDOFF` turn event. A session that already has an unclosed
@@ -129,7 +107,7 @@ pub async fn request(
         ));
     }
 
-    let (known_name, known_email) = known_contact(st, session.end_user_id).await?;
+    let known = crate::service::identity::ticket_contact(&st.db, session.id).await?;
     let txn = crate::service::begin_write(&st.db).await?;
     // Writing the session row first serialises concurrent requests of one
     // session, so a double click can't open two tickets.
@@ -150,10 +128,12 @@ pub async fn request(
         NewTicket {
             org_id: session.org_id,
             source: TicketSource::Handoff,
-            name: known_name,
-            email: email.or(known_email),
+            name: known.name,
+            email: email.or(known.email),
             message: note.unwrap_or_else(|| DEFAULT_NOTE.to_string()),
             session_id: Some(session.id),
+            end_user_id: known.end_user_id,
+            user_id: known.user_id,
         },
     )
     .await?;

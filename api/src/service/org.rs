@@ -62,6 +62,7 @@ pub(crate) async fn create_recorded(
         llm_api_key_sealed: Set(None),
         owner_email: Set(owner_email),
         credit_balance: Set(0),
+        retention_days: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -100,7 +101,12 @@ pub struct UpdateOrgSettingsInput {
     /// Your provider's API key (plan GROWTH or higher). Write-only: stored encrypted, never returned; `null` removes it.
     #[graphql(secret)]
     pub llm_api_key: async_graphql::MaybeUndefined<String>,
+    /// Days to keep conversations (sessions, messages, feedback), support tickets and events after their last activity, 1 to 3,650; `null` keeps them forever (the default). A background job deletes what is older; the credit ledger keeps its rows, with their turn references cleared.
+    pub retention_days: async_graphql::MaybeUndefined<i32>,
 }
+
+/// Longest retention period an org may set, in days (ten years).
+pub const RETENTION_DAYS_MAX: i32 = 3_650;
 
 impl std::fmt::Debug for UpdateOrgSettingsInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,6 +131,7 @@ impl std::fmt::Debug for UpdateOrgSettingsInput {
                     .map(|u| crate::config::redact_url(u)),
             )
             .field("llm_api_key", &key)
+            .field("retention_days", &self.retention_days)
             .finish()
     }
 }
@@ -227,6 +234,17 @@ pub async fn update_settings(
                 )
                 .map_err(AppError::internal)?;
             am.llm_api_key_sealed = Set(Some(sealed));
+        }
+    }
+    match change.retention_days {
+        Undefined => {}
+        Null => am.retention_days = Set(None),
+        Value(d) if (1..=RETENTION_DAYS_MAX).contains(&d) => am.retention_days = Set(Some(d)),
+        Value(_) => {
+            return Err(AppError::bad_input(
+                "input.retentionDays",
+                format!("must be 1 to {RETENTION_DAYS_MAX} days, or null to keep everything"),
+            ));
         }
     }
     am.updated_at = Set(Utc::now());

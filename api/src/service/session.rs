@@ -7,20 +7,31 @@ use uuid::Uuid;
 use super::{Page, PageArgs, get, paginate, scoped};
 use crate::{auth::OrgScope, error::AppError, state::State};
 
-/// The caller's chat sessions, optionally of one widget or bot.
+/// Which sessions to list; every given filter must match.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub widget_id: Option<Uuid>,
+    pub bot_id: Option<Uuid>,
+    /// One visitor's sessions (identified visitors have one per device they started on before signing in).
+    pub end_user_id: Option<Uuid>,
+}
+
+/// The caller's chat sessions, optionally of one widget, bot or visitor.
 pub async fn list(
     st: &State,
     scope: &OrgScope,
-    widget_id: Option<Uuid>,
-    bot_id: Option<Uuid>,
+    filter: SessionFilter,
     page: &PageArgs,
 ) -> Result<Page<chat_session::Model>, AppError> {
     let mut q = scoped::<chat_session::Entity>(scope);
-    if let Some(w) = widget_id {
+    if let Some(w) = filter.widget_id {
         q = q.filter(chat_session::Column::ChatWidgetId.eq(w));
     }
-    if let Some(b) = bot_id {
+    if let Some(b) = filter.bot_id {
         q = q.filter(chat_session::Column::BotId.eq(b));
+    }
+    if let Some(u) = filter.end_user_id {
+        q = q.filter(chat_session::Column::EndUserId.eq(u));
     }
     paginate(&st.db, q, page).await
 }

@@ -69,6 +69,10 @@ pub struct NewTicket {
     pub email: Option<String>,
     pub message: String,
     pub session_id: Option<Uuid>,
+    /// The end user who opened it (hand-off, downvote).
+    pub end_user_id: Option<Uuid>,
+    /// The host app's user id, when that visitor is identified.
+    pub user_id: Option<String>,
 }
 
 /// Inserts an `OPEN` ticket through `db` (the transaction that also records its event).
@@ -86,6 +90,8 @@ pub async fn open(
         email: Set(new.email),
         message: Set(new.message),
         session_id: Set(new.session_id),
+        end_user_id: Set(new.end_user_id),
+        user_id: Set(new.user_id),
         assignee_note: Set(None),
         created_at: Set(now),
         updated_at: Set(now),

@@ -54,6 +54,8 @@ pub struct TurnRequest {
     pub message: String,
     pub session_token: Option<String>,
     pub page_url: Option<String>,
+    /// The host app's signed identity of the visitor, if the page sent one.
+    pub identity: service::identity::IdentityClaim,
 }
 
 impl std::fmt::Debug for TurnRequest {
@@ -67,6 +69,7 @@ impl std::fmt::Debug for TurnRequest {
                 &crate::secret::redacted(&self.session_token),
             )
             .field("page_url", &self.page_url)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -141,7 +144,14 @@ pub async fn start(
         Caller::Public { session_token } => session_token.clone(),
         Caller::Org(_) | Caller::Operator(_) => None,
     });
-    let session = match token {
+    let identity = match &widget {
+        Some(w) => service::identity::verify(st, w, &req.identity)?,
+        None => {
+            service::identity::refuse_without_widget(&req.identity)?;
+            None
+        }
+    };
+    let current = match token {
         Some(token) => {
             let session = chat::verify_token(st, &token).await?;
             let same_place =
@@ -151,10 +161,12 @@ pub async fn start(
                     "this session token belongs to another widget".into(),
                 ));
             }
-            session
+            Some(session)
         }
-        None => chat::start_session(&st.db, bot.org_id, bot.id, widget.as_ref()).await?,
+        None => None,
     };
+    let session =
+        service::identity::session_for(st, &bot, widget.as_ref(), current, identity).await?;
     let org = org::Entity::find_by_id(session.org_id)
         .one(&st.db)
         .await?

@@ -203,8 +203,12 @@ pub async fn extract_and_merge(
         };
         let mut traits = user.traits.as_object().cloned().unwrap_or_default();
         let identified = found.contains_key("email");
+        // The host app's signed traits win over what the chat suggests.
+        let host = crate::service::identity::host_traits(&user);
         for (k, v) in found {
-            traits.insert(k, v);
+            if !host.contains_key(&k) {
+                traits.insert(k, v);
+            }
         }
         let mut am: end_user::ActiveModel = user.into();
         am.traits = Set(Value::Object(traits));

@@ -77,3 +77,21 @@ test("stream without a WebSocket implementation explains itself", async () => {
     (err) => err.code === "NO_WEBSOCKET",
   );
 });
+
+test("identify makes every message carry the signed identity", async () => {
+  const sent = [];
+  const fakeFetch = async (_url, init) => {
+    sent.push(JSON.parse(init.body).variables.input);
+    return { status: 200, json: async () => ({ data: { sendMessage: { turnId: "t", sessionId: "s", sessionToken: "k", status: "ANSWERED", text: "hi", citations: [] } } }) };
+  };
+  const chatbot = createChatbot({ baseUrl: "http://sdk.invalid", fetch: fakeFetch });
+  chatbot.identify({ userId: "42", userHash: "ab".repeat(32), traits: { plan: "pro" } });
+  await chatbot.sendMessage({ widgetId: "w", message: "hi" });
+  await chatbot.sendMessage({ widgetId: "w", message: "hi", userId: "43", userHash: "cd" });
+  chatbot.identify(null);
+  await chatbot.sendMessage({ widgetId: "w", message: "hi" });
+  assert.deepEqual(
+    sent.map((i) => [i.userId, i.userHash, i.traits]),
+    [["42", "ab".repeat(32), { plan: "pro" }], ["43", "cd", undefined], [undefined, undefined, undefined]],
+  );
+});

@@ -618,3 +618,21 @@ async fn followed_turns_leave_nothing_in_the_fan_out() {
         "finished turns left topics behind"
     );
 }
+
+#[tokio::test]
+async fn malformed_requests_cost_their_address_too() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.public_rate_limit = 3).await;
+    let send = |body: &'static str| {
+        app.client
+            .post(format!("{}/graphql", app.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for body in ["not json", "{\"query\": 1}", "[]"] {
+        assert_eq!(send(body).await.unwrap().status(), 400, "{body}");
+    }
+    let r = send("not json").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+}

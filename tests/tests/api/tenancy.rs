@@ -36,6 +36,8 @@ struct OrgA {
     /// The bot's reply in `turn`.
     message: Value,
     ticket: Value,
+    /// The visitor of `session`.
+    end_user: Value,
 }
 
 /// Org B's own objects, to point at A's from.
@@ -187,7 +189,16 @@ async fn populate_org_a(app: &TestApp) -> OrgA {
             .unwrap()
     );
 
+    let end_user = app
+        .gql_ok(
+            "query($id: UUID!) { chatSession(id: $id) { endUserId } }",
+            json!({ "id": m["sessionId"] }),
+        )
+        .await["chatSession"]["endUserId"]
+        .clone();
+    assert!(end_user.is_string());
     OrgA {
+        end_user,
         kb,
         art,
         site,
@@ -264,6 +275,7 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
         &a.turn,
         &a.message,
         &a.ticket,
+        &a.end_user,
     ];
     // A's events were published: A's own stream has them (after any late probe).
     loop {
@@ -309,6 +321,8 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
             &a.session,
         ),
         ("query($id: UUID!) { webhook(id: $id) { id } }", &a.webhook),
+        ("query($id: UUID!) { endUser(id: $id) { id } }", &a.end_user),
+        ("query($id: UUID) { exportEndUser(id: $id) }", &a.end_user),
         (
             "query($id: UUID!) { widgetConfig(widgetId: $id) { personaName } }",
             &a.hidden_widget,
@@ -335,6 +349,16 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
         (
             "query($id: UUID) { chatSessions(widgetId: $id) { nodes { id } } }",
             "chatSessions",
+            json!({ "id": a.widget }),
+        ),
+        (
+            "query($id: UUID) { chatSessions(endUserId: $id) { nodes { id } } }",
+            "chatSessions",
+            json!({ "id": a.end_user }),
+        ),
+        (
+            "query($id: UUID) { endUsers(filter: {chatWidgetId: $id}) { nodes { id } } }",
+            "endUsers",
             json!({ "id": a.widget }),
         ),
         (
@@ -379,7 +403,7 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
     assert_eq!(theirs["data"]["kbSearch"], json!([]), "{theirs}");
 
     // Unfiltered lists: nothing of A's (each one non-empty for A).
-    let lists = "{ knowledgeBases { nodes { id } } kbArticles { nodes { id } } sites { nodes { id } } bots { nodes { id } } flows { nodes { id } } tooltips { nodes { id } } chatWidgets { nodes { id } } chatSessions { nodes { id } } supportTickets { nodes { id } } feedback { nodes { id } } webhooks { nodes { id } } notifications { nodes { id } } }";
+    let lists = "{ knowledgeBases { nodes { id } } kbArticles { nodes { id } } sites { nodes { id } } bots { nodes { id } } flows { nodes { id } } tooltips { nodes { id } } chatWidgets { nodes { id } } chatSessions { nodes { id } } supportTickets { nodes { id } } feedback { nodes { id } } webhooks { nodes { id } } notifications { nodes { id } } endUsers { nodes { id } } }";
     let mine = app.gql_ok(lists, json!({})).await;
     for (field, list) in mine.as_object().unwrap() {
         assert!(
@@ -525,6 +549,14 @@ async fn another_orgs_ids_are_not_found(backend: Backend) {
         (
             "mutation($id: UUID!) { updateTicket(input: {id: $id, status: CLOSED}) { id } }",
             &a.ticket,
+        ),
+        (
+            "mutation($id: UUID!) { rotateChatWidgetIdentitySecret(id: $id) { id } }",
+            &a.widget,
+        ),
+        (
+            "mutation($id: UUID) { deleteEndUser(id: $id) { sessions } }",
+            &a.end_user,
         ),
         (
             "mutation($id: UUID!) { submitFeedback(input: {messageId: $id, vote: DOWN, openTicket: true}) { ok } }",

@@ -28,6 +28,13 @@ pub struct TurnInput {
     pub session_token: Option<String>,
     /// The page the visitor is on.
     pub page_url: Option<String>,
+    /// The host app's id of a signed-in visitor (1 to 255 bytes), with `userHash`. A verified identity makes the visitor one end user of this widget across devices and sessions.
+    pub user_id: Option<String>,
+    /// `hex(HMAC-SHA256(identitySecret, userId))`, computed by the host app's server with the widget's identity secret. A wrong or missing hash is `FORBIDDEN` on a widget with `identityRequired`; elsewhere the visitor stays anonymous.
+    #[graphql(secret)]
+    pub user_hash: Option<String>,
+    /// Profile traits of the signed-in visitor (name, email, plan, company, custom keys): an object of at most 50 string, number, boolean or null values, names of 1 to 64 letters, digits, `_`, `-` or `.`, strings up to 1,000 characters, 8 KiB in all. They win over traits extracted from the chat. Only with `userId` and `userHash`.
+    pub traits: Option<async_graphql::Json<serde_json::Value>>,
 }
 
 impl From<TurnInput> for TurnRequest {
@@ -38,6 +45,11 @@ impl From<TurnInput> for TurnRequest {
             message: i.message,
             session_token: i.session_token,
             page_url: i.page_url,
+            identity: crate::service::identity::IdentityClaim {
+                user_id: i.user_id,
+                user_hash: i.user_hash,
+                traits: i.traits.map(|t| t.0),
+            },
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod chat;
 mod content;
+mod end_user;
 mod kb;
 mod operator;
 mod org;
@@ -17,7 +18,7 @@ use async_graphql::MergedObject;
 /// Every write operation. Who may call what:
 /// - an org API key (`wf_live_…`): everything about its own org (bots,
 ///   knowledge bases, sites, content, widgets, API keys, settings, tickets,
-///   webhooks);
+///   webhooks, end users);
 /// - no key (a visitor's browser): `sendMessage`, `startTurn`,
 ///   `submitFeedback`, `requestHandoff`, `submitContact`;
 /// - an operator key (`wf_op_…`): `createOrg`, `setOrgPlan`, `grantCredits`,
@@ -26,6 +27,7 @@ use async_graphql::MergedObject;
 pub struct Mutation(
     org::OrgMutation,
     chat::ChatMutation,
+    end_user::EndUserMutation,
     kb::KbMutation,
     content::ContentMutation,
     widget::WidgetMutation,

@@ -20,16 +20,32 @@ pub struct WidgetMutation;
 
 #[Object]
 impl WidgetMutation {
-    /// Creates a chat widget; its `id` is the public UUID for the `<script>` tag.
+    /// Creates a chat widget; its `id` is the public UUID for the `<script>` tag. The answer carries its `identitySecret`, this once.
     async fn create_chat_widget(
         &self,
         ctx: &Context<'_>,
         input: CreateChatWidgetInput,
     ) -> GqlResult<ChatWidget> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        Ok(service::chat_widget::create(st, &scope, input)
-            .await?
-            .into())
+        let (model, secret) = service::chat_widget::create(st, &scope, input).await?;
+        Ok(ChatWidget {
+            identity_secret: Some(secret),
+            ..model.into()
+        })
+    }
+
+    /// Replaces a chat widget's identity secret and returns the new one in `identitySecret`, this once; the old one stops verifying at once.
+    async fn rotate_chat_widget_identity_secret(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The widget's public id.")] id: Uuid,
+    ) -> GqlResult<ChatWidget> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let (model, secret) = service::chat_widget::rotate_identity_secret(st, &scope, id).await?;
+        Ok(ChatWidget {
+            identity_secret: Some(secret),
+            ..model.into()
+        })
     }
 
     /// Changes a chat widget.

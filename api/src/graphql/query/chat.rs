@@ -24,13 +24,20 @@ impl ChatQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Only this widget's sessions.")] widget_id: Option<Uuid>,
         #[graphql(desc = "Only this bot's sessions.")] bot_id: Option<Uuid>,
+        #[graphql(desc = "Only this visitor's sessions (see `endUsers`).")] end_user_id: Option<
+            Uuid,
+        >,
         #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> GqlResult<ChatSessionConnection> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let filter = service::session::SessionFilter {
+            widget_id,
+            bot_id,
+            end_user_id,
+        };
         Ok(connection(
-            service::session::list(st, &scope, widget_id, bot_id, &PageArgs { first, after })
-                .await?,
+            service::session::list(st, &scope, filter, &PageArgs { first, after }).await?,
             |m| m.id,
         ))
     }

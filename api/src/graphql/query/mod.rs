@@ -2,6 +2,7 @@
 
 mod chat;
 mod content;
+mod end_user;
 mod kb;
 mod operator;
 mod org;
@@ -20,6 +21,7 @@ pub struct Query(
     content::ContentQuery,
     widget::WidgetQuery,
     chat::ChatQuery,
+    end_user::EndUserQuery,
     webhook::WebhookQuery,
     operator::OperatorQuery,
 );

@@ -31,6 +31,19 @@ pub struct ChatSession {
 
 #[ComplexObject]
 impl ChatSession {
+    /// The visitor: identified (host-app `userId`) or anonymous, with their traits.
+    async fn end_user(&self, ctx: &Context<'_>) -> GqlResult<Option<super::EndUser>> {
+        let Some(id) = self.end_user_id else {
+            return Ok(None);
+        };
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        match service::end_user::one(st, &scope, id).await {
+            Ok(u) => Ok(Some(u.into())),
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Every stored step of every turn, in order.
     #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
     async fn messages(
@@ -152,6 +165,10 @@ pub struct SupportTicket {
     pub message: String,
     /// The conversation it came from, whose messages are the transcript.
     pub session_id: Option<Uuid>,
+    /// The visitor who opened it (hand-off, downvote); `null` for the contact form and after that visitor was deleted.
+    pub end_user_id: Option<Uuid>,
+    /// The host app's user id of an identified visitor (signed identity).
+    pub user_id: Option<String>,
     /// Internal note of whoever handles it.
     pub assignee_note: Option<String>,
     /// When it was opened.
@@ -171,6 +188,8 @@ impl TryFrom<entity::support_ticket::Model> for SupportTicket {
             email: m.email,
             message: m.message,
             session_id: m.session_id,
+            end_user_id: m.end_user_id,
+            user_id: m.user_id,
             assignee_note: m.assignee_note,
             created_at: m.created_at,
             updated_at: m.updated_at,

@@ -48,6 +48,7 @@ connections! {
     ChatMessageConnection, ChatMessageEdge, ChatMessage, "A page of chat messages, oldest first.";
     ChatSessionConnection, ChatSessionEdge, ChatSession, "A page of chat sessions, oldest first.";
     ChatWidgetConnection, ChatWidgetEdge, ChatWidget, "A page of chat widgets, oldest first.";
+    EndUserConnection, EndUserEdge, EndUser, "A page of end users (visitors), oldest first.";
     FeedbackConnection, FeedbackEdge, Feedback, "A page of feedback, oldest first.";
     FlowConnection, FlowEdge, Flow, "A page of flows, oldest first.";
     KbArticleConnection, KbArticleEdge, KbArticle, "A page of KB articles, oldest first.";

@@ -4,6 +4,7 @@
 mod chat;
 mod connections;
 mod content;
+mod end_user;
 mod kb;
 mod operator;
 mod org;
@@ -14,6 +15,7 @@ mod widget;
 pub use chat::*;
 pub use connections::*;
 pub use content::*;
+pub use end_user::*;
 pub use kb::*;
 pub use operator::*;
 pub use org::*;

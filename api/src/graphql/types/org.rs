@@ -36,6 +36,8 @@ pub struct Org {
     pub llm_base_url: Option<String>,
     /// Whether an API key of the org's own is stored (the key itself is never returned).
     pub llm_api_key_set: bool,
+    /// Days conversations, tickets and events are kept after their last activity; `null`: forever.
+    pub retention_days: Option<i32>,
     /// When the org was created.
     pub created_at: DateTime<Utc>,
     /// When the org's settings last changed.
@@ -57,6 +59,7 @@ impl TryFrom<entity::org::Model> for Org {
             llm_model: m.llm_model,
             llm_base_url: m.llm_base_url,
             llm_api_key_set: m.llm_api_key_sealed.is_some(),
+            retention_days: m.retention_days,
             created_at: m.created_at,
             updated_at: m.updated_at,
         })

@@ -21,6 +21,12 @@ pub struct ChatWidget {
     pub allowed_origins: Vec<String>,
     /// Whether it answers visitors.
     pub published: bool,
+    /// Whether every visitor must come with a signed identity (`userId` + `userHash`).
+    pub identity_required: bool,
+    /// Whether the widget has an identity secret (widgets made before identity existed get one with `rotateChatWidgetIdentitySecret`).
+    pub identity_secret_set: bool,
+    /// The identity secret, in plain text: only in the answer of `createChatWidget` and `rotateChatWidgetIdentitySecret`, `null` everywhere else (it is stored encrypted and never shown again). The host app's server signs each user id with it: `userHash = hex(HMAC-SHA256(identitySecret, userId))`. Keep it on the server.
+    pub identity_secret: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -36,6 +42,9 @@ impl From<entity::chat_widget::Model> for ChatWidget {
             site_id: m.site_id,
             name: m.name,
             published: m.published,
+            identity_required: m.identity_required,
+            identity_secret_set: m.identity_secret_sealed.is_some(),
+            identity_secret: None,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }

@@ -1,0 +1,290 @@
+//! The retention job: each org's `retentionDays` enforced in the background.
+//!
+//! Every `WAYFINDER_RETENTION_INTERVAL_SECS` each replica sweeps every org
+//! that set a period: chat messages created before the cutoff (with their
+//! feedback), sessions whose last activity is before it, support tickets
+//! last changed before it, outbox events (and their webhook deliveries)
+//! created before it, and end users with no session left who were last seen
+//! before it. The credit ledger keeps every row, money is never forgotten:
+//! the turn and message references of the deleted messages are cleared
+//! first, in the same transaction.
+//!
+//! Work goes in batches of `WAYFINDER_RETENTION_BATCH` rows, each its own
+//! short write transaction, selected by primary key and deleted by id, so
+//! the same statements run on SQLite and PostgreSQL and a large backlog
+//! never holds the write lock for long. Replicas sweeping at once only
+//! repeat each other's deletes (a delete of a gone row is a no-op).
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use entity::{
+    chat_feedback, chat_message, chat_session, credit_ledger, end_user, event, org, support_ticket,
+};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, Query},
+};
+use uuid::Uuid;
+
+use crate::{error::AppError, state::State};
+
+/// What one sweep deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub messages: u64,
+    pub sessions: u64,
+    pub tickets: u64,
+    pub events: u64,
+    pub end_users: u64,
+}
+
+/// Sweeps forever, every `retention_interval_secs` (0: never).
+pub async fn sweep_forever(st: std::sync::Arc<State>) {
+    let secs = st.config.retention_interval_secs;
+    if secs == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match sweep(&st, Utc::now()).await {
+            Ok(s) if s != Swept::default() => tracing::info!(?s, "retention sweep"),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "retention sweep failed; retrying next interval"),
+        }
+    }
+}
+
+/// One sweep of every org with a retention period, as of `now`.
+pub async fn sweep(st: &State, now: DateTime<Utc>) -> Result<Swept, AppError> {
+    let orgs: Vec<(Uuid, Option<i32>)> = org::Entity::find()
+        .select_only()
+        .column(org::Column::Id)
+        .column(org::Column::RetentionDays)
+        .filter(org::Column::RetentionDays.is_not_null())
+        .into_tuple()
+        .all(&st.db)
+        .await?;
+    let batch = st.config.retention_batch.clamp(1, 10_000);
+    let mut total = Swept::default();
+    for (org_id, days) in orgs {
+        let Some(days) = days.filter(|d| *d > 0) else {
+            continue;
+        };
+        let cutoff = now - TimeDelta::days(i64::from(days));
+        let s = sweep_org(st, org_id, cutoff, batch).await?;
+        total.messages += s.messages;
+        total.sessions += s.sessions;
+        total.tickets += s.tickets;
+        total.events += s.events;
+        total.end_users += s.end_users;
+    }
+    Ok(total)
+}
+
+/// Deletes what of `org_id` is older than `cutoff`, `batch` rows at a time.
+async fn sweep_org(
+    st: &State,
+    org_id: Uuid,
+    cutoff: DateTime<Utc>,
+    batch: u64,
+) -> Result<Swept, AppError> {
+    let mut swept = Swept::default();
+    // Messages first (their ledger references cleared with them), then the sessions they emptied.
+    loop {
+        let ids: Vec<Uuid> = chat_message::Entity::find()
+            .select_only()
+            .column(chat_message::Column::Id)
+            .filter(chat_message::Column::OrgId.eq(org_id))
+            .filter(chat_message::Column::CreatedAt.lt(cutoff))
+            .order_by_asc(chat_message::Column::Id)
+            .limit(batch)
+            .into_tuple()
+            .all(&st.db)
+            .await?;
+        if ids.is_empty() {
+            break;
+        }
+        let txn = super::begin_write(&st.db).await?;
+        clear_ledger(&txn, org_id, &ids).await?;
+        chat_feedback::Entity::delete_many()
+            .filter(chat_feedback::Column::MessageId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?;
+        swept.messages += chat_message::Entity::delete_many()
+            .filter(chat_message::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        tokio::task::yield_now().await;
+    }
+    loop {
+        let ids: Vec<Uuid> = chat_session::Entity::find()
+            .select_only()
+            .column(chat_session::Column::Id)
+            .filter(chat_session::Column::OrgId.eq(org_id))
+            .filter(chat_session::Column::UpdatedAt.lt(cutoff))
+            .order_by_asc(chat_session::Column::Id)
+            .limit(batch)
+            .into_tuple()
+            .all(&st.db)
+            .await?;
+        if ids.is_empty() {
+            break;
+        }
+        let txn = super::begin_write(&st.db).await?;
+        // A quiet session can still hold a few messages newer than the cutoff: they go with it.
+        let left: Vec<Uuid> = chat_message::Entity::find()
+            .select_only()
+            .column(chat_message::Column::Id)
+            .filter(chat_message::Column::SessionId.is_in(ids.clone()))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        for chunk in left.chunks(500) {
+            clear_ledger(&txn, org_id, chunk).await?;
+        }
+        support_ticket::Entity::update_many()
+            .col_expr(
+                support_ticket::Column::SessionId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .filter(support_ticket::Column::SessionId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?;
+        chat_feedback::Entity::delete_many()
+            .filter(chat_feedback::Column::SessionId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?;
+        swept.messages += chat_message::Entity::delete_many()
+            .filter(chat_message::Column::SessionId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        swept.sessions += chat_session::Entity::delete_many()
+            .filter(chat_session::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        tokio::task::yield_now().await;
+    }
+    loop {
+        let ids: Vec<Uuid> = support_ticket::Entity::find()
+            .select_only()
+            .column(support_ticket::Column::Id)
+            .filter(support_ticket::Column::OrgId.eq(org_id))
+            .filter(support_ticket::Column::UpdatedAt.lt(cutoff))
+            .order_by_asc(support_ticket::Column::Id)
+            .limit(batch)
+            .into_tuple()
+            .all(&st.db)
+            .await?;
+        if ids.is_empty() {
+            break;
+        }
+        swept.tickets += support_ticket::Entity::delete_many()
+            .filter(support_ticket::Column::Id.is_in(ids))
+            .exec(&st.db)
+            .await?
+            .rows_affected;
+        tokio::task::yield_now().await;
+    }
+    loop {
+        let ids: Vec<Uuid> = event::Entity::find()
+            .select_only()
+            .column(event::Column::Id)
+            .filter(event::Column::OrgId.eq(org_id))
+            .filter(event::Column::CreatedAt.lt(cutoff))
+            .order_by_asc(event::Column::Id)
+            .limit(batch)
+            .into_tuple()
+            .all(&st.db)
+            .await?;
+        if ids.is_empty() {
+            break;
+        }
+        swept.events += event::Entity::delete_many()
+            .filter(event::Column::Id.is_in(ids))
+            .exec(&st.db)
+            .await?
+            .rows_affected;
+        tokio::task::yield_now().await;
+    }
+    loop {
+        let has_session = Query::select()
+            .expr(Expr::val(1))
+            .from(chat_session::Entity)
+            .and_where(
+                Expr::col((chat_session::Entity, chat_session::Column::EndUserId))
+                    .equals((end_user::Entity, end_user::Column::Id)),
+            )
+            .to_owned();
+        let ids: Vec<Uuid> = end_user::Entity::find()
+            .select_only()
+            .column(end_user::Column::Id)
+            .filter(end_user::Column::OrgId.eq(org_id))
+            .filter(end_user::Column::UpdatedAt.lt(cutoff))
+            .filter(Condition::all().add(Expr::exists(has_session).not()))
+            .order_by_asc(end_user::Column::Id)
+            .limit(batch)
+            .into_tuple()
+            .all(&st.db)
+            .await?;
+        if ids.is_empty() {
+            break;
+        }
+        let txn = super::begin_write(&st.db).await?;
+        support_ticket::Entity::update_many()
+            .col_expr(
+                support_ticket::Column::EndUserId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .filter(support_ticket::Column::EndUserId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?;
+        swept.end_users += end_user::Entity::delete_many()
+            .filter(end_user::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        tokio::task::yield_now().await;
+    }
+    Ok(swept)
+}
+
+/// Clears the turn and message references of the ledger rows that point at
+/// the chat messages `message_ids` (or their turns); the rows and amounts stay.
+async fn clear_ledger(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    message_ids: &[Uuid],
+) -> Result<(), AppError> {
+    let turns = Query::select()
+        .column(chat_message::Column::TurnId)
+        .from(chat_message::Entity)
+        .and_where(chat_message::Column::Id.is_in(message_ids.to_vec()))
+        .to_owned();
+    credit_ledger::Entity::update_many()
+        .col_expr(
+            credit_ledger::Column::TurnId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            credit_ledger::Column::MessageId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .filter(credit_ledger::Column::OrgId.eq(org_id))
+        .filter(
+            Condition::any()
+                .add(credit_ledger::Column::TurnId.in_subquery(turns))
+                .add(credit_ledger::Column::MessageId.is_in(message_ids.to_vec())),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}
