@@ -19,7 +19,8 @@ function open(i) {
     ws.on('message', (raw) => {
       const m = JSON.parse(raw);
       if (m.type === 'connection_ack') {
-        ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { orgEvents { kind } }' } }));
+        // SUBSCRIBE=0: sockets without a subscription, to tell their cost apart.
+        if (process.env.SUBSCRIBE !== '0') ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { orgEvents { kind } }' } }));
         setTimeout(() => resolve(ws), 0);
       } else if (m.type === 'ping') ws.send(JSON.stringify({ type: 'pong' }));
       else if (m.type === 'error') reject(new Error(JSON.stringify(m)));
