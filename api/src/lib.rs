@@ -14,6 +14,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod llm;
+pub mod metrics;
 pub mod outbound;
 pub mod pubsub;
 pub mod secret;

@@ -4,6 +4,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -165,7 +166,15 @@ impl App {
         let app = http::router(self.state.clone());
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let state = self.state.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        // Turn events are small writes that follow one another closely: with
+        // Nagle's algorithm on, each one after the first waited for the
+        // client's delayed ACK (~40 ms). Every accepted connection is TCP_NODELAY.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "could not set TCP_NODELAY on an accepted connection");
+            }
+        });
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
             let _ = state.shutdown.send(true);

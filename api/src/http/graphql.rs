@@ -168,7 +168,43 @@ async fn admit(
     }
 }
 
+/// The metrics label of an operation kind.
+pub(crate) fn kind_name(kind: OperationType) -> &'static str {
+    match kind {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    }
+}
+
 async fn execute(
+    st: &AppState,
+    caller: Caller,
+    origin: RequestOrigin,
+    mut batch: BatchRequest,
+    ty: ResponseType,
+) -> Response {
+    let kind = match &mut batch {
+        BatchRequest::Single(request) => {
+            operation::shape(request).map_or("invalid", |s| kind_name(s.kind))
+        }
+        BatchRequest::Batch(_) => "batch",
+    };
+    let labels = crate::metrics::OperationLabels {
+        kind,
+        transport: "http",
+    };
+    let started = std::time::Instant::now();
+    let response = execute_batch(st, caller, origin, batch, ty).await;
+    let m = crate::metrics::metrics();
+    m.operations.get_or_create(&labels).inc();
+    m.operation_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn execute_batch(
     st: &AppState,
     caller: Caller,
     origin: RequestOrigin,

@@ -1,5 +1,5 @@
 //! Non-GraphQL-resolver HTTP: the router, the GraphQL transport (POST, GET,
-//! GraphiQL, graphql-ws), health checks, the drop-in scripts and demo page,
+//! GraphiQL, graphql-ws), health checks, metrics, the drop-in scripts and demo page,
 //! the REST adapters, and the widgets' origin checks.
 
 pub mod assets;
@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod graphql;
 pub mod health;
 pub mod media;
+pub mod metrics;
 pub mod origin;
 pub mod rate_limit;
 pub mod rest;
@@ -50,6 +51,7 @@ pub fn router(st: AppState) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .merge(assets::routes())
         .merge(rest::routes())
         .with_state(st)

@@ -155,6 +155,17 @@ impl RateLimiter {
                 .local
                 .take(&key, cost, interval, tolerance, now_micros()),
         };
+        if verdict.is_err() {
+            let subject = match subject {
+                Subject::Ip(_) => "ip",
+                Subject::Widget(_) => "widget",
+                Subject::ApiKey(_) => "api_key",
+            };
+            crate::metrics::metrics()
+                .rate_limited
+                .get_or_create(&crate::metrics::SubjectLabels { subject })
+                .inc();
+        }
         verdict.map_err(|wait_micros| AppError::RateLimited {
             retry_after: wait_micros.div_ceil(1_000_000).max(1),
         })

@@ -83,6 +83,17 @@ mod close_code {
 /// Messages an operation may have queued for the socket before it waits.
 const OUTBOUND_BUFFER: usize = 64;
 
+/// Initial capacity of a socket's read buffer. axum's default (128 KiB per
+/// socket, allocated up front) made an idle socket cost ~150 KB; graphql-ws
+/// client messages are small, and the buffer still grows for a large one
+/// (up to the body limit, checked by `max_message_size`).
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes buffered before a write goes to the socket: none. Every message is
+/// written (and, with `TCP_NODELAY`, sent) at once instead of waiting in a
+/// 128 KiB per-socket buffer; the socket task flushes after each message anyway.
+const WRITE_BUFFER: usize = 0;
+
 /// How long to wait for the client's close frame after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -99,6 +110,8 @@ pub async fn handler(
 ) -> HttpResponse {
     let limit = st.config.body_limit;
     ws.protocols([PROTOCOL])
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| serve(st, socket, origin, ip))
@@ -141,6 +154,7 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
         return;
     }
 
+    let _open = crate::metrics::GaugeGuard::new(&crate::metrics::metrics().open_sockets);
     let init_timeout = st.config.ws_init_timeout();
     let ping_every = Duration::from_secs(st.config.ws_ping_secs.max(1));
     let write_timeout = Duration::from_secs(st.config.ws_write_timeout_secs.max(1));
@@ -483,6 +497,13 @@ impl Connection {
                 {
                     return refuse(err);
                 }
+                crate::metrics::metrics()
+                    .operations
+                    .get_or_create(&crate::metrics::OperationLabels {
+                        kind: super::graphql::kind_name(shape.kind),
+                        transport: "ws",
+                    })
+                    .inc();
                 let weight = match shape.kind {
                     OperationType::Subscription => shape.root_fields.max(1),
                     _ => 1,

@@ -22,4 +22,8 @@ impl Bus for MemoryBus {
     fn local_topics(&self) -> usize {
         self.fanout.len()
     }
+
+    fn connected(&self) -> bool {
+        true
+    }
 }

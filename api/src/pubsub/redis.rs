@@ -2,9 +2,16 @@
 //!
 //! Publishing pushes onto a bounded queue drained by one writer task, so a
 //! slow or absent Redis never blocks a request (messages beyond the queue are
-//! dropped and logged; subscribers recover them from the database). One
-//! `PSUBSCRIBE prefix*` connection per replica feeds the local fan-out and
-//! reconnects with backoff when Redis goes away.
+//! dropped and logged; subscribers recover them from the database).
+//!
+//! One pub/sub connection per replica carries exactly the channels of the
+//! topics this replica's clients follow: the local fan-out reports a topic's
+//! first subscriber (`SUBSCRIBE`) and its last one leaving (`UNSUBSCRIBE`),
+//! so a replica receives only what its own clients need, and the work of
+//! fan-out grows with a replica's subscribers, not with the deployment's
+//! traffic. When the connection drops, the listener reconnects with backoff,
+//! subscribes the current set again, and then tells every local subscriber
+//! that it may have missed messages (they re-read the store).
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,10 +19,14 @@ use futures_util::StreamExt;
 use redis::{AsyncCommands, aio::ConnectionManager};
 use tokio::sync::mpsc;
 
-use super::{Bus, Fanout, Subscription};
+use super::{Bus, Fanout, Interest, Subscription};
 
 /// Messages waiting for the writer task; beyond this, publish drops and logs.
 const OUTBOX_CAPACITY: usize = 10_000;
+
+/// Channels per `SUBSCRIBE` when re-subscribing after a reconnect, so one
+/// command stays a reasonable size with tens of thousands of topics.
+const RESUBSCRIBE_CHUNK: usize = 1_000;
 
 /// A bus shared by every replica pointing at the same Redis and prefix.
 pub struct RedisBus {
@@ -28,9 +39,9 @@ impl RedisBus {
     /// Connects (failing fast if Redis does not answer) and starts the writer and listener tasks.
     pub async fn connect(client: redis::Client, prefix: String) -> redis::RedisResult<Self> {
         let mut publisher = client.get_connection_manager().await?;
-        // Subscribe before returning, so nothing published after `connect` is missed.
-        let first = subscribe(&client, &prefix).await?;
-        let fanout = Arc::new(Fanout::default());
+        let first = client.get_async_pubsub().await?;
+        let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+        let fanout = Arc::new(Fanout::with_interest(interest_tx));
         let (outbox, mut queue) = mpsc::channel::<(String, String)>(OUTBOX_CAPACITY);
 
         tokio::spawn(async move {
@@ -42,40 +53,13 @@ impl RedisBus {
             }
         });
 
-        let listener_fanout = fanout.clone();
-        let listener_prefix = prefix.clone();
-        tokio::spawn(async move {
-            let mut pubsub = Some(first);
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let conn = match pubsub.take() {
-                    Some(c) => c,
-                    None => match subscribe(&client, &listener_prefix).await {
-                        Ok(c) => {
-                            backoff = Duration::from_millis(100);
-                            c
-                        }
-                        Err(err) => {
-                            tracing::warn!(%err, "redis subscribe failed; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                            continue;
-                        }
-                    },
-                };
-                let mut messages = conn.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let Some(topic) = msg.get_channel_name().strip_prefix(&listener_prefix) else {
-                        continue;
-                    };
-                    match msg.get_payload::<String>() {
-                        Ok(payload) => listener_fanout.deliver(topic, Arc::from(payload)),
-                        Err(err) => tracing::warn!(%err, topic, "undecodable redis message"),
-                    }
-                }
-                tracing::warn!("redis subscription ended; reconnecting");
-            }
-        });
+        tokio::spawn(listen(
+            client,
+            prefix.clone(),
+            fanout.clone(),
+            Some(first),
+            interest_rx,
+        ));
 
         Ok(Self {
             fanout,
@@ -85,10 +69,84 @@ impl RedisBus {
     }
 }
 
-async fn subscribe(client: &redis::Client, prefix: &str) -> redis::RedisResult<redis::aio::PubSub> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.psubscribe(format!("{prefix}*")).await?;
-    Ok(pubsub)
+/// The listener: one pub/sub connection, kept subscribed to the local topics.
+async fn listen(
+    client: redis::Client,
+    prefix: String,
+    fanout: Arc<Fanout>,
+    mut first: Option<redis::aio::PubSub>,
+    mut interest: mpsc::UnboundedReceiver<Interest>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let conn = match first.take() {
+            Some(c) => Ok(c),
+            None => client.get_async_pubsub().await,
+        };
+        let (mut sink, mut messages) = match conn {
+            Ok(c) => c.split(),
+            Err(err) => {
+                tracing::warn!(%err, "redis subscribe failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        // Changes queued while disconnected are covered by the snapshot; the
+        // ones after it are applied in order below (both idempotent in Redis).
+        let topics = fanout.topics();
+        let mut resubscribed = true;
+        for chunk in topics.chunks(RESUBSCRIBE_CHUNK) {
+            let channels: Vec<String> = chunk.iter().map(|t| format!("{prefix}{t}")).collect();
+            if let Err(err) = sink.subscribe(&channels).await {
+                tracing::warn!(%err, "redis re-subscribe failed; reconnecting");
+                resubscribed = false;
+                break;
+            }
+        }
+        if !resubscribed {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        fanout.mark_live(&topics);
+        fanout.set_connected(true);
+        tracing::debug!(topics = topics.len(), "redis subscription connected");
+        loop {
+            tokio::select! {
+                msg = messages.next() => {
+                    let Some(msg) = msg else { break };
+                    let Some(topic) = msg.get_channel_name().strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    match msg.get_payload::<String>() {
+                        Ok(payload) => fanout.deliver(topic, Arc::from(payload)),
+                        Err(err) => tracing::warn!(%err, topic, "undecodable redis message"),
+                    }
+                }
+                change = interest.recv() => {
+                    let Some(change) = change else { return };
+                    let done = match &change {
+                        Interest::Follow(topic) => {
+                            let done = sink.subscribe(format!("{prefix}{topic}")).await;
+                            if done.is_ok() {
+                                fanout.mark_live(std::slice::from_ref(topic));
+                            }
+                            done
+                        }
+                        Interest::Forget(topic) => sink.unsubscribe(format!("{prefix}{topic}")).await,
+                    };
+                    if let Err(err) = done {
+                        tracing::warn!(%err, ?change, "redis (un)subscribe failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+        fanout.set_connected(false);
+        tracing::warn!("redis subscription ended; reconnecting");
+    }
 }
 
 impl Bus for RedisBus {
@@ -108,6 +166,10 @@ impl Bus for RedisBus {
 
     fn local_topics(&self) -> usize {
         self.fanout.len()
+    }
+
+    fn connected(&self) -> bool {
+        self.fanout.connected()
     }
 }
 

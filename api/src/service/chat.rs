@@ -137,6 +137,9 @@ pub async fn start_session(
 /// One event to store as a chat message.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// The row's id when chosen beforehand (a coalesced answer's chunks
+    /// were published with it); a new one otherwise.
+    pub id: Option<Uuid>,
     pub status: TurnStatus,
     /// `user`, `bot` or `status`.
     pub role: &'static str,
@@ -155,7 +158,7 @@ pub async fn store_event(
     ev: NewEvent,
 ) -> Result<chat_message::Model, AppError> {
     Ok(chat_message::ActiveModel {
-        id: Set(new_id()),
+        id: Set(ev.id.unwrap_or_else(new_id)),
         org_id: Set(session.org_id),
         session_id: Set(session.id),
         turn_id: Set(turn_id),

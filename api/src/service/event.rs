@@ -110,6 +110,23 @@ pub async fn relay(st: std::sync::Arc<State>, every: Duration, grace: Duration) 
     }
 }
 
+/// `org_id`'s events created at or after `since`, oldest first, at most
+/// `limit` (live subscriptions re-read what the bus may have dropped).
+pub async fn created_since(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    since: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<event::Model>, AppError> {
+    Ok(event::Entity::find()
+        .filter(event::Column::OrgId.eq(org_id))
+        .filter(event::Column::CreatedAt.gte(since))
+        .order_by_asc(event::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
 /// The caller's org's events, oldest first, optionally only those of `kind`.
 pub async fn list(
     st: &State,

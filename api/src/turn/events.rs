@@ -2,8 +2,22 @@
 //! receive. Every event is stored first, then published on the turn's and
 //! the session's topics, so a subscriber that misses a live message finds it
 //! in the store.
+//!
+//! Except streamed answer chunks (`ANSWER_DELTA`): a long answer would be
+//! dozens of rows on the one SQLite writer. They get their sequence numbers
+//! and are published at once, but the [`Emitter`] holds them in memory and
+//! stores them as **one** coalesced row (the chunks in `payload.parts`, the
+//! row's `seq` the first chunk's) just before the turn's next stored event,
+//! or, while the stream goes on, at most [`MAX_CHECKPOINTS`] times when the
+//! oldest held chunk is [`CHECKPOINT_AFTER`] old. [`TurnEvent::from_stored`]
+//! expands such a row back into the chunks with their own sequence numbers,
+//! so a replay is the same stream as the live one, and a subscriber that
+//! missed live chunks (another replica joining mid-answer, a lag, a Redis
+//! outage) finds them in the store by the next checkpoint or the answer.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
 
 use async_graphql::{Enum, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -85,6 +99,10 @@ pub struct EventPayload {
     /// Why the turn fell back (logged reason, never shown verbatim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A coalesced `ANSWER_DELTA` row: its chunks, in order, the first at the
+    /// row's `seq`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
 }
 
 /// One step of a chat turn, as subscribers and `sendMessage` see it.
@@ -122,7 +140,28 @@ pub struct TurnEvent {
 }
 
 impl TurnEvent {
-    /// The event of a stored message; unknown statuses are a data error.
+    /// The events of a stored message: one, or a coalesced row's chunks.
+    pub fn from_stored(m: &chat_message::Model) -> Result<Vec<Self>, AppError> {
+        let mut first = Self::from_message(m)?;
+        let payload: EventPayload = serde_json::from_value(m.payload.clone()).unwrap_or_default();
+        if payload.parts.is_empty() {
+            return Ok(vec![first]);
+        }
+        first.delta = None;
+        Ok(payload
+            .parts
+            .into_iter()
+            .zip(m.seq..)
+            .map(|(part, seq)| Self {
+                seq,
+                delta: Some(part),
+                ..first.clone()
+            })
+            .collect())
+    }
+
+    /// The event of a stored message (a coalesced row: its first chunk, see
+    /// [`TurnEvent::from_stored`]); unknown statuses are a data error.
     pub fn from_message(m: &chat_message::Model) -> Result<Self, AppError> {
         let payload: EventPayload = serde_json::from_value(m.payload.clone()).unwrap_or_default();
         Ok(Self {
@@ -144,12 +183,32 @@ impl TurnEvent {
     }
 }
 
+/// While an answer streams, held chunks are stored once the oldest is this
+/// old, so a subscriber that missed them live waits at most about this long.
+pub const CHECKPOINT_AFTER: Duration = Duration::from_secs(1);
+/// Mid-stream stores per turn at most: with the first event, the final
+/// coalesced chunks, the answer and `COMPLETED`, a turn writes at most 7
+/// event rows whatever its length.
+pub const MAX_CHECKPOINTS: u32 = 2;
+
+/// Chunks published but not stored yet.
+struct Held {
+    /// The id the coalesced row will have (live chunks carry it already, so
+    /// a vote or a dedupe by message id sees the same id live and replayed).
+    message_id: Uuid,
+    first_seq: i32,
+    parts: Vec<String>,
+    since: Instant,
+}
+
 /// Stores and publishes the events of one turn, numbering them.
 pub struct Emitter {
     st: Arc<State>,
     pub session: chat_session::Model,
     pub turn_id: Uuid,
     next_seq: i32,
+    held: Option<Held>,
+    checkpoints: u32,
 }
 
 impl Emitter {
@@ -160,10 +219,13 @@ impl Emitter {
             session,
             turn_id,
             next_seq: 1,
+            held: None,
+            checkpoints: 0,
         }
     }
 
-    /// Stores the event, then publishes it on the turn and session topics.
+    /// Stores the event, then publishes it on the turn and session topics
+    /// (an `ANSWER_DELTA` is published at once and stored coalesced later).
     pub async fn emit(
         &mut self,
         status: TurnStatus,
@@ -173,6 +235,10 @@ impl Emitter {
         model: Option<String>,
         tokens_used: i32,
     ) -> Result<TurnEvent, AppError> {
+        if status == TurnStatus::AnswerDelta {
+            return self.emit_delta(payload.delta.unwrap_or_default()).await;
+        }
+        self.store_held().await?;
         let seq = self.next_seq;
         let stored = store_event(
             &self.st.db,
@@ -180,6 +246,7 @@ impl Emitter {
             self.turn_id,
             seq,
             NewEvent {
+                id: None,
                 status,
                 role,
                 text: text.into(),
@@ -191,13 +258,81 @@ impl Emitter {
         .await?;
         self.next_seq += 1;
         let event = TurnEvent::from_message(&stored)?;
-        match serde_json::to_string(&event) {
+        self.publish(&event);
+        Ok(event)
+    }
+
+    /// Publishes a chunk and holds it for the coalesced row.
+    async fn emit_delta(&mut self, delta: String) -> Result<TurnEvent, AppError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let held = self.held.get_or_insert_with(|| Held {
+            message_id: crate::service::new_id(),
+            first_seq: seq,
+            parts: vec![],
+            since: Instant::now(),
+        });
+        held.parts.push(delta.clone());
+        let event = TurnEvent {
+            seq,
+            turn_id: self.turn_id,
+            session_id: self.session.id,
+            message_id: held.message_id,
+            status: TurnStatus::AnswerDelta,
+            text: String::new(),
+            delta: Some(delta),
+            citations: vec![],
+            content: None,
+            navigate_to: None,
+            handoff_offered: false,
+            model: None,
+            tokens_used: 0,
+            created_at: Utc::now(),
+        };
+        let due = held.since.elapsed() >= CHECKPOINT_AFTER;
+        self.publish(&event);
+        if due && self.checkpoints < MAX_CHECKPOINTS {
+            self.checkpoints += 1;
+            self.store_held().await?;
+        }
+        Ok(event)
+    }
+
+    /// Stores the held chunks as one row (nothing when none are held).
+    async fn store_held(&mut self) -> Result<(), AppError> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let payload = EventPayload {
+            parts: held.parts,
+            ..Default::default()
+        };
+        store_event(
+            &self.st.db,
+            &self.session,
+            self.turn_id,
+            held.first_seq,
+            NewEvent {
+                id: Some(held.message_id),
+                status: TurnStatus::AnswerDelta,
+                role: "status",
+                text: String::new(),
+                payload: serde_json::to_value(&payload).map_err(AppError::internal)?,
+                model: None,
+                tokens_used: 0,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn publish(&self, event: &TurnEvent) {
+        match serde_json::to_string(event) {
             Ok(json) => {
                 self.st.bus.publish(&turn_topic(self.turn_id), json.clone());
                 self.st.bus.publish(&session_topic(self.session.id), json);
             }
             Err(err) => tracing::error!(%err, "turn event not serialisable"),
         }
-        Ok(event)
     }
 }

@@ -300,6 +300,12 @@ pub async fn run(st: AppState, mut turn: StartedTurn) -> TurnOutcome {
             }
         }
     };
+    crate::metrics::metrics()
+        .turns
+        .get_or_create(&crate::metrics::TurnLabels {
+            status: outcome.status.as_str(),
+        })
+        .inc();
     if let Err(err) = turn
         .emitter
         .emit(
@@ -575,6 +581,7 @@ async fn llm_answer(
     {
         Ok(r) => r,
         Err(service::credits::ReserveError::Insufficient) => {
+            crate::metrics::metrics().credit_refusals.inc();
             return insufficient_credits(st, turn).await;
         }
         Err(service::credits::ReserveError::Failed(err)) => return Err(err),
@@ -630,6 +637,8 @@ async fn llm_answer(
     // Settle by what the provider reported (nothing reported: nothing charged).
     // Had anything above panicked or been cancelled, dropping the guard refunds.
     let used = usage.map(|u| u.total()).unwrap_or(0);
+    let usable = usage.is_some() && failure.is_none() && !full.trim().is_empty();
+    crate::metrics::metrics().llm_call(provider.name(), &model, usable, used, started.elapsed());
     reservation
         .settle(service::credits::cost(u64::from(used), price), used)
         .await;

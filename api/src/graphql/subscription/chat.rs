@@ -1,20 +1,24 @@
 //! Live turns: `chatTurn` for the widget following one turn, `sessionEvents`
 //! for a dashboard watching a conversation.
 //!
-//! No gap and no duplicate whatever the timing: subscribe to the bus first,
-//! then replay the store, then pass live events after the last replayed
-//! sequence number. A live event that skips ahead (a lost or lagged message)
-//! is filled in from the store, and an idle stream re-checks the store, so a
-//! subscriber on any replica sees every event once, in order.
+//! No gap and no duplicate whatever the timing: subscribe to the bus first
+//! (and wait, briefly, until the bus delivers that topic from other
+//! replicas), then replay the store, then pass live events after the last
+//! sequence number seen of their turn. A live event that skips ahead (a lost
+//! message), a lagging subscriber and a bus that reconnected (Redis came
+//! back: anything published meanwhile is gone) all re-read the store, and an
+//! idle stream re-checks it every [`IDLE_RECHECK`], so a subscriber on any
+//! replica sees every event once and in order, through a Redis outage too.
+//! `sessionEvents` tracks the last sequence number per turn (a session's
+//! events are its turns' events), which is its gap detector.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     time::Duration,
 };
 
 use async_graphql::{Context, Subscription};
 use futures_util::{Stream, stream};
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::{
@@ -22,7 +26,7 @@ use crate::{
     domain::TurnStatus,
     error::{AppError, GqlError},
     graphql::ContextExt,
-    pubsub::Subscription,
+    pubsub::{Delivery, Subscription},
     service::chat,
     state::AppState,
     turn::events::{TurnEvent, session_topic, turn_topic},
@@ -30,10 +34,29 @@ use crate::{
 
 /// How long a live stream waits before re-checking the store.
 const IDLE_RECHECK: Duration = Duration::from_secs(10);
+/// The same while the bus is disconnected (Redis down): other replicas'
+/// events only reach this one through the store then, so look more often.
+const OUTAGE_RECHECK: Duration = Duration::from_millis(500);
+
+/// How long a live stream may wait for the bus before re-reading the store.
+pub(crate) fn recheck_after(st: &AppState) -> Duration {
+    if st.bus.connected() {
+        IDLE_RECHECK
+    } else {
+        OUTAGE_RECHECK
+    }
+}
 /// A turn subscription gives up after this long without completion.
 const TURN_MAX: Duration = Duration::from_secs(600);
-/// Events a `sessionEvents` subscription replays.
+/// Events a `sessionEvents` subscription replays (and re-reads on a gap).
 const SESSION_REPLAY: u64 = 200;
+/// How long a new subscription waits for the bus to deliver its topic from
+/// other replicas before it replays the store (Redis confirms a `SUBSCRIBE`
+/// in well under a millisecond; a down Redis is not waited for at all).
+pub(crate) const BUS_READY_WAIT: Duration = Duration::from_secs(1);
+/// Turns whose last sequence number a `sessionEvents` subscription keeps;
+/// beyond it the oldest are forgotten (a conversation has far fewer).
+const SESSION_TURNS_KEPT: usize = 1_000;
 
 /// May the caller see session `session_id`? Another org's session is `NOT_FOUND`.
 async fn authorize(
@@ -69,7 +92,8 @@ async fn authorize(
 
 fn events(rows: Vec<entity::chat_message::Model>) -> VecDeque<TurnEvent> {
     rows.iter()
-        .filter_map(|m| TurnEvent::from_message(m).ok())
+        .filter_map(|m| TurnEvent::from_stored(m).ok())
+        .flatten()
         .collect()
 }
 
@@ -78,22 +102,52 @@ struct TurnFollow {
     rx: Subscription,
     turn_id: Uuid,
     pending: VecDeque<TurnEvent>,
+    /// Live events past a gap, kept until the gap is filled (by the store),
+    /// so the chunks after a missed one are not read again.
+    ahead: BTreeMap<i32, TurnEvent>,
+    /// When the store was last read because of a gap in the chunks.
+    filled_at: Option<tokio::time::Instant>,
     last_seq: i32,
     done: bool,
     started: tokio::time::Instant,
 }
 
+/// While live chunks wait behind a gap, how often the store is re-read:
+/// missed chunks are stored at the next checkpoint or with the answer, so
+/// reading it for every chunk would only load the database.
+const GAP_RECHECK: Duration = Duration::from_millis(250);
+
 impl TurnFollow {
+    fn tail(&self) -> i32 {
+        self.pending.back().map_or(self.last_seq, |e| e.seq)
+    }
+
     async fn fill(&mut self) {
-        match chat::turn_events(&self.st.db, self.turn_id, self.last_seq).await {
+        self.filled_at = Some(tokio::time::Instant::now());
+        // From the start: a coalesced row begins before the chunks it holds.
+        match chat::turn_events(&self.st.db, self.turn_id, 0).await {
             Ok(rows) => {
                 for ev in events(rows) {
-                    if ev.seq > self.pending.back().map_or(self.last_seq, |e| e.seq) {
+                    if ev.seq > self.tail() {
                         self.pending.push_back(ev);
                     }
                 }
             }
             Err(err) => tracing::warn!(%err, "chatTurn could not read the store"),
+        }
+        self.release_ahead();
+    }
+
+    /// Moves live events that now follow on without a gap to `pending`.
+    fn release_ahead(&mut self) {
+        let tail = self.tail();
+        self.ahead.retain(|seq, _| *seq > tail);
+        loop {
+            let next = self.tail() + 1;
+            match self.ahead.remove(&next) {
+                Some(ev) => self.pending.push_back(ev),
+                None => break,
+            }
         }
     }
 
@@ -110,8 +164,13 @@ impl TurnFollow {
             if self.done || self.started.elapsed() > TURN_MAX {
                 return None;
             }
-            match tokio::time::timeout(IDLE_RECHECK, self.rx.recv()).await {
-                Ok(Ok(raw)) => {
+            let wait = if self.ahead.is_empty() {
+                recheck_after(&self.st)
+            } else {
+                GAP_RECHECK
+            };
+            match tokio::time::timeout(wait, self.rx.recv()).await {
+                Ok(Delivery::Message(raw)) => {
                     let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw) else {
                         continue;
                     };
@@ -120,12 +179,20 @@ impl TurnFollow {
                     }
                     if ev.seq == self.last_seq + 1 {
                         self.pending.push_back(ev);
-                    } else {
+                        self.release_ahead();
+                        continue;
+                    }
+                    // Past a gap. A stored event means the store holds
+                    // everything before it; a chunk may be ahead of the store.
+                    let stored = ev.status != TurnStatus::AnswerDelta;
+                    self.ahead.insert(ev.seq, ev);
+                    let recently = self.filled_at.is_some_and(|at| at.elapsed() < GAP_RECHECK);
+                    if stored || !recently {
                         self.fill().await;
                     }
                 }
-                Ok(Err(RecvError::Lagged(_))) | Err(_) => self.fill().await,
-                Ok(Err(RecvError::Closed)) => {
+                Ok(Delivery::Gap) | Err(_) => self.fill().await,
+                Ok(Delivery::Closed) => {
                     self.fill().await;
                     if self.pending.is_empty() {
                         return None;
@@ -140,41 +207,66 @@ struct SessionFollow {
     st: AppState,
     rx: Subscription,
     session_id: Uuid,
+    /// Events to deliver, in order.
     pending: VecDeque<TurnEvent>,
-    seen: HashSet<Uuid>,
-    last_id: Option<Uuid>,
+    /// The highest sequence number queued per turn: an event at or below it
+    /// is a duplicate, one past it the next, further on a gap.
+    queued: HashMap<Uuid, i32>,
+    /// Turns in the order first seen, to forget the oldest.
+    turns: VecDeque<Uuid>,
 }
 
 impl SessionFollow {
+    /// Queues `ev` unless it was queued before; false when it skips ahead of
+    /// its turn's last queued event (something was missed).
+    fn offer(&mut self, ev: TurnEvent, live: bool) -> bool {
+        let last = self.queued.get(&ev.turn_id).copied();
+        if last.is_some_and(|l| ev.seq <= l) {
+            return true;
+        }
+        if live && ev.seq != last.unwrap_or(0) + 1 {
+            return false;
+        }
+        if last.is_none() {
+            self.turns.push_back(ev.turn_id);
+            if self.turns.len() > SESSION_TURNS_KEPT
+                && let Some(old) = self.turns.pop_front()
+            {
+                self.queued.remove(&old);
+            }
+        }
+        self.queued.insert(ev.turn_id, ev.seq);
+        self.pending.push_back(ev);
+        true
+    }
+
+    /// Re-reads the session's recent events and queues what is new.
     async fn fill(&mut self) {
-        if let Ok(rows) =
-            chat::session_events(&self.st.db, self.session_id, self.last_id, SESSION_REPLAY).await
-        {
-            self.pending.extend(events(rows));
+        match chat::recent_session_events(&self.st.db, self.session_id, SESSION_REPLAY).await {
+            Ok(rows) => {
+                for ev in events(rows) {
+                    self.offer(ev, false);
+                }
+            }
+            Err(err) => tracing::warn!(%err, "sessionEvents could not read the store"),
         }
     }
 
     async fn next(mut self) -> Option<(TurnEvent, Self)> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
-                if !self.seen.insert(ev.message_id) {
-                    continue;
-                }
-                if self.seen.len() > 10_000 {
-                    self.seen.clear();
-                    self.seen.insert(ev.message_id);
-                }
-                self.last_id = Some(self.last_id.map_or(ev.message_id, |l| l.max(ev.message_id)));
                 return Some((ev, self));
             }
-            match self.rx.recv().await {
-                Ok(raw) => {
-                    if let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw) {
-                        self.pending.push_back(ev);
+            match tokio::time::timeout(recheck_after(&self.st), self.rx.recv()).await {
+                Ok(Delivery::Message(raw)) => {
+                    if let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw)
+                        && !self.offer(ev, true)
+                    {
+                        self.fill().await;
                     }
                 }
-                Err(RecvError::Lagged(_)) => self.fill().await,
-                Err(RecvError::Closed) => return None,
+                Ok(Delivery::Gap) | Err(_) => self.fill().await,
+                Ok(Delivery::Closed) => return None,
             }
         }
     }
@@ -203,13 +295,16 @@ impl ChatSubscription {
                 AppError::NotFound { .. } => AppError::not_found("turn"),
                 other => other,
             })?;
-        let rx = st.bus.subscribe(&turn_topic(turn_id));
+        let mut rx = st.bus.subscribe(&turn_topic(turn_id));
+        rx.ready(BUS_READY_WAIT).await;
         let pending = events(chat::turn_events(&st.db, turn_id, 0).await?);
         let follow = TurnFollow {
             st,
             rx,
             turn_id,
             pending,
+            ahead: BTreeMap::new(),
+            filled_at: None,
             last_seq: 0,
             done: false,
             started: tokio::time::Instant::now(),
@@ -228,16 +323,20 @@ impl ChatSubscription {
     ) -> Result<impl Stream<Item = TurnEvent> + use<>, GqlError> {
         let st = ctx.state()?.clone();
         authorize(&st, &ctx.caller(), session_id, session_token).await?;
-        let rx = st.bus.subscribe(&session_topic(session_id));
+        let mut rx = st.bus.subscribe(&session_topic(session_id));
+        rx.ready(BUS_READY_WAIT).await;
         let rows = chat::recent_session_events(&st.db, session_id, SESSION_REPLAY).await?;
-        let follow = SessionFollow {
+        let mut follow = SessionFollow {
             st,
             rx,
             session_id,
-            pending: events(rows),
-            seen: HashSet::new(),
-            last_id: None,
+            pending: VecDeque::new(),
+            queued: HashMap::new(),
+            turns: VecDeque::new(),
         };
+        for ev in events(rows) {
+            follow.offer(ev, false);
+        }
         Ok(stream::unfold(follow, SessionFollow::next))
     }
 }

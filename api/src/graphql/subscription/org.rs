@@ -1,22 +1,114 @@
 //! The org's outbox events, live.
+//!
+//! Outbox events carry no sequence number (they come from every replica's
+//! changes), so a subscription finds what it missed by time instead: when it
+//! may have missed messages (it lagged, or the bus reconnected after a Redis
+//! outage) and after a while without any (10 s, half a second while Redis is down), it re-reads the org's
+//! stored events from a little before the newest one it has seen
+//! ([`FILL_OVERLAP`]: clocks of replicas and commit order disagree by
+//! milliseconds) and skips the ids it already delivered. Each event reaches
+//! the subscriber once; live events in the order they arrive, re-read ones
+//! oldest first.
+
+use std::collections::{HashSet, VecDeque};
 
 use async_graphql::{Context, Subscription};
-use futures_util::{Stream, StreamExt, stream};
-use tokio::sync::broadcast::error::RecvError;
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, stream};
+use uuid::Uuid;
 
 use crate::{
     error::GqlError,
     graphql::{ContextExt, types::OrgEvent},
-    pubsub::org_topic,
-    service::event::BusEvent,
+    pubsub::{Delivery, Subscription as BusSubscription, org_topic},
+    service::event::{self, BusEvent},
+    state::AppState,
 };
+
+/// How far before the newest delivered event a re-read starts.
+const FILL_OVERLAP: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// Events one re-read returns at most.
+const FILL_LIMIT: u64 = 500;
+/// Delivered ids remembered to skip duplicates: far more than one re-read
+/// window holds, and a fixed cost per subscription.
+const SEEN_KEPT: usize = 2_048;
+
+struct OrgFollow {
+    st: AppState,
+    rx: BusSubscription,
+    org_id: Uuid,
+    kinds: Option<Vec<String>>,
+    pending: VecDeque<BusEvent>,
+    seen: HashSet<Uuid>,
+    seen_order: VecDeque<Uuid>,
+    /// When the newest event delivered (or the subscription) was created.
+    newest: DateTime<Utc>,
+    /// When the subscription started: older events are not re-read.
+    since: DateTime<Utc>,
+}
+
+impl OrgFollow {
+    /// Queues `ev` unless it was delivered (or queued) before.
+    fn offer(&mut self, ev: BusEvent) {
+        if ev.org_id != self.org_id || !self.seen.insert(ev.id) {
+            return;
+        }
+        self.seen_order.push_back(ev.id);
+        if self.seen_order.len() > SEEN_KEPT
+            && let Some(old) = self.seen_order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.newest = self.newest.max(ev.created_at);
+        self.pending.push_back(ev);
+    }
+
+    async fn fill(&mut self) {
+        match event::created_since(
+            &self.st.db,
+            self.org_id,
+            self.newest - FILL_OVERLAP,
+            FILL_LIMIT,
+        )
+        .await
+        {
+            Ok(rows) => {
+                let since = self.since;
+                for row in rows.iter().filter(|r| r.created_at >= since) {
+                    self.offer(BusEvent::from(row));
+                }
+            }
+            Err(err) => tracing::warn!(%err, "orgEvents could not read the store"),
+        }
+    }
+
+    async fn next(mut self) -> Option<(OrgEvent, Self)> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                if self.kinds.as_ref().is_some_and(|k| !k.contains(&ev.kind)) {
+                    continue;
+                }
+                return Some((OrgEvent::from(ev), self));
+            }
+            match tokio::time::timeout(super::chat::recheck_after(&self.st), self.rx.recv()).await {
+                Ok(Delivery::Message(raw)) => {
+                    if let Ok(ev) = serde_json::from_str::<BusEvent>(&raw) {
+                        self.offer(ev);
+                    }
+                }
+                Ok(Delivery::Gap) | Err(_) => self.fill().await,
+                Ok(Delivery::Closed) => return None,
+            }
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct OrgSubscription;
 
 #[Subscription]
 impl OrgSubscription {
-    /// Every outbox event of the caller's org from now on (`bot.created`, `ticket.created_via_widget`, …), on whichever replica the client is connected to.
+    /// Every outbox event of the caller's org from now on (`bot.created`, `ticket.created_via_widget`, …), on whichever replica the client is connected to; events missed while Redis was away are read back from the store, each delivered once.
     async fn org_events(
         &self,
         ctx: &Context<'_>,
@@ -24,35 +116,21 @@ impl OrgSubscription {
             Vec<String>,
         >,
     ) -> Result<impl Stream<Item = OrgEvent> + use<>, GqlError> {
-        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let (st, scope) = (ctx.state()?.clone(), ctx.scope()?);
         let org_id = scope.org_id();
-        let rx = st.bus.subscribe(&org_topic(org_id));
-        let messages = stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(raw) => return Some((raw, rx)),
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            skipped = n,
-                            "orgEvents subscriber lagged; events skipped (query `events` to catch up)"
-                        );
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        });
-        Ok(messages.filter_map(move |raw| {
-            let kinds = kinds.clone();
-            async move {
-                let ev: BusEvent = serde_json::from_str(&raw).ok()?;
-                if ev.org_id != org_id {
-                    return None;
-                }
-                if kinds.as_ref().is_some_and(|k| !k.contains(&ev.kind)) {
-                    return None;
-                }
-                Some(OrgEvent::from(ev))
-            }
-        }))
+        let mut rx = st.bus.subscribe(&org_topic(org_id));
+        rx.ready(super::chat::BUS_READY_WAIT).await;
+        let follow = OrgFollow {
+            st,
+            rx,
+            org_id,
+            kinds,
+            pending: VecDeque::new(),
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+            newest: Utc::now(),
+            since: Utc::now(),
+        };
+        Ok(stream::unfold(follow, OrgFollow::next))
     }
 }

@@ -1,0 +1,130 @@
+//! Writes per turn: a long streamed answer is not one row per chunk. The
+//! chunks reach the socket one by one, are stored coalesced, and a replay of
+//! the finished turn is the same stream.
+
+use std::time::Duration;
+
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use wayfinder::llm::ProviderKind;
+
+use crate::{
+    chat_turn::{ARTICLES, widget_with_kb},
+    fake_llm::{Behaviour, FakeLlm},
+    helpers::*,
+    on_both_databases,
+};
+
+on_both_databases!(a_long_streamed_turn_writes_a_few_rows_and_replays_whole);
+
+const CHAT_TURN: &str = "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { seq status delta text messageId } }";
+
+async fn follow(app: &TestApp, turn: &Value, token: &Value) -> Vec<Value> {
+    let mut ws = WsClient::connect(&app.ws_url, json!({})).await;
+    ws.subscribe("t", CHAT_TURN, json!({ "t": turn, "s": token }))
+        .await;
+    ws.collect("t", Duration::from_secs(10))
+        .await
+        .into_iter()
+        .map(|p| p["data"]["chatTurn"].clone())
+        .collect()
+}
+
+async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backend) {
+    // Arrange: an LLM (OpenAI's wire format) answering in 300 chunks.
+    let fake = FakeLlm::start(ProviderKind::OpenAi).await;
+    let app = spawn_app_with(backend, |c| {
+        fake.configure(c);
+        c.llm_model = "test-model".into();
+    })
+    .await;
+    app.grant_credits(100_000).await;
+    let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
+    let chunks: Vec<String> = (0..300)
+        .map(|i| format!("password step {i} [1]\n"))
+        .collect();
+    let answer: String = chunks.concat();
+    let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+    fake.set_behaviour(Behaviour::reply(&refs, 50, 300));
+
+    // Act
+    let started = app
+        .gql_as(
+            None,
+            "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionToken } }",
+            json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } }),
+        )
+        .await;
+    let s = &started["data"]["startTurn"];
+    let live = follow(&app, &s["turnId"], &s["sessionToken"]).await;
+
+    // Assert: every chunk live, in order, then the answer.
+    let seqs: Vec<i64> = live.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    let deltas: String = live
+        .iter()
+        .filter(|e| e["status"] == "ANSWER_DELTA")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, answer, "the chunks add up to the answer");
+    assert!(
+        live.iter()
+            .filter(|e| e["status"] == "ANSWER_DELTA")
+            .count()
+            >= 300
+    );
+    let answered = live.iter().find(|e| e["status"] == "ANSWERED").unwrap();
+    assert_eq!(answered["text"], answer.trim());
+
+    // A handful of rows for the whole turn, whatever the answer's length.
+    let turn_id: uuid::Uuid = s["turnId"].as_str().unwrap().parse().unwrap();
+    let rows = entity::chat_message::Entity::find()
+        .filter(entity::chat_message::Column::TurnId.eq(turn_id))
+        .count(&app.state.db)
+        .await
+        .unwrap();
+    assert!(
+        rows <= 4,
+        "ANALYZING, the coalesced chunks, ANSWERED, COMPLETED: got {rows} rows"
+    );
+
+    // The LLM call is in the metrics, with its model and tokens.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wayfinder_llm_calls_total{")
+                && l.contains("model=\"test-model\"")
+                && l.contains("outcome=\"ok\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wayfinder_llm_tokens_total{") && l.contains("test-model")),
+        "{metrics}"
+    );
+
+    // The finished turn replays as the same stream, chunk by chunk.
+    let replay = follow(&app, &s["turnId"], &s["sessionToken"]).await;
+    let key = |e: &Value| {
+        (
+            e["seq"].clone(),
+            e["status"].clone(),
+            e["delta"].clone(),
+            e["messageId"].clone(),
+        )
+    };
+    assert_eq!(
+        replay.iter().map(key).collect::<Vec<_>>(),
+        live.iter().map(key).collect::<Vec<_>>()
+    );
+}
