@@ -461,6 +461,31 @@ if (withBrowser) {
     await ctx.close();
   });
 
+  await check("rate limited: the widget shows a friendly line, never an error page", async () => {
+    // The server's 429 (the Rust tests check it is sent); here the widget's handling of it.
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`limited: ${err.message}`));
+    const line = "You are going a little fast: please try again in 12 s.";
+    await page.route(`${base}/graphql`, (route) => {
+      const body = route.request().postData() ?? "";
+      if (!body.includes("startTurn")) return route.fallback();
+      return route.fulfill({
+        status: 429,
+        headers: { "retry-after": "12" },
+        json: { errors: [{ message: line, extensions: { code: "RATE_LIMITED", retryAfter: 12 } }] },
+      });
+    });
+    await page.goto(`${base}/demo`);
+    await page.locator("button.b").click();
+    const input = page.getByRole("dialog").getByRole("textbox", { name: "Message" });
+    await input.fill("hello?");
+    await input.press("Enter");
+    await page.getByRole("dialog").getByText(line).waitFor({ timeout: 10_000 });
+    assert.ok(await input.isEditable(), "the visitor can try again");
+    await ctx.close();
+  });
+
   await check("chat.js: wayfinder.identify() sends the signed user with each message", async () => {
     const ctx = await browser.newContext();
     const page = await open(`${base}/demo`, ctx);
