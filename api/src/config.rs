@@ -410,6 +410,15 @@ pub struct Config {
         default_value_t = 4
     )]
     pub map_concurrency: usize,
+
+    /// Bearer token `/metrics` requires (`Authorization: Bearer …`); unset, `/metrics` answers only requests from this machine (a loopback peer).
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -563,6 +572,7 @@ impl std::fmt::Debug for Config {
             map_total_bytes,
             map_timeout_secs,
             map_concurrency,
+            metrics_token,
         } = self;
         let url = |u: &Option<String>| u.as_deref().map(redact_url);
         f.debug_struct("Config")
@@ -618,6 +628,7 @@ impl std::fmt::Debug for Config {
             .field("map_total_bytes", map_total_bytes)
             .field("map_timeout_secs", map_timeout_secs)
             .field("map_concurrency", map_concurrency)
+            .field("metrics_token", &crate::secret::redacted(metrics_token))
             .finish()
     }
 }

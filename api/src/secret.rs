@@ -282,6 +282,18 @@ pub fn identity_hash(secret: &str, user_id: &str) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
+/// Whether `a` equals `b`, in time that does not depend on where they differ:
+/// both are MACed under one key and the tags compared with `verify_slice`.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let tag = |bytes: &[u8]| {
+        let mut mac = hmac_with(b"wayfinder constant-time comparison");
+        mac.update(bytes);
+        mac
+    };
+    let expected = tag(b).finalize().into_bytes();
+    tag(a).verify_slice(&expected).is_ok()
+}
+
 /// Whether `user_hash` (hex, either case) is `HMAC-SHA256(secret, user_id)`.
 /// The comparison runs in constant time (`Mac::verify_slice`), so timing
 /// tells nothing about how much of a forged hash was right.

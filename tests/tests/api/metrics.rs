@@ -128,3 +128,31 @@ async fn metrics_parse_as_prometheus_text() {
         assert!(samples.contains_key(family), "{family} missing");
     }
 }
+
+#[tokio::test]
+async fn metrics_need_the_token_once_one_is_set() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.metrics_token = Some("scrape-secret-0123".into())
+    })
+    .await;
+    let url = format!("{}/metrics", app.address);
+    let r = app.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401, "even from loopback");
+    let r = app
+        .client
+        .get(&url)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .get(&url)
+        .bearer_auth("scrape-secret-0123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().ends_with("# EOF\n"));
+}
