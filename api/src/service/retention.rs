@@ -84,6 +84,27 @@ pub async fn sweep(st: &State, now: DateTime<Utc>) -> Result<Swept, AppError> {
     Ok(total)
 }
 
+/// The ids of at most `batch` rows of `org_id` in `E` whose `time` is before
+/// `cutoff`, oldest id first: the next batch every loop below deletes.
+async fn older_ids<E: super::OrgOwned>(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    time: E::Column,
+    cutoff: DateTime<Utc>,
+    batch: u64,
+) -> Result<Vec<Uuid>, sea_orm::DbErr> {
+    E::find()
+        .select_only()
+        .column(E::id_col())
+        .filter(E::org_col().eq(org_id))
+        .filter(time.lt(cutoff))
+        .order_by_asc(E::id_col())
+        .limit(batch)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// Deletes what of `org_id` is older than `cutoff`, `batch` rows at a time.
 async fn sweep_org(
     st: &State,
@@ -94,16 +115,14 @@ async fn sweep_org(
     let mut swept = Swept::default();
     // Messages first (their ledger references cleared with them), then the sessions they emptied.
     loop {
-        let ids: Vec<Uuid> = chat_message::Entity::find()
-            .select_only()
-            .column(chat_message::Column::Id)
-            .filter(chat_message::Column::OrgId.eq(org_id))
-            .filter(chat_message::Column::CreatedAt.lt(cutoff))
-            .order_by_asc(chat_message::Column::Id)
-            .limit(batch)
-            .into_tuple()
-            .all(&st.db)
-            .await?;
+        let ids = older_ids::<chat_message::Entity>(
+            &st.db,
+            org_id,
+            chat_message::Column::CreatedAt,
+            cutoff,
+            batch,
+        )
+        .await?;
         if ids.is_empty() {
             break;
         }
@@ -122,16 +141,14 @@ async fn sweep_org(
         tokio::task::yield_now().await;
     }
     loop {
-        let ids: Vec<Uuid> = chat_session::Entity::find()
-            .select_only()
-            .column(chat_session::Column::Id)
-            .filter(chat_session::Column::OrgId.eq(org_id))
-            .filter(chat_session::Column::UpdatedAt.lt(cutoff))
-            .order_by_asc(chat_session::Column::Id)
-            .limit(batch)
-            .into_tuple()
-            .all(&st.db)
-            .await?;
+        let ids = older_ids::<chat_session::Entity>(
+            &st.db,
+            org_id,
+            chat_session::Column::UpdatedAt,
+            cutoff,
+            batch,
+        )
+        .await?;
         if ids.is_empty() {
             break;
         }
@@ -173,16 +190,14 @@ async fn sweep_org(
         tokio::task::yield_now().await;
     }
     loop {
-        let ids: Vec<Uuid> = support_ticket::Entity::find()
-            .select_only()
-            .column(support_ticket::Column::Id)
-            .filter(support_ticket::Column::OrgId.eq(org_id))
-            .filter(support_ticket::Column::UpdatedAt.lt(cutoff))
-            .order_by_asc(support_ticket::Column::Id)
-            .limit(batch)
-            .into_tuple()
-            .all(&st.db)
-            .await?;
+        let ids = older_ids::<support_ticket::Entity>(
+            &st.db,
+            org_id,
+            support_ticket::Column::UpdatedAt,
+            cutoff,
+            batch,
+        )
+        .await?;
         if ids.is_empty() {
             break;
         }
@@ -194,16 +209,9 @@ async fn sweep_org(
         tokio::task::yield_now().await;
     }
     loop {
-        let ids: Vec<Uuid> = event::Entity::find()
-            .select_only()
-            .column(event::Column::Id)
-            .filter(event::Column::OrgId.eq(org_id))
-            .filter(event::Column::CreatedAt.lt(cutoff))
-            .order_by_asc(event::Column::Id)
-            .limit(batch)
-            .into_tuple()
-            .all(&st.db)
-            .await?;
+        let ids =
+            older_ids::<event::Entity>(&st.db, org_id, event::Column::CreatedAt, cutoff, batch)
+                .await?;
         if ids.is_empty() {
             break;
         }
