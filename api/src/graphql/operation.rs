@@ -3,11 +3,11 @@
 //! so `mutation { a0: startTurn(…) a1: startTurn(…) … }` costs what two
 //! hundred requests cost, and public callers may only run small operations.
 //!
-//! Root fields are counted by response key (alias or name), fragments
-//! included: GraphQL merges fields that share a response key, so a fragment
-//! spread twice runs its fields once. `__typename` costs nothing.
-
-use std::collections::HashSet;
+//! Root fields are counted as async-graphql runs them: every field selection
+//! once, including exact repeats (`{ a a }` resolves `a` twice and only
+//! merges the results), and a fragment's fields once per spread. `__typename`
+//! costs nothing. Counting stops at [`MAX_COUNTED`], far above any limit, so a
+//! document of nested spreads cannot make the count itself expensive.
 
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
@@ -19,7 +19,8 @@ use crate::{auth::Caller, error::AppError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
     pub kind: OperationType,
-    /// Distinct root response keys, `__typename` excluded.
+    /// Root field selections as they will run (repeats and every fragment
+    /// spread counted), `__typename` excluded.
     pub root_fields: usize,
 }
 
@@ -47,41 +48,54 @@ fn shape_of(doc: &ExecutableDocument, operation_name: Option<&str>) -> Option<Sh
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
         (DocumentOperations::Multiple(_), None) => return None,
     };
-    let mut keys = HashSet::new();
-    let mut visited = HashSet::new();
-    collect(doc, &op.node.selection_set.node, &mut keys, &mut visited);
+    let mut count = Count::default();
+    collect(doc, &op.node.selection_set.node, &mut count, 0);
     Some(Shape {
         kind: op.node.ty,
-        root_fields: keys.len(),
+        root_fields: count.fields,
     })
 }
 
-/// Adds the response keys `set` selects at this level, following fragments
-/// (each fragment once, so cycles end).
-fn collect<'a>(
-    doc: &'a ExecutableDocument,
-    set: &'a SelectionSet,
-    keys: &mut HashSet<&'a str>,
-    visited: &mut HashSet<&'a str>,
-) {
+/// Where counting stops: above every limit, below any cost worth computing.
+const MAX_COUNTED: usize = 100_000;
+/// Deepest chain of fragment spreads followed (validation rejects cycles;
+/// this bounds the count before validation runs).
+const MAX_SPREAD_DEPTH: usize = 32;
+
+/// What counting found, and how much work it took.
+#[derive(Default)]
+struct Count {
+    fields: usize,
+    /// Selections visited, spreads included: bounded, so that spreads of
+    /// field-less fragments cannot make counting itself expensive.
+    steps: usize,
+}
+
+/// Adds the root field selections `set` makes to `count`, following every
+/// fragment spread (each spread counts its fields again).
+fn collect(doc: &ExecutableDocument, set: &SelectionSet, count: &mut Count, depth: usize) {
     for item in &set.items {
+        if count.steps >= MAX_COUNTED {
+            // Far past every limit: what matters is that it is refused.
+            count.fields = count.fields.max(MAX_COUNTED);
+            return;
+        }
+        count.steps += 1;
         match &item.node {
             Selection::Field(field) => {
-                let field = &field.node;
-                if field.name.node.as_str() != "__typename" {
-                    keys.insert(field.response_key().node.as_str());
+                if field.node.name.node.as_str() != "__typename" {
+                    count.fields += 1;
                 }
             }
             Selection::FragmentSpread(spread) => {
-                let name = spread.node.fragment_name.node.as_str();
-                if visited.insert(name)
-                    && let Some(fragment) = doc.fragments.get(name)
+                if depth < MAX_SPREAD_DEPTH
+                    && let Some(fragment) = doc.fragments.get(&spread.node.fragment_name.node)
                 {
-                    collect(doc, &fragment.node.selection_set.node, keys, visited);
+                    collect(doc, &fragment.node.selection_set.node, count, depth + 1);
                 }
             }
             Selection::InlineFragment(inline) => {
-                collect(doc, &inline.node.selection_set.node, keys, visited);
+                collect(doc, &inline.node.selection_set.node, count, depth + 1);
             }
         }
     }
@@ -134,11 +148,40 @@ mod tests {
                 root_fields: 2
             })
         );
+        // Repeats run again, and each spread runs its fragment's fields again.
         let s = of(
-            "query { ...F ...F ... on Query { c: org { id } } __typename } fragment F on Query { a: bots { id } b: org { id } ...G } fragment G on Query { ...F d: org { id } }",
+            "query { ...F ...F ... on Query { c: org { id } } __typename } fragment F on Query { a: bots { id } b: org { id } }",
         );
-        assert_eq!(s.map(|s| s.root_fields), Some(4));
+        assert_eq!(s.map(|s| s.root_fields), Some(5));
+        assert_eq!(
+            of("{ org { id } org { id } org { id } }").map(|s| s.root_fields),
+            Some(3)
+        );
+        // A cycle of spreads ends (validation refuses it later).
+        let s = of(
+            "query { ...F } fragment F on Query { a: org { id } ...G } fragment G on Query { ...F }",
+        );
+        assert!(s.is_some_and(|s| s.root_fields <= MAX_SPREAD_DEPTH));
         assert_eq!(of("{ __typename }").map(|s| s.cost()), Some(1));
+    }
+
+    #[test]
+    fn nested_spreads_of_empty_fragments_stay_cheap_to_count() {
+        let mut doc = String::from("query { ...F0 }");
+        for level in 0..MAX_SPREAD_DEPTH {
+            let spreads = format!("...F{} ", level + 1).repeat(10);
+            doc.push_str(&format!(" fragment F{level} on Query {{ {spreads} }}"));
+        }
+        doc.push_str(&format!(
+            " fragment F{MAX_SPREAD_DEPTH} on Query {{ __typename }}"
+        ));
+        let started = std::time::Instant::now();
+        let s = of(&doc);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(
+            s.is_some_and(|s| s.root_fields >= MAX_COUNTED),
+            "refused as huge"
+        );
     }
 
     #[test]

@@ -144,7 +144,8 @@ pub(crate) async fn caller(
 }
 
 /// Checks every operation of a request against what its caller may run, and
-/// charges their root fields to the caller's budget.
+/// charges their root fields to the caller's budget. A refused request still
+/// costs one unit (it was parsed), so refusals cannot be sent for free.
 async fn admit(
     st: &AppState,
     caller: &Caller,
@@ -152,20 +153,25 @@ async fn admit(
     requests: &mut [async_graphql::Request],
 ) -> Result<(), AppError> {
     let mut cost: u32 = 0;
+    let mut refused = None;
     for request in requests.iter_mut() {
         let units = match operation::shape(request) {
             Some(shape) => {
-                operation::admit(caller, &shape, st.config.public_max_root_fields)?;
+                if refused.is_none() {
+                    refused =
+                        operation::admit(caller, &shape, st.config.public_max_root_fields).err();
+                }
                 shape.cost()
             }
             None => 1,
         };
         cost = cost.saturating_add(units);
     }
-    match budget(caller, ip) {
-        Some(subject) => st.rate.check(subject, cost).await,
-        None => Ok(()),
+    let cost = if refused.is_some() { 1 } else { cost };
+    if let Some(subject) = budget(caller, ip) {
+        st.rate.check(subject, cost).await?;
     }
+    refused.map_or(Ok(()), Err)
 }
 
 /// The metrics label of an operation kind.
@@ -429,6 +435,9 @@ pub async fn get(State(st): State<AppState>, req: Request) -> Response {
     };
     // GET must never change anything (links and prefetches are GETs).
     if operation::shape(&mut request).is_some_and(|s| s.kind == OperationType::Mutation) {
+        if let Err(err) = st.rate.check(Subject::Ip(ip), 1).await {
+            return refusal(err, ty);
+        }
         let mut response = error(
             StatusCode::METHOD_NOT_ALLOWED,
             ty,

@@ -78,7 +78,15 @@ mod close_code {
     pub const NORMAL: u16 = 1000;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client sent messages faster than its rate budget allows.
+    pub const POLICY_VIOLATION: u16 = 1008;
 }
+
+/// Messages of any kind that together cost one rate-limit unit.
+const FRAMES_PER_UNIT: u32 = 20;
+
+/// Longest ping message whose payload the pong echoes back.
+const MAX_PING_ECHO: usize = 1024;
 
 /// Messages an operation may have queued for the socket before it waits.
 const OUTBOUND_BUFFER: usize = 64;
@@ -174,6 +182,7 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
         out_tx,
         gone_tx,
         idle_since: Instant::now(),
+        frames: 0,
     };
 
     // A zero wait means "wait forever", as in the reference server.
@@ -359,15 +368,24 @@ struct Connection {
     gone_tx: mpsc::UnboundedSender<(u64, String)>,
     /// Since when nothing has run (meaningful while `ops` is empty).
     idle_since: Instant,
+    /// Messages received, for [`Connection::meter`].
+    frames: u32,
 }
 
 impl Connection {
     /// Handles one client message: `Ok(Some(reply))` to send, `Err` to close.
     async fn handle(&mut self, text: &str) -> Result<Option<String>, Close> {
-        match ClientMessage::parse(text).map_err(Close::bad_request)? {
+        let message = ClientMessage::parse(text).map_err(Close::bad_request)?;
+        // A `subscribe` is charged by what it runs; everything else is metered.
+        if !matches!(message, ClientMessage::Subscribe { .. }) {
+            self.meter().await?;
+        }
+        match message {
             ClientMessage::ConnectionInit { payload } => self.init(payload).await.map(Some),
+            // A large ping payload is not echoed: a pong carries at most a
+            // small one back, so pings cannot make the server write much.
             ClientMessage::Ping { payload } => Ok(Some(encode(&ServerMessage::Pong {
-                payload: payload.as_ref(),
+                payload: payload.as_ref().filter(|_| text.len() <= MAX_PING_ECHO),
             }))),
             ClientMessage::Pong => Ok(None),
             ClientMessage::Subscribe { id, payload } => self.subscribe(id, payload).await,
@@ -434,6 +452,28 @@ impl Connection {
         }
     }
 
+    /// Charges every [`FRAMES_PER_UNIT`]-th message other than `subscribe` to the socket's budget
+    /// (its address before `connection_init`), so pings, completes and other
+    /// cheap messages cannot be sent without limit; over budget, the socket
+    /// closes with 1008.
+    async fn meter(&mut self) -> Result<(), Close> {
+        self.frames = self.frames.wrapping_add(1);
+        if !self.frames.is_multiple_of(FRAMES_PER_UNIT) {
+            return Ok(());
+        }
+        let subject = match &self.caller {
+            Some(caller) => super::graphql::budget(caller, self.ip),
+            None => Some(super::rate_limit::Subject::Ip(self.ip)),
+        };
+        match subject {
+            Some(subject) if self.st.rate.check(subject, 1).await.is_err() => Err(Close::new(
+                close_code::POLICY_VIOLATION,
+                "Too many messages: slow down",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Restarts the idle clock when nothing runs any more.
     fn touch(&mut self) {
         if self.ops.is_empty() {
@@ -490,20 +530,24 @@ impl Connection {
             }
         }
 
+        // Refused or not, a `subscribe` was parsed: it costs at least one unit.
+        let budget = super::graphql::budget(&caller, self.ip);
+        let charge = |units: u32| {
+            let st = self.st.clone();
+            async move {
+                match budget {
+                    Some(subject) => st.rate.check(subject, units).await,
+                    None => Ok(()),
+                }
+            }
+        };
         let (weight, cost) = match operation::shape(&mut request) {
             Some(shape) => {
                 if let Err(err) =
                     operation::admit(&caller, &shape, self.st.config.public_max_root_fields)
                 {
-                    return refuse(err);
+                    return refuse(charge(1).await.err().unwrap_or(err));
                 }
-                crate::metrics::metrics()
-                    .operations
-                    .get_or_create(&crate::metrics::OperationLabels {
-                        kind: super::graphql::kind_name(shape.kind),
-                        transport: "ws",
-                    })
-                    .inc();
                 let weight = match shape.kind {
                     OperationType::Subscription => shape.root_fields.max(1),
                     _ => 1,
@@ -514,14 +558,13 @@ impl Connection {
         };
         let running: usize = self.ops.values().map(|op| op.weight).sum();
         if running + weight > self.st.config.ws_max_subscriptions {
-            return refuse(AppError::BadRequest(format!(
+            let over = AppError::BadRequest(format!(
                 "too many active subscriptions on this connection (at most {})",
                 self.st.config.ws_max_subscriptions
-            )));
+            ));
+            return refuse(charge(1).await.err().unwrap_or(over));
         }
-        if let Some(subject) = super::graphql::budget(&caller, self.ip)
-            && let Err(err) = self.st.rate.check(subject, cost).await
-        {
+        if let Err(err) = charge(cost).await {
             return refuse(err);
         }
 

@@ -252,10 +252,25 @@ pub fn new_secret(st: &State, widget_id: Uuid) -> Result<(String, String), AppEr
     Ok((plain, sealed))
 }
 
+/// Whether `session` belongs to an identified visitor (one with a host-app user id).
+async fn owner_is_identified(
+    db: &sea_orm::DatabaseConnection,
+    session: &chat_session::Model,
+) -> Result<bool, AppError> {
+    let Some(id) = session.end_user_id else {
+        return Ok(false);
+    };
+    Ok(end_user::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .is_some_and(|u| u.external_id.is_some()))
+}
+
 /// The session a turn continues or starts. `current` is the session of a
 /// valid token, if one came; `identity` the verified visitor, if any.
 ///
-/// - no identity: `current`, or a new anonymous visitor and session;
+/// - no identity: `current` when its visitor is anonymous, otherwise (or
+///   without one) a new anonymous visitor and session;
 /// - identity and a session of that same user: it continues;
 /// - identity and an anonymous session: that visitor is merged into the
 ///   identified one, and the session continues;
@@ -270,9 +285,17 @@ pub async fn session_for(
     identity: Option<VerifiedIdentity>,
 ) -> Result<chat_session::Model, AppError> {
     let (Some(identity), Some(widget)) = (identity, widget) else {
-        return match current {
-            Some(s) => Ok(s),
-            None => chat::start_session(&st.db, bot.org_id, bot.id, widget).await,
+        // A signed-in user's conversation continues only with their identity:
+        // a bare token (a shared browser, a host app that never signed out)
+        // starts a new anonymous conversation instead of reading theirs.
+        if let (Some(s), Some(_)) = (&current, widget)
+            && !owner_is_identified(&st.db, s).await?
+        {
+            return Ok(s.clone());
+        }
+        return match (current, widget) {
+            (Some(s), None) => Ok(s),
+            _ => chat::start_session(&st.db, bot.org_id, bot.id, widget).await,
         };
     };
     let user = identified_user(&st.db, widget, &identity).await?;

@@ -63,7 +63,8 @@ const MIN_NAME_CHARS: usize = 3;
 /// Published items considered per site.
 const MAX_ITEMS: u64 = 2_000;
 
-/// The published flow or tooltip of `site_id` whose name the question contains, if any.
+/// The published flow or tooltip of `site_id` (for some audience other than
+/// `NO_USERS`) whose name the question contains, if any.
 pub async fn verbatim(
     db: &DatabaseConnection,
     org_id: Uuid,
@@ -76,10 +77,14 @@ pub async fn verbatim(
         (n.chars().count() >= MIN_NAME_CHARS && contains_phrase(&q, &n))
             .then_some(n.chars().count())
     };
+    // `NO_USERS` content (a visitor's generated flow) is never offered to
+    // anyone by name: its name may quote another visitor's question.
+    let no_users = crate::domain::Audience::NoUsers.as_str();
     let flows = flow::Entity::find()
         .filter(flow::Column::OrgId.eq(org_id))
         .filter(flow::Column::SiteId.eq(site_id))
         .filter(flow::Column::Status.eq(ContentStatus::Published.as_str()))
+        .filter(flow::Column::Audience.ne(no_users))
         .limit(MAX_ITEMS)
         .all(db)
         .await?;
@@ -87,6 +92,7 @@ pub async fn verbatim(
         .filter(tooltip::Column::OrgId.eq(org_id))
         .filter(tooltip::Column::SiteId.eq(site_id))
         .filter(tooltip::Column::Status.eq(ContentStatus::Published.as_str()))
+        .filter(tooltip::Column::Audience.ne(no_users))
         .limit(MAX_ITEMS)
         .all(db)
         .await?;

@@ -508,4 +508,26 @@ async fn a_question_naming_a_published_flow_starts_it(backend: Backend) {
     // The bot's knowledge base is empty: with no flow matched, the canned reply.
     assert_eq!(r["data"]["sendMessage"]["status"], "FALLBACK", "{r}");
     assert!(r["data"]["sendMessage"]["content"].is_null(), "{r}");
+
+    // Content for nobody (a visitor's generated flow) is never offered by name.
+    {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        let id = uuid::Uuid::parse_str(flow.as_str().unwrap()).unwrap();
+        entity::flow::Entity::update_many()
+            .col_expr(entity::flow::Column::Audience, Expr::value("NO_USERS"))
+            .filter(entity::flow::Column::Id.eq(id))
+            .exec(&app.state.db)
+            .await
+            .unwrap();
+    }
+    let r = app
+        .gql_as(
+            None,
+            q,
+            json!({ "i": { "widgetId": widget, "message": "invite a teammate" } }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(r["data"]["sendMessage"]["status"], "FALLBACK", "{r}");
+    assert!(r["data"]["sendMessage"]["content"].is_null(), "{r}");
 }

@@ -636,3 +636,65 @@ async fn malformed_requests_cost_their_address_too() {
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn repeated_fields_and_spreads_count_each_time_they_run() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
+    let vars = json!({ "i": { "widgetId": widget, "message": "reset password" } });
+    for query in [
+        // The same field twice runs twice (async-graphql merges only the results).
+        "mutation($i: TurnInput!) { startTurn(input: $i) { turnId } startTurn(input: $i) { turnId } }",
+        // One fragment spread twice runs its field twice.
+        "mutation($i: TurnInput!) { ...F ...F } fragment F on Mutation { startTurn(input: $i) { turnId } }",
+    ] {
+        let r = post(&app, json!({ "query": query, "variables": vars }), &[]).await;
+        assert_eq!(r.status(), 400, "{query}");
+        assert_eq!(
+            error_code(&r.json::<Value>().await.unwrap()),
+            Some("BAD_REQUEST")
+        );
+    }
+    assert_eq!(messages(&app).await, 0, "nothing ran");
+    let r = post(&app, json!({ "query": "{ widgetConfig(widgetId: \"00000000-0000-0000-0000-000000000000\") { greeting } widgetConfig(widgetId: \"00000000-0000-0000-0000-000000000000\") { greeting } __typename widgetConfig(widgetId: \"00000000-0000-0000-0000-000000000000\") { greeting } widgetConfig(widgetId: \"00000000-0000-0000-0000-000000000000\") { greeting } }" }), &[]).await;
+    assert_eq!(
+        r.status(),
+        400,
+        "four repeats of one query field are four fields"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_pings_closes_the_socket() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.public_rate_limit = 5).await;
+    let mut ws = raw_socket(&app, &[]).await.unwrap();
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": {} }).to_string(),
+    ))
+    .await
+    .unwrap();
+    // Twenty messages cost a unit: the fifth unit is over the four left after the upgrade.
+    let big = "x".repeat(4096);
+    for _ in 0..200 {
+        if ws
+            .send(Message::text(
+                json!({ "type": "ping", "payload": { "pad": big } }).to_string(),
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut echoed_big = false;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(Message::Text(t)))) => echoed_big |= t.contains(&big),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+    assert!(!echoed_big, "a large ping payload is not echoed");
+}
