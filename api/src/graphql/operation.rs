@@ -22,6 +22,9 @@ pub struct Shape {
     /// Root field selections as they will run (repeats and every fragment
     /// spread counted), `__typename` excluded.
     pub root_fields: usize,
+    /// The deepest nesting of introspection lists (`types`, `fields`, `args`,
+    /// …) anywhere in the operation.
+    pub introspection_lists: usize,
 }
 
 impl Shape {
@@ -50,9 +53,11 @@ fn shape_of(doc: &ExecutableDocument, operation_name: Option<&str>) -> Option<Sh
     };
     let mut count = Count::default();
     collect(doc, &op.node.selection_set.node, &mut count, 0);
+    let mut steps = 0;
     Some(Shape {
         kind: op.node.ty,
         root_fields: count.fields,
+        introspection_lists: lists(doc, &op.node.selection_set.node, 0, 0, &mut steps),
     })
 }
 
@@ -101,6 +106,62 @@ fn collect(doc: &ExecutableDocument, set: &SelectionSet, count: &mut Count, dept
     }
 }
 
+/// Introspection fields that return lists. They carry no complexity cost in
+/// async-graphql, so `types { fields { type { fields { type { fields … } } } } }`
+/// multiplies the response by the schema's size at every level.
+const INTROSPECTION_LISTS: &[&str] = &[
+    "types",
+    "fields",
+    "args",
+    "inputFields",
+    "interfaces",
+    "possibleTypes",
+    "enumValues",
+    "directives",
+];
+
+/// Most introspection lists one path may nest: GraphiQL's (and every
+/// client's) introspection query nests three (`types { fields { args } }`).
+pub const MAX_INTROSPECTION_LISTS: usize = 3;
+
+/// The deepest nesting of [`INTROSPECTION_LISTS`] below `set`, which is
+/// `depth` lists deep; `steps` bounds the walk like [`Count::steps`].
+fn lists(
+    doc: &ExecutableDocument,
+    set: &SelectionSet,
+    depth: usize,
+    spreads: usize,
+    steps: &mut usize,
+) -> usize {
+    let mut deepest = depth;
+    for item in &set.items {
+        *steps += 1;
+        if *steps >= MAX_COUNTED {
+            return deepest.max(MAX_COUNTED);
+        }
+        let below = match &item.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                let d =
+                    depth + usize::from(INTROSPECTION_LISTS.contains(&field.name.node.as_str()));
+                lists(doc, &field.selection_set.node, d, spreads, steps)
+            }
+            Selection::FragmentSpread(spread) if spreads < MAX_SPREAD_DEPTH => doc
+                .fragments
+                .get(&spread.node.fragment_name.node)
+                .map_or(depth, |f| {
+                    lists(doc, &f.node.selection_set.node, depth, spreads + 1, steps)
+                }),
+            Selection::FragmentSpread(_) => depth,
+            Selection::InlineFragment(inline) => {
+                lists(doc, &inline.node.selection_set.node, depth, spreads, steps)
+            }
+        };
+        deepest = deepest.max(below);
+    }
+    deepest
+}
+
 /// Refuses an operation too large for its caller: a subscription selects one
 /// root field (as the GraphQL specification requires; each is a stream of its
 /// own); a public mutation one field; a public query at most
@@ -112,6 +173,11 @@ pub fn admit(
 ) -> Result<(), AppError> {
     let public = matches!(caller, Caller::Public { .. });
     let n = shape.root_fields;
+    if shape.introspection_lists > MAX_INTROSPECTION_LISTS {
+        return Err(AppError::BadRequest(format!(
+            "introspection may nest at most {MAX_INTROSPECTION_LISTS} lists (types, fields, args, …)"
+        )));
+    }
     match shape.kind {
         OperationType::Subscription if n > 1 => Err(AppError::BadRequest(format!(
             "a subscription selects exactly one root field (this one selects {n})"
@@ -145,7 +211,8 @@ mod tests {
             s,
             Some(Shape {
                 kind: OperationType::Mutation,
-                root_fields: 2
+                root_fields: 2,
+                introspection_lists: 0,
             })
         );
         // Repeats run again, and each spread runs its fragment's fields again.
@@ -185,6 +252,28 @@ mod tests {
     }
 
     #[test]
+    fn introspection_may_not_multiply_itself() {
+        let deep =
+            "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
+        let shape = of(deep).unwrap_or(Shape {
+            kind: OperationType::Query,
+            root_fields: 0,
+            introspection_lists: 0,
+        });
+        assert_eq!(shape.introspection_lists, 3 + 1);
+        let key = Caller::Org(crate::auth::OrgScope::operator(uuid::Uuid::nil()));
+        assert!(admit(&key, &shape, 3).is_err(), "refused for every caller");
+        let graphiql = "query { __schema { types { ...T } directives { args { ...V } } } } fragment T on __Type { fields { args { ...V } type { ...R } } inputFields { ...V } interfaces { ...R } enumValues { name } possibleTypes { ...R } } fragment V on __InputValue { type { ...R } } fragment R on __Type { kind name ofType { kind name ofType { kind name } } }";
+        let shape = of(graphiql).unwrap_or(Shape {
+            kind: OperationType::Query,
+            root_fields: 0,
+            introspection_lists: 9,
+        });
+        assert_eq!(shape.introspection_lists, 3);
+        assert!(admit(&key, &shape, 3).is_ok());
+    }
+
+    #[test]
     fn picks_the_named_operation() {
         let q = "query A { a b } subscription B { x }";
         let mut req = async_graphql::Request::new(q).operation_name("B");
@@ -201,7 +290,11 @@ mod tests {
         let public = Caller::Public {
             session_token: None,
         };
-        let shape = |kind, root_fields| Shape { kind, root_fields };
+        let shape = |kind, root_fields| Shape {
+            kind,
+            root_fields,
+            introspection_lists: 0,
+        };
         assert!(admit(&public, &shape(OperationType::Mutation, 1), 3).is_ok());
         assert!(admit(&public, &shape(OperationType::Mutation, 2), 3).is_err());
         assert!(admit(&public, &shape(OperationType::Query, 3), 3).is_ok());
