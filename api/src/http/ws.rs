@@ -548,6 +548,13 @@ impl Connection {
                 {
                     return refuse(charge(1).await.err().unwrap_or(err));
                 }
+                crate::metrics::metrics()
+                    .operations
+                    .get_or_create(&crate::metrics::OperationLabels {
+                        kind: super::graphql::kind_name(shape.kind),
+                        transport: "ws",
+                    })
+                    .inc();
                 let weight = match shape.kind {
                     OperationType::Subscription => shape.root_fields.max(1),
                     _ => 1,
