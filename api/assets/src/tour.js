@@ -80,7 +80,7 @@
       let by = e.getAttribute("aria-labelledby");
       if (!l && by) l = squash(by.split(" ").map((i) => d.getElementById(i)?.textContent).join(" "));
       if (l) return l;
-      if (e.labels) {
+      if (/^(input|select|textarea)$/.test(e.localName)) {
         let k = e.type;
         return (
           squash(e.labels[0]?.textContent) ||
@@ -225,11 +225,14 @@
       let r = run;
       r.i = i;
       r.e = 0;
+      // Nothing shows while the element is looked for.
+      if (pop) pop.hidden = ring.hidden = 1;
       let want = s.placement != "CENTER";
       let found = (e) => {
         r.e = e;
         if (e) e.scrollIntoView({ block: "center", inline: "nearest" });
         ui();
+        pop.hidden = 0;
         title.textContent = s.title || "";
         body.textContent = s.body || "";
         let n = r.s.length;

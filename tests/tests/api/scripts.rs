@@ -201,7 +201,10 @@ async fn scripts_have_content_hash_etags_and_versioned_urls() {
     let tour = app.get("/tour.js", &[]).await;
     assert_eq!(tour.status(), StatusCode::OK);
     let tour_etag = header_str(&tour, header::ETAG);
-    assert!(tour_etag.starts_with("W/\"") && tour_etag != etag, "{tour_etag}");
+    assert!(
+        tour_etag.starts_with("W/\"") && tour_etag != etag,
+        "{tour_etag}"
+    );
     let version = &tour_etag[3..19];
     let versioned = app.get(&format!("/tour.js?v={version}"), &[]).await;
     assert_eq!(
