@@ -8,13 +8,13 @@
 // WAYFINDER_WIDGET_ID (default: read from BASE_URL/demo).
 //
 // Checks, in order:
-// 1. the checked-in chat.min.js / widget.min.js are what their sources build
+// 1. the checked-in chat.min.js / widget.min.js / tour.min.js are what their sources build
 //    to, and within budget;
 // 2. the SDK's tests and every client example, run as a user would;
 // 3. (unless --no-browser) headless Chromium (Debian's /usr/bin/chromium,
 //    driven by playwright-core) on the demo page, a page with hostile CSS, the
 //    embed example, a page on an origin the widget doesn't allow, and a phone
-//    screen. Screenshots go to tests/artifacts/.
+//    screen; tour.js's flows on the demo page. Screenshots go to tests/artifacts/.
 //
 // Needs `npm ci` in tests/browser. Prints "N passed, N failed" last and exits
 // non-zero on any failure.
@@ -89,7 +89,7 @@ const widgetId =
 assert.ok(widgetId, "no demo widget: start the server on an empty database with the demo");
 
 // ---- 1. the minified scripts
-await check("chat.min.js and widget.min.js are built from their sources, within budget", async () => {
+await check("chat.min.js, widget.min.js and tour.min.js are built from their sources, within budget", async () => {
   await run("node", [join(repo, "api/assets/build.mjs"), "--check"]);
 });
 
@@ -399,13 +399,9 @@ if (withBrowser) {
     }
   });
 
-  await check("walkthrough pill: dispatches wayfinder:content, navigates to another start page", async () => {
-    // The server's matcher decides when content matches; here the turn is
-    // scripted (startTurn over HTTP, chatTurn over the websocket) to test the widget alone.
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    page.on("pageerror", (err) => pageErrors.push(`pill: ${err.message}`));
-    let startUrl = `${base}/demo`;
+  // Scripts the chat's turns (startTurn over HTTP, chatTurn over the websocket)
+  // so that each answer carries `content()`: the widget tested alone.
+  const scriptTurns = async (page, content) => {
     await page.route(`${base}/graphql`, (route) => {
       const body = route.request().postData() ?? "";
       if (!body.includes("startTurn")) return route.fallback();
@@ -428,37 +424,245 @@ if (withBrowser) {
               navigateTo: null, citations: [], content: null, ...extra,
             } } },
           }));
-        const content = {
-          kind: "FLOW",
-          id: "0192f5d2-0000-7000-8000-000000000001",
-          startUrl,
-          steps: [{ pageUrl: startUrl, targetSelector: "#create-report", title: "Create a report", body: "Start here.", placement: "BOTTOM" }],
-        };
         event(1, "ANALYZING", { text: "show me how to create a report" });
-        event(2, "MATCHED_CONTENT", { text: "Here is a walkthrough: Create a report.", content });
+        event(2, "MATCHED_CONTENT", { text: "Here is a walkthrough: Create a report.", content: content() });
         event(3, "COMPLETED");
         ws.send(JSON.stringify({ id: m.id, type: "complete" }));
       });
     });
-    await page.goto(`${base}/demo`);
-    await page.evaluate(() => window.addEventListener("wayfinder:content", (e) => (window.__content = e.detail)));
-    await page.locator("button.b").click();
+  };
+  const askForWalkthrough = async (page) => {
     const input = page.getByRole("dialog").getByRole("textbox", { name: "Message" });
     await input.fill("show me how to create a report");
     await input.press("Enter");
     await page.getByRole("button", { name: "Start walkthrough", exact: true }).click();
+  };
+  const contentId = "0192f5d2-0000-7000-8000-000000000001";
+
+  await check("walkthrough pill: dispatches wayfinder:content, tour.js shows it, navigates to another start page", async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`pill: ${err.message}`));
+    let startUrl = `${base}/demo`;
+    await scriptTurns(page, () => ({
+      kind: "FLOW",
+      id: contentId,
+      startUrl,
+      steps: [{
+        pageUrl: startUrl, targetSelector: "#create-report", title: "Create a report", body: "Start here.", placement: "BOTTOM",
+        locators: [{ kind: "ID", value: "#create-report" }],
+      }],
+    }));
+    await page.goto(`${base}/demo`);
+    await page.evaluate(() => window.addEventListener("wayfinder:content", (e) => (window.__content = e.detail)));
+    await page.locator("button.b").click();
+    await askForWalkthrough(page);
     const detail = await page.evaluate(() => window.__content);
     assert.equal(detail.kind, "FLOW");
     assert.equal(detail.steps[0].targetSelector, "#create-report");
-    await page.locator("#create-report.wf-tour-target").waitFor(); // the demo's tour runtime started
+    // tour.js (on the demo page) shows the step.
+    await page.getByRole("dialog", { name: "Create a report" }).waitFor();
     await page.getByRole("button", { name: "↻ Restart walkthrough" }).waitFor();
+    await page.getByRole("button", { name: "Close tour" }).click();
+    assert.equal(await page.getByRole("dialog", { name: "Create a report" }).count(), 0);
 
     startUrl = `${allowed}/embed`;
+    const input = page.getByRole("dialog").getByRole("textbox", { name: "Message" });
     await input.fill("show me how to create a report");
     await input.press("Enter");
     await page.getByRole("button", { name: "Start walkthrough", exact: true }).click();
     await page.waitForURL(`${allowed}/embed`);
     await ctx.close();
+  });
+
+  await check("walkthrough pill: chat.js loads tour.js only when a walkthrough starts", async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`lazy tour: ${err.message}`));
+    const loaded = [];
+    page.on("request", (r) => r.url().includes("/tour.js") && loaded.push(r.url()));
+    await scriptTurns(page, () => ({
+      kind: "TOOLTIP",
+      id: contentId,
+      startUrl: `${allowed}/embed`,
+      steps: [{ pageUrl: `${allowed}/embed`, targetSelector: "h1", title: "Your product", body: "This is it.", placement: "RIGHT" }],
+    }));
+    await page.goto(`${allowed}/embed`);
+    await page.locator("button.b").click();
+    await page.getByRole("log").getByText("Wayfinder Guide").first().waitFor();
+    assert.deepEqual(loaded, [], "tour.js is not loaded with the bubble");
+    await askForWalkthrough(page);
+    const tip = page.getByRole("dialog", { name: "Your product" });
+    await tip.waitFor();
+    assert.deepEqual(loaded, [`${base}/tour.js`]);
+    assert.equal(await tip.getByRole("button", { name: "Done" }).count(), 1, "one step: Done");
+    await tip.getByRole("button", { name: "Done" }).click();
+    await tip.waitFor({ state: "detached" });
+    await ctx.close();
+  });
+
+  // ---- tour.js on its own, through `wayfinder.flows.start`
+  const tourPage = async (ctx = context, url = `${base}/demo`) => {
+    const page = await open(url, ctx);
+    await page.waitForFunction(() => window.wayfinder?.flows?.start);
+    await page.evaluate(() => {
+      window.__tour = [];
+      for (const t of ["started", "step", "completed", "dismissed", "target-missing"])
+        window.addEventListener(`wayfinder:flow-${t}`, (e) => window.__tour.push([t, e.detail.step, e.detail.locators?.length]));
+    });
+    return page;
+  };
+  const tourEvents = (page) => page.evaluate(() => window.__tour.map((e) => e.filter((x) => x !== undefined).join(":")));
+  // What has focus inside tour.js's shadow root.
+  const tourFocus = (page) =>
+    page.evaluate(() => {
+      const el = document.activeElement?.shadowRoot?.activeElement;
+      return el && (el.getAttribute("aria-label") || (el.getAttribute("role") === "dialog" ? "dialog" : el.textContent));
+    });
+  // Whether the highlight comes to sit around the element (it glides there), within 2 s.
+  const ringOn = (page, selector) =>
+    page
+      .waitForFunction(
+        (selector) => {
+          const host = [...document.documentElement.children].find((h) => h.shadowRoot?.querySelector(".r"));
+          const ring = host?.shadowRoot.querySelector(".r").getBoundingClientRect();
+          const el = document.querySelector(selector)?.getBoundingClientRect();
+          return ring && el && Math.max(Math.abs(ring.left + 6 - el.left), Math.abs(ring.top + 6 - el.top), Math.abs(ring.width - 12 - el.width)) < 2;
+        },
+        selector,
+        { timeout: 2000 },
+      )
+      .then(() => true, () => false);
+  const demoFlow = {
+    kind: "FLOW",
+    id: contentId,
+    steps: [
+      {
+        // The best locator broke; the role + name one still matches.
+        title: "Create a report", body: "Everything starts here.", placement: "BOTTOM", targetSelector: "#create-report-old",
+        locators: [{ kind: "TEST_ID", value: '[data-testid="create"]' }, { kind: "ROLE", value: 'role=button[name="Create a report"]' }],
+      },
+      { title: "Pricing", body: "Plans and prices.", placement: "LEFT", targetSelector: "", locators: [{ kind: "TEXT", value: 'text="Pricing"' }] },
+      { title: "Sharing", body: "Invite your team.", placement: "TOP", targetSelector: "#sharing" },
+    ],
+  };
+
+  await check("tour.js: a three-step flow over the demo page, by keyboard and mouse", async () => {
+    const page = await tourPage();
+    assert.equal(await page.evaluate((f) => window.wayfinder.flows.start(f), demoFlow), true);
+    const step1 = page.getByRole("dialog", { name: "Create a report" });
+    await step1.waitFor();
+    await step1.getByText("Step 1 of 3").waitFor();
+    assert.equal(await tourFocus(page), "dialog", "focus moves to the popover");
+    assert.ok(await ringOn(page, "#create-report"), "the highlight is around the button");
+    assert.equal(await step1.getByRole("button", { name: "Back" }).count(), 0, "no Back on the first step");
+    // Keyboard: Tab reaches Next, Enter goes on.
+    await page.keyboard.press("Tab");
+    assert.equal(await tourFocus(page), "Next");
+    await page.keyboard.press("Enter");
+    const step2 = page.getByRole("dialog", { name: "Pricing" });
+    await step2.getByText("Step 2 of 3").waitFor();
+    assert.ok(await ringOn(page, "#pricing-link"), "found by its text");
+    // Tab stays inside: Back, Next, Close, then Back again; Shift+Tab wraps back.
+    for (const want of ["Back", "Next", "Close tour", "Back"]) {
+      await page.keyboard.press("Tab");
+      assert.equal(await tourFocus(page), want);
+    }
+    await page.keyboard.press("Shift+Tab");
+    assert.equal(await tourFocus(page), "Close tour");
+    // Mouse: Back, then Next twice.
+    await step2.getByRole("button", { name: "Back" }).click();
+    await step1.waitFor();
+    await step1.getByRole("button", { name: "Next" }).click();
+    await step2.getByRole("button", { name: "Next" }).click();
+    const step3 = page.getByRole("dialog", { name: "Sharing" });
+    await step3.getByText("Step 3 of 3").waitFor();
+    // The popover sits on screen, not over its element.
+    const pop = await step3.boundingBox();
+    const target = await page.locator("#sharing").boundingBox();
+    assert.ok(pop.y >= 0 && pop.y + pop.height <= 800, `popover ${JSON.stringify(pop)}`);
+    assert.ok(pop.y + pop.height <= target.y || pop.y >= target.y + target.height, "beside the element, not over it");
+    await page.screenshot({ path: join(artifacts, "tour-step.png") });
+    // Following scroll: the highlight stays on the element.
+    await page.mouse.wheel(0, 120);
+    await page.waitForTimeout(200);
+    assert.ok(await ringOn(page, "#sharing"), "the highlight follows the scroll");
+    await step3.getByRole("button", { name: "Done" }).focus();
+    await page.keyboard.press("Enter");
+    await step3.waitFor({ state: "detached" });
+    assert.deepEqual(await tourEvents(page), [
+      "started:0", "step:0", "step:1", "step:0", "step:1", "step:2", "completed:2",
+    ]);
+    // Escape ends a flow: dismissed at the step it was on.
+    await page.evaluate((f) => window.wayfinder.flows.start(f), demoFlow);
+    await step1.waitFor();
+    await page.keyboard.press("Escape");
+    await step1.waitFor({ state: "detached" });
+    assert.deepEqual((await tourEvents(page)).slice(-1), ["dismissed:0"]);
+    // start(id): content shown before on this page.
+    assert.equal(await page.evaluate((id) => window.wayfinder.flows.start(id), contentId), true);
+    await step1.waitFor();
+    await page.evaluate(() => window.wayfinder.flows.end());
+    await step1.waitFor({ state: "detached" });
+    assert.equal(await page.evaluate(() => window.wayfinder.flows.start("unknown")), false);
+    await page.close();
+  });
+
+  await check("tour.js: a late element is waited for, a re-rendered one found again, a missing one skipped and reported", async () => {
+    const page = await tourPage();
+    const started = Date.now();
+    await page.evaluate(() => {
+      setTimeout(() => {
+        const b = Object.assign(document.createElement("button"), { id: "late", textContent: "Late button" });
+        document.querySelector(".hero").append(b);
+      }, 1000);
+      window.wayfinder.flows.start({
+        id: "late-flow",
+        timeoutMs: 2500,
+        steps: [
+          { title: "Late", body: "It came.", targetSelector: "#late", placement: "BOTTOM" },
+          { title: "Never", body: "Not there.", targetSelector: "#never", locators: [{ kind: "TEST_ID", value: '[data-testid="never"]' }] },
+          { title: "Moves", body: "Re-rendered.", targetSelector: "#create-report", placement: "BOTTOM" },
+        ],
+      });
+    });
+    await page.getByRole("dialog", { name: "Late" }).waitFor();
+    assert.ok(Date.now() - started >= 900, "shown once the element came");
+    assert.ok(await ringOn(page, "#late"));
+    await page.getByRole("button", { name: "Next" }).click();
+    const moves = page.getByRole("dialog", { name: "Moves" });
+    await moves.waitFor({ timeout: 6000 });
+    assert.deepEqual((await tourEvents(page)).slice(-2), ["target-missing:1:2", "step:2"], "the missing step is reported and skipped");
+    // The app re-renders the button elsewhere: the highlight follows the new one.
+    await page.evaluate(() => {
+      const old = document.querySelector("#create-report");
+      const fresh = old.cloneNode(true);
+      old.remove();
+      document.querySelector("#contact").before(fresh);
+    });
+    await page.waitForTimeout(300);
+    assert.ok(await ringOn(page, "#create-report"), "the highlight is on the re-rendered button");
+    await moves.getByRole("button", { name: "Done" }).click();
+    // missing: "END" ends the flow at a missing element instead.
+    await page.evaluate(() =>
+      window.wayfinder.flows.start({ id: "ends", missing: "END", timeoutMs: 500, steps: [{ title: "Gone", targetSelector: "#never" }, { title: "After", targetSelector: "h1" }] }),
+    );
+    await page.waitForFunction(() => window.__tour.some((e) => e[0] === "dismissed"));
+    assert.deepEqual((await tourEvents(page)).slice(-3), ["started:0", "target-missing:0:1", "dismissed:0"]);
+    assert.equal(await page.getByRole("dialog", { name: "After" }).count(), 0);
+    await page.close();
+  });
+
+  await check("tour.js: on a phone screen the popover fits and stays readable", async () => {
+    const phone = await browser.newContext({ viewport: { width: 375, height: 700 }, isMobile: true, hasTouch: true });
+    const page = await tourPage(phone);
+    await page.evaluate((f) => window.wayfinder.flows.start(f), { ...demoFlow, steps: demoFlow.steps.slice(1) });
+    const pop = page.getByRole("dialog", { name: "Pricing" });
+    await pop.waitFor();
+    const box = await pop.boundingBox();
+    assert.ok(box.x >= 0 && box.x + box.width <= 375 && box.width >= 300, `popover ${JSON.stringify(box)}`);
+    await page.screenshot({ path: join(artifacts, "tour-phone.png") });
+    await phone.close();
   });
 
   await check("rate limited: the widget shows a friendly line, never an error page", async () => {

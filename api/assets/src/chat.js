@@ -23,9 +23,11 @@
  * - Shows the status line, the streamed answer, citations, votes
  *   (`submitFeedback`), the hand-off button (`requestHandoff`) and the
  *   "Start walkthrough" pill (then "↻ Restart walkthrough"), which dispatches
- *   `wayfinder:content` on window with `{kind, id, startUrl, steps}` and, when
- *   the start page is another page, goes there (the host's tour runtime,
- *   which got the steps, carries on there).
+ *   `wayfinder:content` on window with `{kind, id, startUrl, steps}` (steps
+ *   with their locators) and, when the start page is another page, goes there
+ *   (the host's tour runtime, which got the steps, carries on there); on this
+ *   page, it loads tour.js (the walkthrough runtime) the first time, unless
+ *   the page already has a runtime on `wayfinder.content`.
  * - Identity: `wayfinder.identify({userId, userHash, traits})` makes every
  *   message carry the host app's signed user (README, "Visitor identity").
  * - Never throws into the host page: every entry point is wrapped.
@@ -57,7 +59,8 @@
     let KEY = "wayfinder:" + wid;
     if (w[KEY]) return;
     w[KEY] = 1;
-    let http = new URL(".", me.src) + "graphql";
+    let base = new URL(".", me.src);
+    let http = base + "graphql";
 
     // Stored per widget: { t: session token, s: session id } (startTurn's
     // result, aliased to those names; its turnId comes along).
@@ -140,7 +143,7 @@
         id,
         type: "subscribe",
         payload: {
-          query: `subscription($i:UUID!,$k:String){${field}:$i,sessionToken:$k){seq turnId status text delta messageId handoffOffered navigateTo citations{articleId title} content{kind id startUrl steps{pageUrl targetSelector title body placement}}}}`,
+          query: `subscription($i:UUID!,$k:String){${field}:$i,sessionToken:$k){seq turnId status text delta messageId handoffOffered navigateTo citations{articleId title} content{kind id startUrl steps{pageUrl targetSelector title body placement locators{kind value}}}}}`,
           variables: { i, k: S.t },
         },
       };
@@ -250,8 +253,13 @@
         let b = button(m, "Start walkthrough", () => {
           let url = new URL(ev.navigateTo || c.startUrl || L, L);
           b.textContent = "↻ Restart walkthrough";
-          w.dispatchEvent(new CustomEvent("wayfinder:content", { detail: { ...c, startUrl: url.href } }));
+          // Left for tour.js, which shows it when it loads.
+          W.queued = { ...c, startUrl: url.href };
+          w.dispatchEvent(new CustomEvent("wayfinder:content", { detail: W.queued }));
           if (page(url) != page(L)) L.href = url;
+          // No tour runtime on the page yet: load tour.js. (A page with its own
+          // runtime defines `wayfinder.content` to keep tour.js away.)
+          else W.content || (el("script", "", d.head).src = base + "tour.js");
         });
       }
 

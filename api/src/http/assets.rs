@@ -1,5 +1,6 @@
 //! The drop-in scripts and the demo page: `GET /chat.js`, `GET /widget.js`,
-//! `GET /demo`.
+//! `GET /tour.js` (the walkthrough runtime, which `chat.js` loads when a flow
+//! is to be shown), `GET /demo`.
 //!
 //! The scripts are the checked-in minified files of `api/assets/` (built from
 //! `api/assets/src/` by `api/assets/build.mjs`), embedded in the binary, so
@@ -77,6 +78,10 @@ pub static CHAT_JS: LazyLock<Script> =
 pub static WIDGET_JS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_bytes!("../../assets/widget.min.js")));
 
+/// `tour.js`: the walkthrough runtime (flows and tooltips on the page).
+pub static TOUR_JS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_bytes!("../../assets/tour.min.js")));
+
 const DEMO_HTML: &str = include_str!("../../assets/demo.html");
 
 /// The script and page routes, compressed.
@@ -84,6 +89,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/chat.js", get(chat_js))
         .route("/widget.js", get(widget_js))
+        .route("/tour.js", get(tour_js))
         .route("/demo", get(demo))
         .layer(CompressionLayer::new())
 }
@@ -94,6 +100,10 @@ async fn chat_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
 
 async fn widget_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     serve(&WIDGET_JS, &headers, query.as_deref())
+}
+
+async fn tour_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    serve(&TOUR_JS, &headers, query.as_deref())
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for it).
@@ -147,6 +157,7 @@ pub fn demo_page(widget_id: Uuid) -> String {
             "{{WIDGET_JS}}",
             &format!("widget.js?v={}", WIDGET_JS.version()),
         )
+        .replace("{{TOUR_JS}}", &format!("tour.js?v={}", TOUR_JS.version()))
 }
 
 /// `GET /demo`: a fake product page with the chat bubble and the contact form.
@@ -201,8 +212,10 @@ mod tests {
     fn versions_are_content_hashes() {
         assert_eq!(CHAT_JS.version().len(), 16);
         assert_ne!(CHAT_JS.version(), WIDGET_JS.version());
+        assert_ne!(CHAT_JS.version(), TOUR_JS.version());
         let page = demo_page(Uuid::nil());
         assert!(page.contains(&format!("chat.js?v={}", CHAT_JS.version())));
+        assert!(page.contains(&format!("tour.js?v={}", TOUR_JS.version())));
         assert!(!page.contains("{{"));
     }
 }

@@ -43,7 +43,7 @@ pub struct FlowStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[graphql(default)]
     pub element_id: Option<String>,
-    /// More ways to find the element, best first (`targetSelector` is tried first).
+    /// Ways to find the element, best first: tour.js tries them in order, then `targetSelector`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[graphql(default)]
     pub locators: Vec<Locator>,

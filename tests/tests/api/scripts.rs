@@ -24,6 +24,8 @@ use crate::helpers::*;
 const CHAT_BUDGET: usize = 6000;
 /// Minified `widget.js` must be under this many bytes.
 const WIDGET_BUDGET: usize = 4000;
+/// Minified `tour.js` must be under this many bytes.
+const TOUR_BUDGET: usize = 6000;
 /// Longest the JavaScript suite may run.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -111,7 +113,11 @@ fn header_str(resp: &reqwest::Response, name: header::HeaderName) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_are_within_budget_and_served_as_javascript() {
     let app = spawn_demo().await;
-    for (path, budget) in [("/chat.js", CHAT_BUDGET), ("/widget.js", WIDGET_BUDGET)] {
+    for (path, budget) in [
+        ("/chat.js", CHAT_BUDGET),
+        ("/widget.js", WIDGET_BUDGET),
+        ("/tour.js", TOUR_BUDGET),
+    ] {
         let plain = app.get(path, &[]).await;
         assert_eq!(plain.status(), StatusCode::OK);
         assert_eq!(
@@ -192,6 +198,21 @@ async fn scripts_have_content_hash_etags_and_versioned_urls() {
     let widget_etag = header_str(&widget, header::ETAG);
     assert!(!widget_etag.is_empty(), "widget.js has an ETag");
     assert_ne!(widget_etag, etag);
+    let tour = app.get("/tour.js", &[]).await;
+    assert_eq!(tour.status(), StatusCode::OK);
+    let tour_etag = header_str(&tour, header::ETAG);
+    assert!(
+        tour_etag.starts_with("W/\"") && tour_etag != etag,
+        "{tour_etag}"
+    );
+    let version = &tour_etag[3..19];
+    let versioned = app.get(&format!("/tour.js?v={version}"), &[]).await;
+    assert_eq!(
+        header_str(&versioned, header::CACHE_CONTROL),
+        "public, max-age=31536000, immutable"
+    );
+    let again = app.get("/tour.js", &[("if-none-match", &tour_etag)]).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,6 +228,7 @@ async fn demo_page_binds_both_scripts_to_the_demo_widget() {
     assert!(html.contains(&format!("data-widget=\"{}\"", app.widget_id)));
     assert!(html.contains(&format!("src=\"chat.js?v={}\"", &chat_etag[3..19])));
     assert!(html.contains("src=\"widget.js?v="));
+    assert!(html.contains("src=\"tour.js?v="));
 
     // The demo widget answers pages of the server's own origin, and no other.
     let own = app.widget_config_from(&app.address).await;
