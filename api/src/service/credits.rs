@@ -530,3 +530,45 @@ pub async fn usage(st: &State, scope: &OrgScope, days: u32) -> Result<Vec<UsageR
     out.reverse();
     Ok(out)
 }
+
+/// Clears the turn and message references of `org_id`'s ledger rows that
+/// point at the chat messages `messages` selects, or at their turns: the rows
+/// and their amounts stay (money is never forgotten), the link to what was
+/// said does not. Returns the rows changed. Used by retention and by a
+/// visitor's deletion, before the messages go.
+pub async fn forget_message_references(
+    db: &impl sea_orm::ConnectionTrait,
+    org_id: Uuid,
+    messages: sea_orm::Condition,
+) -> Result<u64, sea_orm::DbErr> {
+    use entity::chat_message;
+    use sea_orm::sea_query::Query;
+    let turns = Query::select()
+        .column(chat_message::Column::TurnId)
+        .from(chat_message::Entity)
+        .cond_where(messages.clone())
+        .to_owned();
+    let ids = Query::select()
+        .column(chat_message::Column::Id)
+        .from(chat_message::Entity)
+        .cond_where(messages)
+        .to_owned();
+    Ok(credit_ledger::Entity::update_many()
+        .col_expr(
+            credit_ledger::Column::TurnId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            credit_ledger::Column::MessageId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .filter(credit_ledger::Column::OrgId.eq(org_id))
+        .filter(
+            sea_orm::Condition::any()
+                .add(credit_ledger::Column::TurnId.in_subquery(turns))
+                .add(credit_ledger::Column::MessageId.in_subquery(ids)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected)
+}

@@ -15,13 +15,12 @@
 
 use chrono::Utc;
 use entity::{
-    chat_feedback, chat_message, chat_session, credit_ledger, end_user, event as event_row,
-    support_ticket,
+    chat_feedback, chat_message, chat_session, end_user, event as event_row, support_ticket,
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, ExprTrait, Query},
+    sea_query::{Expr, ExprTrait},
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -207,34 +206,9 @@ async fn delete_one(
         .all(db)
         .await?;
     let in_sessions = || chat_message::Column::SessionId.is_in(sessions.clone());
-    let turns = Query::select()
-        .column(chat_message::Column::TurnId)
-        .from(chat_message::Entity)
-        .and_where(in_sessions())
-        .to_owned();
-    let messages = Query::select()
-        .column(chat_message::Column::Id)
-        .from(chat_message::Entity)
-        .and_where(in_sessions())
-        .to_owned();
-    let ledger = credit_ledger::Entity::update_many()
-        .col_expr(
-            credit_ledger::Column::TurnId,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(
-            credit_ledger::Column::MessageId,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .filter(credit_ledger::Column::OrgId.eq(org_id))
-        .filter(
-            Condition::any()
-                .add(credit_ledger::Column::TurnId.in_subquery(turns))
-                .add(credit_ledger::Column::MessageId.in_subquery(messages)),
-        )
-        .exec(db)
-        .await?
-        .rows_affected;
+    let ledger =
+        super::credits::forget_message_references(db, org_id, Condition::all().add(in_sessions()))
+            .await?;
     let tickets = support_ticket::Entity::update_many()
         .col_expr(
             support_ticket::Column::Name,

@@ -18,9 +18,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{
-    chat_feedback, chat_message, chat_session, credit_ledger, end_user, event, org, support_ticket,
-};
+use entity::{chat_feedback, chat_message, chat_session, end_user, event, org, support_ticket};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
@@ -265,34 +263,18 @@ async fn sweep_org(
     Ok(swept)
 }
 
-/// Clears the turn and message references of the ledger rows that point at
-/// the chat messages `message_ids` (or their turns); the rows and amounts stay.
+/// Clears the ledger's references to the chat messages `message_ids` (see
+/// [`super::credits::forget_message_references`]).
 async fn clear_ledger(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     message_ids: &[Uuid],
 ) -> Result<(), AppError> {
-    let turns = Query::select()
-        .column(chat_message::Column::TurnId)
-        .from(chat_message::Entity)
-        .and_where(chat_message::Column::Id.is_in(message_ids.to_vec()))
-        .to_owned();
-    credit_ledger::Entity::update_many()
-        .col_expr(
-            credit_ledger::Column::TurnId,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(
-            credit_ledger::Column::MessageId,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .filter(credit_ledger::Column::OrgId.eq(org_id))
-        .filter(
-            Condition::any()
-                .add(credit_ledger::Column::TurnId.in_subquery(turns))
-                .add(credit_ledger::Column::MessageId.is_in(message_ids.to_vec())),
-        )
-        .exec(db)
-        .await?;
+    super::credits::forget_message_references(
+        db,
+        org_id,
+        Condition::all().add(chat_message::Column::Id.is_in(message_ids.to_vec())),
+    )
+    .await?;
     Ok(())
 }
