@@ -77,19 +77,9 @@ pub async fn grant(
     if res.rows_affected == 0 {
         return Err(AppError::not_found_in("org", "input.orgId"));
     }
-    let entry = credit_ledger::ActiveModel {
-        id: Set(new_id()),
-        org_id: Set(org_id),
-        amount: Set(amount),
-        kind: Set("GRANT".into()),
-        turn_id: Set(None),
-        message_id: Set(None),
-        model: Set(None),
-        note: Set(note),
-        created_at: Set(Utc::now()),
-    }
-    .insert(&txn)
-    .await?;
+    let entry = ledger_row(org_id, amount, "GRANT", None, None, note)
+        .insert(&txn)
+        .await?;
     let balance = org::Entity::find_by_id(org_id)
         .one(&txn)
         .await?
@@ -140,7 +130,7 @@ fn ledger_row(
     amount: i64,
     kind: &str,
     turn_id: Option<Uuid>,
-    model: &str,
+    model: Option<&str>,
     note: Option<String>,
 ) -> credit_ledger::ActiveModel {
     credit_ledger::ActiveModel {
@@ -150,7 +140,7 @@ fn ledger_row(
         kind: Set(kind.into()),
         turn_id: Set(turn_id),
         message_id: Set(None),
-        model: Set(Some(model.to_string())),
+        model: Set(model.map(str::to_string)),
         note: Set(note),
         created_at: Set(Utc::now()),
     }
@@ -182,7 +172,7 @@ async fn reserve(
             txn.rollback().await?;
             return Ok::<bool, sea_orm::DbErr>(false);
         }
-        ledger_row(org_id, -amount, "RESERVATION", turn_id, model, None)
+        ledger_row(org_id, -amount, "RESERVATION", turn_id, Some(model), None)
             .insert(&txn)
             .await?;
         txn.commit().await?;
@@ -264,7 +254,7 @@ async fn settle_noted(
             0,
             "SETTLEMENT",
             res.turn_id,
-            &res.model,
+            Some(&res.model),
             Some(note),
         )
         .insert(&txn)
@@ -272,9 +262,16 @@ async fn settle_noted(
         let refund = res.amount - actual;
         if refund > 0 {
             apply(&txn, res.org_id, refund).await?;
-            ledger_row(res.org_id, refund, "REFUND", res.turn_id, &res.model, None)
-                .insert(&txn)
-                .await?;
+            ledger_row(
+                res.org_id,
+                refund,
+                "REFUND",
+                res.turn_id,
+                Some(&res.model),
+                None,
+            )
+            .insert(&txn)
+            .await?;
         }
     } else {
         let owed = actual - res.amount;
@@ -293,7 +290,7 @@ async fn settle_noted(
             -extra,
             "SETTLEMENT",
             res.turn_id,
-            &res.model,
+            Some(&res.model),
             Some(note),
         )
         .insert(&txn)
@@ -438,19 +435,9 @@ pub async fn revoke(
         });
     }
     apply(&txn, org_id, -taken).await?;
-    let entry = credit_ledger::ActiveModel {
-        id: Set(new_id()),
-        org_id: Set(org_id),
-        amount: Set(-taken),
-        kind: Set("REVOKE".into()),
-        turn_id: Set(None),
-        message_id: Set(None),
-        model: Set(None),
-        note: Set(note),
-        created_at: Set(Utc::now()),
-    }
-    .insert(&txn)
-    .await?;
+    let entry = ledger_row(org_id, -taken, "REVOKE", None, None, note)
+        .insert(&txn)
+        .await?;
     let balance = current.credit_balance - taken;
     let ev = event::record(
         &txn,
