@@ -9,7 +9,8 @@ use crate::{
     graphql::{
         ContextExt, connection,
         types::{
-            KbArticle, KbArticleConnection, KbSearchHit, KnowledgeBase, KnowledgeBaseConnection,
+            KbArticle, KbArticleConnection, KbSearchHit, KbSearchMode, KnowledgeBase,
+            KnowledgeBaseConnection,
         },
     },
     service::{self, PageArgs},
@@ -84,10 +85,11 @@ impl KbQuery {
     }
 
     /// Searches the org's published articles the way a bot retrieves them
-    /// before answering: the dashboard's "test your bot" tool. Uses the
-    /// server's retrieval mode (`WAYFINDER_RETRIEVAL`), ranked full-text
-    /// search by default. Best hit first; a query with nothing searchable in
-    /// it (only stop words or punctuation) returns an empty list.
+    /// before answering: the dashboard's "test your bot" tool. Ranked by
+    /// `mode`, or the server's mode (`WAYFINDER_RETRIEVAL`, hybrid by
+    /// default) when omitted. Best hit first, each with its best passages;
+    /// in keyword mode a query with nothing searchable in it (only stop
+    /// words or punctuation) returns an empty list.
     #[graphql(complexity = "crate::graphql::list_cost(first.or(Some(10)), child_complexity)")]
     async fn kb_search(
         &self,
@@ -98,16 +100,19 @@ impl KbQuery {
         knowledge_base_ids: Option<Vec<Uuid>>,
         #[graphql(desc = "The visitor's question, at most 1000 characters.")] query: String,
         #[graphql(desc = "Number of hits, 1 to 50 (default 10).")] first: Option<i32>,
+        #[graphql(
+            desc = "How to rank; omitted: the server's mode. SEMANTIC without an embedding model on the server gives BAD_USER_INPUT."
+        )]
+        mode: Option<KbSearchMode>,
     ) -> GqlResult<Vec<KbSearchHit>> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let mode = RetrievalMode::parse(&st.config.retrieval).unwrap_or(RetrievalMode::FullText);
         let hits = retrieval::kb_search(
-            &st.db,
+            st,
             &scope,
             knowledge_base_ids.as_deref(),
             &query,
             first,
-            mode,
+            mode.map(RetrievalMode::from),
         )
         .await?;
         Ok(hits.into_iter().map(KbSearchHit::from).collect())
