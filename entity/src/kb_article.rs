@@ -17,6 +17,8 @@ pub struct Model {
     pub revision: i64,
     /// The embedding model its passages were made with; `None` until embedded.
     pub embedding_model: Option<String>,
+    /// The file it was imported from (`wayfinder kb import`), relative to the imported folder.
+    pub source_path: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -12,6 +12,9 @@
 //!   base's revision and stamps the article with it, so a replica compares
 //!   one number per knowledge base before each search and reloads only the
 //!   articles whose revision moved.
+//! - `kb_articles.source_path`: the file an article was imported from
+//!   (`wayfinder kb import`), unique per knowledge base, so a second import
+//!   updates instead of duplicating.
 //! - The database full-text index of `m20261122_000002_kb_fulltext` is
 //!   dropped: keyword ranking now runs in process on per-org statistics
 //!   (`api/src/turn/retrieval/bm25.rs`), and the index's triggers only cost
@@ -79,6 +82,18 @@ impl MigrationTrait for Migration {
         .await?;
         m.alter_table(add("kb_articles", string_null("embedding_model").take()))
             .await?;
+        m.alter_table(add("kb_articles", string_null("source_path").take()))
+            .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_kb_articles_source_path")
+                .table("kb_articles")
+                .col("knowledge_base_id")
+                .col("source_path")
+                .unique()
+                .to_owned(),
+        )
+        .await?;
         m.create_table(
             Table::create()
                 .table(KbPassages::Table)
@@ -140,6 +155,7 @@ impl MigrationTrait for Migration {
                 .await?;
         }
         for (table, col) in [
+            ("kb_articles", "source_path"),
             ("kb_articles", "embedding_model"),
             ("kb_articles", "revision"),
             ("knowledge_bases", "revision"),

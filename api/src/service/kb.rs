@@ -200,6 +200,7 @@ pub async fn create_article(
         published: Set(input.published.unwrap_or(true)),
         revision: Set(revision),
         embedding_model: Set(None),
+        source_path: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

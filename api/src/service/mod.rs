@@ -19,6 +19,7 @@ pub mod feedback;
 pub mod handoff;
 pub mod identity;
 pub mod kb;
+pub mod kb_import;
 pub mod mapping;
 pub mod notify;
 pub mod operator;

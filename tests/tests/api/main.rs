@@ -29,6 +29,7 @@ mod rest;
 mod retrieval;
 mod schema;
 mod scripts;
+mod semantic;
 mod session_lifetime;
 mod site_map;
 mod smtp_sink;
