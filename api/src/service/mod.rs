@@ -30,6 +30,7 @@ pub mod server_setting;
 pub mod session;
 pub mod site;
 pub mod ticket;
+pub mod unanswered;
 pub mod webhook;
 
 use sea_orm::{

@@ -67,6 +67,14 @@ pub const PASSAGES_PER_HIT: usize = 3;
 /// A synonym counts this much of the visitor's own word.
 const SYNONYM_WEIGHT: f32 = 0.5;
 
+/// Cosine below which a passage is not about the question at all. Every
+/// passage has some cosine with every question; without a floor a question
+/// the knowledge base cannot answer would still "find" its nearest article,
+/// and the bot would answer from it instead of falling back. For
+/// all-MiniLM-L6-v2, unrelated sentences sit around 0.0–0.2 and paraphrases
+/// above 0.5.
+const MIN_COSINE: f32 = 0.3;
+
 /// Hybrid: share of the fused score that comes from meaning (the rest from words).
 const SEMANTIC_SHARE: f64 = 0.7;
 
@@ -322,6 +330,9 @@ fn rank(
             };
             let mut best: HashMap<u32, Vec<(u16, f32)>> = HashMap::new();
             v.scan(q, |slot, pos, cos| {
+                if cos < MIN_COSINE {
+                    return;
+                }
                 let e = best.entry(slot).or_default();
                 e.push((pos, cos));
                 if e.len() > PASSAGES_PER_HIT * 4 {

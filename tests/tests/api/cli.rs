@@ -306,7 +306,10 @@ async fn kb_import_is_idempotent_by_path_and_skips_bad_files(backend: Backend) {
     let t = long["title"].as_str().unwrap();
     let last_word = t.strip_suffix('…').and_then(|c| c.rsplit(' ').next());
     assert!(t.chars().count() <= 300, "{t}");
-    assert!(matches!(last_word, Some("very" | "long" | "title")), "cut inside a word: {t}");
+    assert!(
+        matches!(last_word, Some("very" | "long" | "title")),
+        "cut inside a word: {t}"
+    );
 
     // Run again after one edit: one update, nothing duplicated.
     std::fs::write(

@@ -25,6 +25,7 @@ on_both_databases!(
     keyword_scores_ignore_other_orgs_articles,
     replicas_answer_alike_without_the_bus,
     remote_embedding_servers_speak_their_wire_formats,
+    unanswered_questions_are_grouped_for_the_dashboard,
 );
 
 const SEARCH: &str = r#"query($q: String!, $mode: KbSearchMode, $first: Int) {
@@ -394,4 +395,86 @@ async fn a_missing_model_leaves_keyword_retrieval_working() {
         .await;
     assert_eq!(error_code(&v), Some("BAD_USER_INPUT"), "{v}");
     assert!(v.to_string().contains("embedding model"), "{v}");
+}
+
+const SEND: &str =
+    "mutation($i: TurnInput!) { sendMessage(input: $i) { sessionToken status messageId } }";
+
+const UNANSWERED: &str =
+    "{ unansweredQuestions(days: 7) { count example otherWordings reasons lastAskedAt } }";
+
+/// Fallbacks and downvotes become groups of like questions, biggest first,
+/// by meaning with the model and by words without it; other orgs' never show.
+async fn unanswered_questions_are_grouped_for_the_dashboard(backend: Backend) {
+    for dir in [None, model_dir()] {
+        let with_model = dir.is_some();
+        let app = spawn_app_with(backend, |c| c.embedding_model_dir = dir).await;
+        let (widget, _, _) =
+            crate::chat_turn::widget_with_kb(&app, crate::chat_turn::ARTICLES).await;
+        let ask = |message: &'static str| {
+            let app = &app;
+            let widget = widget.clone();
+            async move {
+                let v = app
+                    .gql_as(
+                        None,
+                        SEND,
+                        json!({ "i": { "widgetId": widget, "message": message } }),
+                    )
+                    .await;
+                v["data"]["sendMessage"].clone()
+            }
+        };
+        // Nothing in the knowledge base about these: fallbacks.
+        let refunds: &[&'static str] = if with_model {
+            &[
+                "is there an apple watch app",
+                "do you have an apple watch app",
+                "is there an app for the apple watch",
+            ]
+        } else {
+            &[
+                "refund for last month",
+                "refund last month please",
+                "refund my last month",
+            ]
+        };
+        for q in refunds {
+            assert_eq!(ask(q).await["status"], "FALLBACK", "{q}");
+        }
+        assert_eq!(ask("is there a dark mode").await["status"], "FALLBACK");
+        // An answer voted down counts too.
+        let answered = ask("How do I reset my password?").await;
+        assert_eq!(answered["status"], "ANSWERED");
+        let v = app
+            .gql_as(
+                None,
+                "mutation($i: SubmitFeedbackInput!) { submitFeedback(input: $i) { ok } }",
+                json!({ "i": { "messageId": answered["messageId"], "vote": "DOWN", "sessionToken": answered["sessionToken"] } }),
+            )
+            .await;
+        assert_eq!(v["data"]["submitFeedback"]["ok"], true, "{v}");
+
+        let v = app.gql(UNANSWERED, json!({})).await;
+        assert!(v.get("errors").is_none(), "{v}");
+        let groups = v["data"]["unansweredQuestions"].as_array().unwrap().clone();
+        assert_eq!(groups[0]["count"], 3, "model {with_model}: {groups:?}");
+        assert_eq!(groups[0]["reasons"], json!(["no_articles"]));
+        assert_eq!(groups[0]["otherWordings"].as_array().unwrap().len(), 2);
+        assert_eq!(groups.len(), 3, "{groups:?}");
+        let down = groups
+            .iter()
+            .find(|g| g["reasons"] == json!(["downvoted"]))
+            .unwrap();
+        assert_eq!(down["example"], "How do I reset my password?");
+
+        // Another org sees none of it; bad arguments are refused.
+        let (_, other) = app.create_org(wayfinder::domain::Plan::Pro).await;
+        let v = app.gql_as(Some(&other), UNANSWERED, json!({})).await;
+        assert_eq!(v["data"]["unansweredQuestions"], json!([]), "{v}");
+        let v = app
+            .gql("{ unansweredQuestions(days: 0) { count } }", json!({}))
+            .await;
+        assert_eq!(error_code(&v), Some("BAD_USER_INPUT"), "{v}");
+    }
 }

@@ -10,7 +10,7 @@ use crate::{
         ContextExt, connection,
         types::{
             KbArticle, KbArticleConnection, KbSearchHit, KbSearchMode, KnowledgeBase,
-            KnowledgeBaseConnection,
+            KnowledgeBaseConnection, UnansweredQuestionGroup,
         },
     },
     service::{self, PageArgs},
@@ -116,5 +116,34 @@ impl KbQuery {
         )
         .await?;
         Ok(hits.into_iter().map(KbSearchHit::from).collect())
+    }
+
+    /// The visitor questions the knowledge base could not answer, grouped by
+    /// meaning (by shared words without an embedding model): turns that ended
+    /// in the fallback and answers voted down, of the last `days`. Biggest
+    /// group first: what to write next.
+    #[graphql(complexity = "crate::graphql::list_cost(first.or(Some(20)), child_complexity)")]
+    async fn unanswered_questions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Days to look back, 1 to 365 (default 30).")] days: Option<i32>,
+        #[graphql(desc = "Most groups returned, 1 to 100 (default 20).")] first: Option<i32>,
+    ) -> GqlResult<Vec<UnansweredQuestionGroup>> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let days = days.unwrap_or(30);
+        if !(1..=365).contains(&days) {
+            return Err(
+                crate::error::AppError::bad_input("days", "must be between 1 and 365").into(),
+            );
+        }
+        let first = first.unwrap_or(20);
+        if !(1..=100).contains(&first) {
+            return Err(
+                crate::error::AppError::bad_input("first", "must be between 1 and 100").into(),
+            );
+        }
+        let groups =
+            service::unanswered::groups(st, &scope, i64::from(days), first as usize).await?;
+        Ok(groups.into_iter().map(Into::into).collect())
     }
 }

@@ -159,3 +159,30 @@ impl From<crate::turn::retrieval::Hit> for KbSearchHit {
         }
     }
 }
+
+/// Questions like one another that the knowledge base could not answer.
+#[derive(SimpleObject, Clone)]
+pub struct UnansweredQuestionGroup {
+    /// How many questions of the period are in the group.
+    pub count: i32,
+    /// Its most recent question.
+    pub example: String,
+    /// Other wordings of it, most recent first (at most 4).
+    pub other_wordings: Vec<String>,
+    /// When a question of the group was last asked.
+    pub last_asked_at: DateTime<Utc>,
+    /// Why its questions count: the fallback's reason (`no_articles`, `ai_disabled`, `llm_unavailable`, …) or `downvoted`.
+    pub reasons: Vec<String>,
+}
+
+impl From<service::unanswered::UnansweredGroup> for UnansweredQuestionGroup {
+    fn from(g: service::unanswered::UnansweredGroup) -> Self {
+        Self {
+            count: i32::try_from(g.count).unwrap_or(i32::MAX),
+            example: g.example,
+            other_wordings: g.others,
+            last_asked_at: g.last_asked_at,
+            reasons: g.reasons,
+        }
+    }
+}
