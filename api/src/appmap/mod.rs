@@ -9,7 +9,8 @@
 //!
 //! Builders live beside this file: [`crawler`] (static HTML through the
 //! outbound guard), [`locators`] (what is computed for one element of a
-//! parsed page), [`robots`] (robots.txt); an uploaded map is validated by
+//! parsed page), [`robots`] (robots.txt), [`renderer`] (headless Chromium
+//! for single-page apps, behind the guarded [`proxy`]); an uploaded map is validated by
 //! [`validate_upload`]. [`compress`] renders the part of a map relevant to a
 //! question for the generator's prompt, and [`drift`] re-checks content.
 //!
@@ -22,6 +23,8 @@
 pub mod crawler;
 pub mod drift;
 pub mod locators;
+pub mod proxy;
+pub mod renderer;
 pub mod robots;
 
 use std::collections::HashSet;
