@@ -397,3 +397,101 @@ async fn a_widget_on_a_site_needs_pro_and_a_mapped_site(backend: Backend) {
         .await;
     assert!(r["errors"].is_null(), "{r}");
 }
+
+/// Debian's Chromium, when it is there; `WAYFINDER_BROWSER_TESTS=1` requires it.
+pub fn chromium() -> Option<String> {
+    let path = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if std::path::Path::new(&path).exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("WAYFINDER_BROWSER_TESTS").as_deref() != Ok("1"),
+        "WAYFINDER_BROWSER_TESTS=1 but there is no Chromium at {path}"
+    );
+    eprintln!("skipping: no Chromium at {path}");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_map_renders_single_page_apps_in_chromium_behind_the_guard() {
+    let Some(chromium) = chromium() else { return };
+    let web = TestWebApp::start().await;
+    let spa = format!("{}/spa", web.base_url);
+
+    // Static HTML only: the app's shell has nothing to map.
+    let plain = spawn_app_with(Backend::Sqlite, |c| {
+        c.outbound_allow = Some(web.allow_entry.clone())
+    })
+    .await;
+    let site = plain.gql_ok(SITE, json!({ "u": spa })).await["createSite"]["id"].clone();
+    plain.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
+    let mapped = wait_mapped(&plain, &site).await;
+    assert_eq!(mapped["mappingStatus"], "COMPLETED", "{mapped}");
+    assert!(page(&mapped, "/spa").unwrap()["elements"].as_array().unwrap().is_empty());
+    assert!(page(&mapped, "/spa/billing").is_none());
+
+    // Rendered: the elements and links the script creates are mapped.
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.outbound_allow = Some(web.allow_entry.clone());
+        c.chromium = Some(chromium);
+    })
+    .await;
+    let site = app.gql_ok(SITE, json!({ "u": spa })).await["createSite"]["id"].clone();
+    let started = std::time::Instant::now();
+    app.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
+    let mut mapped = json!(null);
+    for _ in 0..120 {
+        mapped = app.gql_ok(GET, json!({ "id": site })).await["site"].clone();
+        if mapped["mappingStatus"] != "IN_PROGRESS" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(mapped["mappingStatus"], "COMPLETED", "{mapped}");
+    let home = page(&mapped, "/spa").expect("the SPA's home page");
+    let create = home["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["label"] == "Create project")
+        .unwrap_or_else(|| panic!("no JS-only button in {home}"));
+    assert_eq!(
+        create["locators"][0],
+        json!({ "kind": "TEST_ID", "value": "[data-testid=\"create-project\"]" })
+    );
+    let billing = page(&mapped, "/spa/billing").expect("the link the script created is followed");
+    assert!(
+        billing["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["label"] == "Update card" && e["locators"][0]["value"] == "#update-card"),
+        "{billing}"
+    );
+    let events = app
+        .gql_ok("{ events(first: 100) { nodes { kind payload } } }", json!({}))
+        .await;
+    let done = events["events"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "site.mapped")
+        .unwrap()
+        .clone();
+    assert_eq!(done["payload"]["rendered"], 2, "{done}");
+    let pages = done["payload"]["fetched"].as_u64().unwrap();
+    println!(
+        "rendered mapping: {pages} pages in {} ms ({:.1} pages/s, Chromium start included)",
+        elapsed.as_millis(),
+        pages as f64 / elapsed.as_secs_f64()
+    );
+
+    // Every attempt of the page to reach a loopback port nobody allowed was refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        web.trap_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the rendered page reached a loopback port"
+    );
+}
