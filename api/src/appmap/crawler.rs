@@ -399,6 +399,7 @@ pub async fn crawl(
                 let path = path_and_query(&url);
                 pages.push(MapPage {
                     id: String::new(),
+                    recorded: false,
                     url_pattern: url_pattern(&path),
                     url: path,
                     title: parsed.title,

@@ -308,13 +308,17 @@ async fn run_crawl(
     }
 }
 
-async fn finish(st: &State, site: &site::Model, crawl: crawler::Crawl) -> Result<(), AppError> {
-    let stored = crawl.map.to_stored()?;
+async fn finish(st: &State, site: &site::Model, mut crawl: crawler::Crawl) -> Result<(), AppError> {
     let txn = crate::service::begin_write(&st.db).await?;
     let current = site::Entity::find_by_id(site.id)
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("site"))?;
+    // Pages recorded in a browser (behind a login, say) stay unless the crawl mapped them itself.
+    crawl
+        .map
+        .keep_recorded(&AppMap::from_stored(&current.app_map));
+    let stored = crawl.map.to_stored()?;
     let version = current.map_version + 1;
     let mut am: site::ActiveModel = current.into();
     am.app_map = Set(stored);

@@ -20,6 +20,7 @@ pub mod handoff;
 pub mod identity;
 pub mod kb;
 pub mod mapping;
+pub mod recording;
 pub mod notify;
 pub mod operator;
 pub mod operator_key;

@@ -31,6 +31,7 @@ mod schema;
 mod scripts;
 mod session_lifetime;
 mod site_map;
+mod site_recording;
 mod smtp_sink;
 mod support;
 mod tenancy;
