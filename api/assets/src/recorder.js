@@ -201,7 +201,7 @@
 
   let sent = {};
   let posts = 0;
-  let send = () => {
+  let send = (leaving) => {
     if (!token || posts >= 200) return;
     let url = location.href.replace(/#.*$/, "");
     let found = elements();
@@ -209,10 +209,13 @@
     if (sent[url] == signature) return;
     sent[url] = signature;
     posts++;
+    let body = JSON.stringify({ token, url, title: d.title, elements: found });
     fetch(endpoint, {
       method: "POST",
       headers: { "content-type": "text/plain" },
-      body: JSON.stringify({ token, url, title: d.title, elements: found }),
+      body,
+      // A page left before its send still gets recorded (browsers cap keepalive bodies at 64 KB).
+      keepalive: leaving == 1 && body.length < 6e4,
     })
       .then((r) => r.json())
       .then((r) => {
@@ -235,7 +238,7 @@
     let now = Date.now();
     first = first || now;
     let wait = now - first > 3000 ? 0 : 700;
-    timer = setTimeout(() => ((first = 0), send()), wait);
+    timer = setTimeout(() => ((first = timer = 0), send()), wait);
   };
   let observer = new MutationObserver((records) => {
     if (records.some((r) => r.target != host)) later();
@@ -244,6 +247,8 @@
     show();
     observer.observe(d.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ["id", "href", "role", "aria-label"] });
     addEventListener("popstate", later);
+    // Leaving with a send pending: send now.
+    addEventListener("pagehide", () => timer && (clearTimeout(timer), send(1)));
     later();
   };
   d.readyState == "complete" ? start() : addEventListener("load", start);
