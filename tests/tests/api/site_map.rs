@@ -495,3 +495,52 @@ async fn site_map_renders_single_page_apps_in_chromium_behind_the_guard() {
         "the rendered page reached a loopback port"
     );
 }
+
+/// The payload of the last `site.mapped` event.
+async fn mapped_event(app: &TestApp) -> Value {
+    let events = app
+        .gql_ok("{ events(first: 100) { nodes { kind payload } } }", json!({}))
+        .await;
+    events["events"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "site.mapped")
+        .unwrap()["payload"]
+        .clone()
+}
+
+on_both_databases!(non_html_responses_count_toward_the_crawl_bounds);
+
+async fn non_html_responses_count_toward_the_crawl_bounds(backend: Backend) {
+    let web = TestWebApp::start().await;
+    let downloads = format!("{}/downloads", web.base_url);
+    // Three requests in all: the page and two CSV files; the rest stay unfetched.
+    let app = spawn_app_with(backend, |c| {
+        c.outbound_allow = Some(web.allow_entry.clone());
+        c.map_max_pages = 3;
+        c.map_concurrency = 1;
+    })
+    .await;
+    let site = app.gql_ok(SITE, json!({ "u": downloads })).await["createSite"]["id"].clone();
+    app.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
+    assert_eq!(wait_mapped(&app, &site).await["mappingStatus"], "COMPLETED");
+    let done = mapped_event(&app).await;
+    assert_eq!(done["fetched"], 3, "{done}");
+    assert_eq!(done["stoppedBy"], "pages", "{done}");
+    assert!(done["bytes"].as_u64().unwrap() >= 20_000, "CSV bytes counted: {done}");
+
+    // The CSV bytes end the crawl at the byte bound.
+    let app = spawn_app_with(backend, |c| {
+        c.outbound_allow = Some(web.allow_entry.clone());
+        c.map_total_bytes = 25_000;
+        c.map_concurrency = 1;
+    })
+    .await;
+    let site = app.gql_ok(SITE, json!({ "u": downloads })).await["createSite"]["id"].clone();
+    app.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
+    assert_eq!(wait_mapped(&app, &site).await["mappingStatus"], "COMPLETED");
+    let done = mapped_event(&app).await;
+    assert_eq!(done["stoppedBy"], "bytes", "{done}");
+    assert!((done["fetched"].as_u64().unwrap()) < 7, "{done}");
+}

@@ -2,7 +2,8 @@
 //! generator to map: forms, buttons with and without ids, a generated-looking
 //! id, duplicated classes, pages differing only by an id, a page two links
 //! deep, a robots.txt disallow, a page behind a cookie, a page whose
-//! markup can change (drift), and a single-page app (`/spa`) whose elements
+//! markup can change (drift), a downloads page linking to non-HTML files
+//! (10,000 bytes each), and a single-page app (`/spa`) whose elements
 //! and links only exist once its script ran, which also tries to reach a
 //! loopback trap listener the outbound guard must keep it away from.
 
@@ -169,6 +170,21 @@ impl TestWebApp {
                         (StatusCode::FOUND, [(header::LOCATION, "/login")]).into_response()
                     }
                 }),
+            )
+            .route(
+                "/downloads",
+                get(|| async {
+                    let links: String = (1..=6)
+                        .map(|i| format!(r#"<a href="/files/export-{i}.csv">Export {i}</a> "#))
+                        .collect();
+                    Html(format!(
+                        "<!doctype html><html><head><title>Downloads</title></head><body>{links}</body></html>"
+                    ))
+                }),
+            )
+            .route(
+                "/files/{name}",
+                get(|| async { ([(header::CONTENT_TYPE, "text/csv")], "x".repeat(10_000)) }),
             )
             .route("/spa", get(|| async { Html(SPA_SHELL) }))
             .route("/spa/billing", get(|| async { Html(SPA_SHELL) }))
