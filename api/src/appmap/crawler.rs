@@ -208,9 +208,12 @@ async fn fetch(
             .headers
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map_or(Outcome::Skip { bytes: got.body.len() }, |l| {
-                Outcome::Redirect(l.to_string())
-            }));
+            .map_or(
+                Outcome::Skip {
+                    bytes: got.body.len(),
+                },
+                |l| Outcome::Redirect(l.to_string()),
+            ));
     }
     let html = got
         .headers

@@ -227,7 +227,9 @@ impl AppMap {
     pub fn ids(&self) -> HashSet<String> {
         self.pages
             .iter()
-            .flat_map(|p| std::iter::once(p.id.clone()).chain(p.elements.iter().map(|e| e.id.clone())))
+            .flat_map(|p| {
+                std::iter::once(p.id.clone()).chain(p.elements.iter().map(|e| e.id.clone()))
+            })
             .collect()
     }
 
@@ -422,7 +424,12 @@ pub fn validate_upload(pages: Vec<UploadPage>) -> Result<AppMap, AppError> {
             }
             for l in &locators {
                 // CSS locators of any kind are one selector language: `#a` as an ID and as a CSS locator match the same element.
-                let key = (l.kind.is_css().then_some(LocatorKind::Css).unwrap_or(l.kind), l.value.clone());
+                let kind = if l.kind.is_css() {
+                    LocatorKind::Css
+                } else {
+                    l.kind
+                };
+                let key = (kind, l.value.clone());
                 if !seen_locators.insert(key) {
                     return Err(AppError::bad_input(
                         g("locators"),

@@ -207,7 +207,11 @@ async fn serve(mut client: TcpStream, policy: &Policy, counters: &Counters, max_
         Ok(s) => s,
         Err(why) => {
             counters.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(host = url.host_str().unwrap_or(""), why, "rendering: request refused");
+            tracing::info!(
+                host = url.host_str().unwrap_or(""),
+                why,
+                "rendering: request refused"
+            );
             return refuse(&mut client, "403 Forbidden").await;
         }
     };
@@ -228,9 +232,14 @@ async fn serve(mut client: TcpStream, policy: &Policy, counters: &Counters, max_
         let mut out = format!("{method} {path} HTTP/1.1\r\n");
         for line in lines.filter(|l| !l.is_empty()) {
             let name = line.split(':').next().unwrap_or("").trim();
-            if ["connection", "proxy-connection", "keep-alive", "proxy-authorization"]
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h))
+            if [
+                "connection",
+                "proxy-connection",
+                "keep-alive",
+                "proxy-authorization",
+            ]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
             {
                 continue;
             }
@@ -333,6 +342,9 @@ mod tests {
         let head = serve.await.unwrap();
         assert!(head.starts_with("GET /a?b=1 HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("connection: close"), "{head}");
-        assert!(!head.to_ascii_lowercase().contains("proxy-connection"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("proxy-connection"),
+            "{head}"
+        );
     }
 }

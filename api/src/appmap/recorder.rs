@@ -131,14 +131,23 @@ mod tests {
         let err = validate(recorded("https://app.acme.io/b", &["Pay", "Pay"]), origin).unwrap_err();
         assert_eq!(err.code(), "BAD_USER_INPUT");
 
-        let a = validate(recorded("https://app.acme.io/projects/7/billing?tab=1", &["Pay"]), origin)
-            .unwrap();
+        let a = validate(
+            recorded("https://app.acme.io/projects/7/billing?tab=1", &["Pay"]),
+            origin,
+        )
+        .unwrap();
         assert_eq!(a.url, "/projects/7/billing?tab=1");
         assert_eq!(a.url_pattern, "/projects/:id/billing");
         assert!(a.recorded);
         let map = merge(AppMap::default(), a).unwrap();
-        let b = validate(recorded("https://app.acme.io/projects/9/billing", &["Pay", "Cancel plan"]), origin)
-            .unwrap();
+        let b = validate(
+            recorded(
+                "https://app.acme.io/projects/9/billing",
+                &["Pay", "Cancel plan"],
+            ),
+            origin,
+        )
+        .unwrap();
         let merged = merge(map.clone(), b).unwrap();
         assert_eq!(merged.pages.len(), 1, "same pattern: replaced");
         assert_eq!(merged.pages[0].elements.len(), 2);

@@ -124,7 +124,9 @@ impl Cdp {
                         let tx = pending.lock().ok().and_then(|mut p| p.remove(&id));
                         if let Some(tx) = tx {
                             let r = match v.get("error") {
-                                Some(e) => Err(e["message"].as_str().unwrap_or("error").to_string()),
+                                Some(e) => {
+                                    Err(e["message"].as_str().unwrap_or("error").to_string())
+                                }
                                 None => Ok(v["result"].clone()),
                             };
                             let _ = tx.send(r);
@@ -153,7 +155,12 @@ impl Cdp {
         })
     }
 
-    async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Result<Value, String> {
+    async fn call(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut msg = json!({ "id": id, "method": method, "params": params });
         if let Some(s) = session {
@@ -244,8 +251,10 @@ impl Renderer {
         let proxy = GuardProxy::start(policy, options.max_total_bytes)
             .await
             .map_err(|e| format!("could not start the rendering proxy: {e}"))?;
-        let profile = std::env::temp_dir().join(format!("wayfinder-chromium-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&profile).map_err(|e| format!("could not create a profile: {e}"))?;
+        let profile =
+            std::env::temp_dir().join(format!("wayfinder-chromium-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&profile)
+            .map_err(|e| format!("could not create a profile: {e}"))?;
         let mut cmd = Command::new(&options.chromium);
         cmd.args([
             "--headless",
@@ -361,9 +370,10 @@ impl Renderer {
             .call(None, "Target.createTarget", json!({ "url": "about:blank" }))
             .await?;
         let target_id = target["targetId"].as_str().unwrap_or_default().to_string();
-        let result = tokio::time::timeout(self.timeout + SETTLE_MAX, self.render_in(&target_id, url))
-            .await
-            .unwrap_or_else(|_| Err("rendering timed out".into()));
+        let result =
+            tokio::time::timeout(self.timeout + SETTLE_MAX, self.render_in(&target_id, url))
+                .await
+                .unwrap_or_else(|_| Err("rendering timed out".into()));
         let _ = self
             .cdp
             .call(None, "Target.closeTarget", json!({ "targetId": target_id }))
@@ -380,7 +390,10 @@ impl Renderer {
                 json!({ "targetId": target_id, "flatten": true }),
             )
             .await?;
-        let session = attached["sessionId"].as_str().unwrap_or_default().to_string();
+        let session = attached["sessionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
         if let Ok(mut s) = self.cdp.sessions.lock() {
             s.insert(session.clone(), tx);

@@ -251,7 +251,10 @@ async fn run_crawl(
                     match Renderer::launch(&options, policy.clone(), &base, &credentials).await {
                         Ok(r) => Some(r),
                         Err(err) => {
-                            tracing::warn!(err, "Chromium could not start: mapping static HTML only");
+                            tracing::warn!(
+                                err,
+                                "Chromium could not start: mapping static HTML only"
+                            );
                             None
                         }
                     }
@@ -271,7 +274,10 @@ async fn run_crawl(
             .map_err(|e| e.to_string());
             if let Some(r) = renderer {
                 if r.refused() > 0 {
-                    tracing::info!(refused = r.refused(), "rendering: the guard refused requests");
+                    tracing::info!(
+                        refused = r.refused(),
+                        "rendering: the guard refused requests"
+                    );
                 }
                 r.close().await;
             }

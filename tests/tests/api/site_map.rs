@@ -427,7 +427,12 @@ async fn site_map_renders_single_page_apps_in_chromium_behind_the_guard() {
     plain.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
     let mapped = wait_mapped(&plain, &site).await;
     assert_eq!(mapped["mappingStatus"], "COMPLETED", "{mapped}");
-    assert!(page(&mapped, "/spa").unwrap()["elements"].as_array().unwrap().is_empty());
+    assert!(
+        page(&mapped, "/spa").unwrap()["elements"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert!(page(&mapped, "/spa/billing").is_none());
 
     // Rendered: the elements and links the script creates are mapped.
@@ -470,7 +475,10 @@ async fn site_map_renders_single_page_apps_in_chromium_behind_the_guard() {
         "{billing}"
     );
     let events = app
-        .gql_ok("{ events(first: 100) { nodes { kind payload } } }", json!({}))
+        .gql_ok(
+            "{ events(first: 100) { nodes { kind payload } } }",
+            json!({}),
+        )
         .await;
     let done = events["events"]["nodes"]
         .as_array()
@@ -499,7 +507,10 @@ async fn site_map_renders_single_page_apps_in_chromium_behind_the_guard() {
 /// The payload of the last `site.mapped` event.
 async fn mapped_event(app: &TestApp) -> Value {
     let events = app
-        .gql_ok("{ events(first: 100) { nodes { kind payload } } }", json!({}))
+        .gql_ok(
+            "{ events(first: 100) { nodes { kind payload } } }",
+            json!({}),
+        )
         .await;
     events["events"]["nodes"]
         .as_array()
@@ -528,7 +539,10 @@ async fn non_html_responses_count_toward_the_crawl_bounds(backend: Backend) {
     let done = mapped_event(&app).await;
     assert_eq!(done["fetched"], 3, "{done}");
     assert_eq!(done["stoppedBy"], "pages", "{done}");
-    assert!(done["bytes"].as_u64().unwrap() >= 20_000, "CSV bytes counted: {done}");
+    assert!(
+        done["bytes"].as_u64().unwrap() >= 20_000,
+        "CSV bytes counted: {done}"
+    );
 
     // The CSV bytes end the crawl at the byte bound.
     let app = spawn_app_with(backend, |c| {

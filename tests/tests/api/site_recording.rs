@@ -78,7 +78,10 @@ async fn recorded_pages_are_merged_into_the_map_with_a_valid_token_only(backend:
     assert_eq!(page["url"], "/account?tab=security");
     assert_eq!(page["urlPattern"], "/account");
     assert_eq!(page["recorded"], true);
-    assert_eq!(page["elements"][0]["locators"][0]["value"], "#change-password");
+    assert_eq!(
+        page["elements"][0]["locators"][0]["value"],
+        "#change-password"
+    );
 
     // Refused: forged, expired and other-purpose tokens; no token.
     let forged = format!("{}x", &token[..token.len() - 1]);
@@ -94,16 +97,35 @@ async fn recorded_pages_are_merged_into_the_map_with_a_valid_token_only(backend:
         .state
         .secret
         .sign("session", &claims(chrono::Utc::now().timestamp() + 600));
-    for bad in [forged.as_str(), expired.as_str(), other_purpose.as_str(), ""] {
+    for bad in [
+        forged.as_str(),
+        expired.as_str(),
+        other_purpose.as_str(),
+        "",
+    ] {
         let (status, r) = post(&app, &web.base_url, account_page(bad, &web.base_url)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}: {r}");
         assert_eq!(r["error"]["code"], "UNAUTHENTICATED");
     }
     // Another origin (the browser's Origin, or the page's URL), bad kinds, too many elements.
-    let (status, r) = post(&app, "https://evil.example", account_page(token, &web.base_url)).await;
+    let (status, r) = post(
+        &app,
+        "https://evil.example",
+        account_page(token, &web.base_url),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{r}");
-    let (status, r) = post(&app, &web.base_url, account_page(token, "https://evil.example")).await;
-    assert_eq!((status, r["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("url")), "{r}");
+    let (status, r) = post(
+        &app,
+        &web.base_url,
+        account_page(token, "https://evil.example"),
+    )
+    .await;
+    assert_eq!(
+        (status, r["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("url")),
+        "{r}"
+    );
     let mut bad_kind = account_page(token, &web.base_url);
     bad_kind["elements"][0]["locators"][0]["kind"] = json!("XPATH");
     let (status, r) = post(&app, &web.base_url, bad_kind).await;
@@ -126,7 +148,9 @@ async fn recorded_pages_are_merged_into_the_map_with_a_valid_token_only(backend:
 
     // Another org's key cannot start a recording of this site.
     let (_, other_key) = app.create_org(wayfinder::domain::Plan::Pro).await;
-    let r = app.gql_as(Some(&other_key), START, json!({ "s": site })).await;
+    let r = app
+        .gql_as(Some(&other_key), START, json!({ "s": site }))
+        .await;
     assert_eq!(error_code(&r), Some("NOT_FOUND"), "{r}");
 
     // A crawl cannot enter /account (it redirects to /login without the cookie), and keeps the recorded page.
@@ -146,7 +170,10 @@ async fn recorded_pages_are_merged_into_the_map_with_a_valid_token_only(backend:
         .iter()
         .map(|p| p["urlPattern"].as_str().unwrap())
         .collect();
-    assert!(patterns.contains(&"/login") && patterns.contains(&"/account"), "{patterns:?}");
+    assert!(
+        patterns.contains(&"/login") && patterns.contains(&"/account"),
+        "{patterns:?}"
+    );
     assert_eq!(s["mapVersion"], 2);
 }
 
@@ -159,16 +186,25 @@ async fn map_site_is_capped_per_org_and_per_deployment(backend: Backend) {
         c.map_max_crawls = 2;
     })
     .await;
-    let create = "mutation($u: String!) { createSite(input: {name: \"Acme\", baseUrl: $u}) { id } }";
+    let create =
+        "mutation($u: String!) { createSite(input: {name: \"Acme\", baseUrl: $u}) { id } }";
     let map = "mutation($s: UUID!) { mapSite(input: {siteId: $s}) { id } }";
     // A crawl in progress (a fresh heartbeat) of one of the org's sites, as the database shows it.
     let crawling = |key: Option<String>| {
         let app = &app;
         async move {
             let r = app
-                .gql_as(key.as_deref(), create, json!({ "u": "https://app.example.com" }))
+                .gql_as(
+                    key.as_deref(),
+                    create,
+                    json!({ "u": "https://app.example.com" }),
+                )
                 .await;
-            let id: uuid::Uuid = r["data"]["createSite"]["id"].as_str().unwrap().parse().unwrap();
+            let id: uuid::Uuid = r["data"]["createSite"]["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             let row = entity::site::Entity::find_by_id(id)
                 .one(&app.state.db)
                 .await
@@ -181,7 +217,10 @@ async fn map_site_is_capped_per_org_and_per_deployment(backend: Backend) {
         }
     };
     crawling(Some(app.api_key.clone())).await;
-    let other = app.gql_ok(create, json!({ "u": "https://other.example.com" })).await["createSite"]["id"].clone();
+    let other = app
+        .gql_ok(create, json!({ "u": "https://other.example.com" }))
+        .await["createSite"]["id"]
+        .clone();
     let r = app.gql(map, json!({ "s": other })).await;
     assert_eq!(error_code(&r), Some("RATE_LIMITED"), "{r}");
     assert!(r["errors"][0]["extensions"]["retryAfter"].as_u64().unwrap() > 0);
@@ -190,7 +229,14 @@ async fn map_site_is_capped_per_org_and_per_deployment(backend: Backend) {
     let (_, second) = app.create_org(wayfinder::domain::Plan::Pro).await;
     crawling(Some(second.clone())).await;
     let (_, third) = app.create_org(wayfinder::domain::Plan::Pro).await;
-    let site = app.gql_as(Some(&third), create, json!({ "u": "https://third.example.com" })).await["data"]["createSite"]["id"].clone();
+    let site = app
+        .gql_as(
+            Some(&third),
+            create,
+            json!({ "u": "https://third.example.com" }),
+        )
+        .await["data"]["createSite"]["id"]
+        .clone();
     let r = app.gql_as(Some(&third), map, json!({ "s": site })).await;
     assert_eq!(error_code(&r), Some("RATE_LIMITED"), "{r}");
 }
