@@ -523,38 +523,37 @@ async fn mapped_event(app: &TestApp) -> Value {
 
 on_both_databases!(non_html_responses_count_toward_the_crawl_bounds);
 
-async fn non_html_responses_count_toward_the_crawl_bounds(backend: Backend) {
-    let web = TestWebApp::start().await;
-    let downloads = format!("{}/downloads", web.base_url);
-    // Three requests in all: the page and two CSV files; the rest stay unfetched.
+/// Crawls the test app's downloads page (six linked CSV files) one request at a time; the `site.mapped` payload.
+async fn crawl_downloads(
+    backend: Backend,
+    web: &TestWebApp,
+    tweak: impl FnOnce(&mut wayfinder::config::Config),
+) -> Value {
     let app = spawn_app_with(backend, |c| {
         c.outbound_allow = Some(web.allow_entry.clone());
-        c.map_max_pages = 3;
         c.map_concurrency = 1;
+        tweak(c);
     })
     .await;
+    let downloads = format!("{}/downloads", web.base_url);
     let site = app.gql_ok(SITE, json!({ "u": downloads })).await["createSite"]["id"].clone();
     app.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
     assert_eq!(wait_mapped(&app, &site).await["mappingStatus"], "COMPLETED");
-    let done = mapped_event(&app).await;
+    mapped_event(&app).await
+}
+
+async fn non_html_responses_count_toward_the_crawl_bounds(backend: Backend) {
+    let web = TestWebApp::start().await;
+    // Three requests in all: the page and two CSV files; the rest stay unfetched.
+    let done = crawl_downloads(backend, &web, |c| c.map_max_pages = 3).await;
     assert_eq!(done["fetched"], 3, "{done}");
     assert_eq!(done["stoppedBy"], "pages", "{done}");
     assert!(
         done["bytes"].as_u64().unwrap() >= 20_000,
         "CSV bytes counted: {done}"
     );
-
     // The CSV bytes end the crawl at the byte bound.
-    let app = spawn_app_with(backend, |c| {
-        c.outbound_allow = Some(web.allow_entry.clone());
-        c.map_total_bytes = 25_000;
-        c.map_concurrency = 1;
-    })
-    .await;
-    let site = app.gql_ok(SITE, json!({ "u": downloads })).await["createSite"]["id"].clone();
-    app.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
-    assert_eq!(wait_mapped(&app, &site).await["mappingStatus"], "COMPLETED");
-    let done = mapped_event(&app).await;
+    let done = crawl_downloads(backend, &web, |c| c.map_total_bytes = 25_000).await;
     assert_eq!(done["stoppedBy"], "bytes", "{done}");
-    assert!((done["fetched"].as_u64().unwrap()) < 7, "{done}");
+    assert!(done["fetched"].as_u64().unwrap() < 7, "{done}");
 }
