@@ -10,7 +10,8 @@
 //! Builders live beside this file: [`crawler`] (static HTML through the
 //! outbound guard), [`locators`] (what is computed for one element of a
 //! parsed page), [`robots`] (robots.txt), [`renderer`] (headless Chromium
-//! for single-page apps, behind the guarded [`proxy`]), [`recorder`] (pages
+//! for single-page apps, driven over [`devtools`], behind the guarded
+//! [`proxy`]), [`recorder`] (pages
 //! recorded in an org member's browser, merged in); an uploaded map is validated by
 //! [`validate_upload`]. [`compress`] renders the part of a map relevant to a
 //! question for the generator's prompt, and [`drift`] re-checks content.
@@ -22,6 +23,7 @@
 //! counts completed versions.
 
 pub mod crawler;
+pub mod devtools;
 pub mod drift;
 pub mod locators;
 pub mod proxy;

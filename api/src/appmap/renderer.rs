@@ -27,32 +27,24 @@
 //! proxy refuses loopback), and Chromium checks `Host`/`Origin` on it.
 
 use std::{
-    collections::HashMap,
     io::BufRead,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::Ordering,
     time::Duration,
 };
 
-use futures_util::{SinkExt, StreamExt};
 use reqwest::Url;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 
-use super::{crawler::Credentials, proxy::GuardProxy};
+use super::{crawler::Credentials, devtools::Cdp, proxy::GuardProxy};
 use crate::outbound::Policy;
 
 /// Pages one renderer renders at once.
 pub const TABS: usize = 2;
 /// Longest wait for Chromium to start and open its DevTools port.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest wait for one DevTools command's answer.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a page's DOM is given to stop changing after the load event.
 const SETTLE_MAX: Duration = Duration::from_secs(3);
 /// How often the DOM is looked at while it settles.
@@ -67,124 +59,6 @@ pub struct Rendered {
     pub url: String,
     /// The serialised DOM.
     pub html: String,
-}
-
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>;
-type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<(String, Value)>>>>;
-
-/// A DevTools connection: commands by id, events routed by session.
-struct Cdp {
-    out: mpsc::Sender<String>,
-    pending: Pending,
-    sessions: Sessions,
-    next: AtomicU64,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Cdp {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-impl Cdp {
-    async fn connect(ws_url: &str, max_message: usize) -> Result<Self, String> {
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message));
-        let (socket, _) = tokio::time::timeout(
-            START_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(ws_url, Some(config), false),
-        )
-        .await
-        .map_err(|_| "DevTools connection timed out".to_string())?
-        .map_err(|e| format!("DevTools connection failed: {e}"))?;
-        let (mut sink, mut stream) = socket.split();
-        let (out, mut rx) = mpsc::channel::<String>(64);
-        let pending: Pending = Arc::default();
-        let sessions: Sessions = Arc::default();
-        let writer = tokio::spawn(async move {
-            while let Some(text) = rx.recv().await {
-                if sink.send(Message::text(text)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let reader = {
-            let (pending, sessions) = (pending.clone(), sessions.clone());
-            tokio::spawn(async move {
-                while let Some(Ok(msg)) = stream.next().await {
-                    let Message::Text(text) = msg else { continue };
-                    let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
-                        continue;
-                    };
-                    if let Some(id) = v["id"].as_u64() {
-                        let tx = pending.lock().ok().and_then(|mut p| p.remove(&id));
-                        if let Some(tx) = tx {
-                            let r = match v.get("error") {
-                                Some(e) => {
-                                    Err(e["message"].as_str().unwrap_or("error").to_string())
-                                }
-                                None => Ok(v["result"].clone()),
-                            };
-                            let _ = tx.send(r);
-                        }
-                    } else if let (Some(method), Some(session)) =
-                        (v["method"].as_str(), v["sessionId"].as_str())
-                    {
-                        let tx = sessions.lock().ok().and_then(|s| s.get(session).cloned());
-                        if let Some(tx) = tx {
-                            let _ = tx.try_send((method.to_string(), v["params"].clone()));
-                        }
-                    }
-                }
-                // The browser went away: fail whatever waits.
-                if let Ok(mut p) = pending.lock() {
-                    p.clear();
-                }
-            })
-        };
-        Ok(Self {
-            out,
-            pending,
-            sessions,
-            next: AtomicU64::new(1),
-            tasks: vec![writer, reader],
-        })
-    }
-
-    async fn call(
-        &self,
-        session: Option<&str>,
-        method: &str,
-        params: Value,
-    ) -> Result<Value, String> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut msg = json!({ "id": id, "method": method, "params": params });
-        if let Some(s) = session {
-            msg["sessionId"] = json!(s);
-        }
-        let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .map_err(|_| "DevTools state poisoned".to_string())?
-            .insert(id, tx);
-        self.out
-            .send(msg.to_string())
-            .await
-            .map_err(|_| "Chromium is gone".to_string())?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, rx).await;
-        if let Ok(mut p) = self.pending.lock() {
-            p.remove(&id);
-        }
-        match answer {
-            Ok(Ok(r)) => r.map_err(|e| format!("{method}: {e}")),
-            Ok(Err(_)) => Err("Chromium is gone".into()),
-            Err(_) => Err(format!("{method} timed out")),
-        }
-    }
 }
 
 /// A headless Chromium for one crawl. Dropping it kills the browser.
@@ -394,14 +268,9 @@ impl Renderer {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
-        if let Ok(mut s) = self.cdp.sessions.lock() {
-            s.insert(session.clone(), tx);
-        }
+        let mut events = self.cdp.listen(&session, EVENT_QUEUE);
         let result = self.drive(&session, &mut events, url).await;
-        if let Ok(mut s) = self.cdp.sessions.lock() {
-            s.remove(&session);
-        }
+        self.cdp.forget(&session);
         result
     }
 
