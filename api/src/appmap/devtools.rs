@@ -1,12 +1,21 @@
-//! A client of Chromium's DevTools protocol over its browser websocket,
+//! A client of Chromium's DevTools protocol over `--remote-debugging-pipe`,
 //! just what [`super::renderer`] needs: commands answered by id (each with a
 //! timeout), and events of flat sessions (`sessionId`) routed to the tab
 //! that listens for them, through a bounded queue (a flood of events drops
-//! the excess rather than growing memory). Messages are bounded by the
-//! websocket's maximum size, set from the largest DOM a crawl reads.
+//! the excess rather than growing memory).
+//!
+//! Why a pipe and not the DevTools port: a port on 127.0.0.1 takes commands
+//! from any local process, unauthenticated (navigate to `file:///…`, read
+//! it back); a pipe belongs to this process alone. And Chromium exits when
+//! the pipe closes, so a server that dies, even by `SIGKILL`, leaves no
+//! browser behind. The protocol on the pipe is JSON messages ended by a NUL
+//! byte, Chromium reading fd 3 and writing fd 4; [`super::renderer`] gives
+//! it our stdin and stdout pipes as those. Two threads carry the blocking
+//! pipe I/O; a message longer than the limit is dropped whole.
 
 use std::{
     collections::HashMap,
+    io::{BufRead, BufReader, Read, Write},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -14,13 +23,9 @@ use std::{
     time::Duration,
 };
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 
-/// Longest wait to connect to the DevTools websocket.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest wait for one DevTools command's answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,86 +33,86 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>;
 type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<(String, Value)>>>>;
 
 /// A DevTools connection: commands by id, events routed by session.
+/// Dropping it closes the pipe, and Chromium exits.
 pub struct Cdp {
     out: mpsc::Sender<String>,
     pending: Pending,
     sessions: Sessions,
     next: AtomicU64,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Cdp {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+/// Reads one NUL-ended message of at most `max` bytes; `None` at the end of the pipe.
+/// A longer message is skipped to its end and read as empty.
+fn read_message(reader: &mut impl BufRead, max: usize) -> Option<Vec<u8>> {
+    let mut msg = Vec::new();
+    let mut too_long = false;
+    loop {
+        let buf = reader.fill_buf().ok()?;
+        if buf.is_empty() {
+            return None;
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == 0) {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !too_long && msg.len() + chunk.len() <= max {
+            msg.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            msg.clear();
+        }
+        let used = done.unwrap_or(buf.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Some(msg);
         }
     }
 }
 
 impl Cdp {
-    pub async fn connect(ws_url: &str, max_message: usize) -> Result<Self, String> {
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message));
-        let (socket, _) = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(ws_url, Some(config), false),
-        )
-        .await
-        .map_err(|_| "DevTools connection timed out".to_string())?
-        .map_err(|e| format!("DevTools connection failed: {e}"))?;
-        let (mut sink, mut stream) = socket.split();
+    /// Speaks the protocol over `to` (Chromium's fd 3) and `from` (its fd 4),
+    /// reading messages of at most `max_message` bytes.
+    pub fn over_pipes(
+        mut to: impl Write + Send + 'static,
+        from: impl Read + Send + 'static,
+        max_message: usize,
+    ) -> Self {
         let (out, mut rx) = mpsc::channel::<String>(64);
         let pending: Pending = Arc::default();
         let sessions: Sessions = Arc::default();
-        let writer = tokio::spawn(async move {
-            while let Some(text) = rx.recv().await {
-                if sink.send(Message::text(text)).await.is_err() {
+        std::thread::spawn(move || {
+            while let Some(text) = rx.blocking_recv() {
+                if to.write_all(text.as_bytes()).is_err()
+                    || to.write_all(&[0]).is_err()
+                    || to.flush().is_err()
+                {
                     return;
                 }
             }
+            // Dropping `to` closes the pipe: Chromium exits.
         });
-        let reader = {
+        {
             let (pending, sessions) = (pending.clone(), sessions.clone());
-            tokio::spawn(async move {
-                while let Some(Ok(msg)) = stream.next().await {
-                    let Message::Text(text) = msg else { continue };
-                    let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::with_capacity(64 * 1024, from);
+                while let Some(msg) = read_message(&mut reader, max_message) {
+                    let Ok(v) = serde_json::from_slice::<Value>(&msg) else {
                         continue;
                     };
-                    if let Some(id) = v["id"].as_u64() {
-                        let tx = pending.lock().ok().and_then(|mut p| p.remove(&id));
-                        if let Some(tx) = tx {
-                            let r = match v.get("error") {
-                                Some(e) => {
-                                    Err(e["message"].as_str().unwrap_or("error").to_string())
-                                }
-                                None => Ok(v["result"].clone()),
-                            };
-                            let _ = tx.send(r);
-                        }
-                    } else if let (Some(method), Some(session)) =
-                        (v["method"].as_str(), v["sessionId"].as_str())
-                    {
-                        let tx = sessions.lock().ok().and_then(|s| s.get(session).cloned());
-                        if let Some(tx) = tx {
-                            let _ = tx.try_send((method.to_string(), v["params"].clone()));
-                        }
-                    }
+                    dispatch(&pending, &sessions, v);
                 }
                 // The browser went away: fail whatever waits.
                 if let Ok(mut p) = pending.lock() {
                     p.clear();
                 }
-            })
-        };
-        Ok(Self {
+            });
+        }
+        Self {
             out,
             pending,
             sessions,
             next: AtomicU64::new(1),
-            tasks: vec![writer, reader],
-        })
+        }
     }
 
     /// The events of `session` from now on, at most `queue` waiting.
@@ -156,5 +161,38 @@ impl Cdp {
             Ok(Err(_)) => Err("Chromium is gone".into()),
             Err(_) => Err(format!("{method} timed out")),
         }
+    }
+}
+
+/// Hands an answer to its caller, or an event to its session's queue.
+fn dispatch(pending: &Pending, sessions: &Sessions, v: Value) {
+    if let Some(id) = v["id"].as_u64() {
+        let tx = pending.lock().ok().and_then(|mut p| p.remove(&id));
+        if let Some(tx) = tx {
+            let r = match v.get("error") {
+                Some(e) => Err(e["message"].as_str().unwrap_or("error").to_string()),
+                None => Ok(v["result"].clone()),
+            };
+            let _ = tx.send(r);
+        }
+    } else if let (Some(method), Some(session)) = (v["method"].as_str(), v["sessionId"].as_str()) {
+        let tx = sessions.lock().ok().and_then(|s| s.get(session).cloned());
+        if let Some(tx) = tx {
+            let _ = tx.try_send((method.to_string(), v["params"].clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_end_at_nul_and_long_ones_are_dropped() {
+        let mut r = BufReader::with_capacity(4, &b"{\"a\":1}\0xxxxxxxxxxxx\0{}\0tail"[..]);
+        assert_eq!(read_message(&mut r, 10).unwrap(), b"{\"a\":1}");
+        assert_eq!(read_message(&mut r, 10).unwrap(), b"");
+        assert_eq!(read_message(&mut r, 10).unwrap(), b"{}");
+        assert_eq!(read_message(&mut r, 10), None);
     }
 }

@@ -23,11 +23,11 @@
 //! the base URL, and the header is added to same-origin requests by
 //! intercepting them (`Fetch.requestPaused`), never to other hosts.
 //!
-//! The DevTools port listens on 127.0.0.1 only; pages cannot reach it (the
-//! proxy refuses loopback), and Chromium checks `Host`/`Origin` on it.
+//! DevTools runs over a pipe ([`super::devtools`]), not a port: no other
+//! process can drive this browser, and it exits with the pipe, so a server
+//! that dies leaves no Chromium behind.
 
 use std::{
-    io::BufRead,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::atomic::Ordering,
@@ -36,14 +36,14 @@ use std::{
 
 use reqwest::Url;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{crawler::Credentials, devtools::Cdp, proxy::GuardProxy};
 use crate::outbound::Policy;
 
 /// Pages one renderer renders at once.
 pub const TABS: usize = 2;
-/// Longest wait for Chromium to start and open its DevTools port.
+/// Longest wait for Chromium to start and answer on its DevTools pipe.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest a page's DOM is given to stop changing after the load event.
 const SETTLE_MAX: Duration = Duration::from_secs(3);
@@ -129,7 +129,12 @@ impl Renderer {
             std::env::temp_dir().join(format!("wayfinder-chromium-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&profile)
             .map_err(|e| format!("could not create a profile: {e}"))?;
-        let mut cmd = Command::new(&options.chromium);
+        // Chromium speaks DevTools on fds 3 and 4 (`--remote-debugging-pipe`):
+        // the shell hands it our stdin and stdout pipes as those, then execs it.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#)
+            .arg(&options.chromium);
         cmd.args([
             "--headless",
             "--disable-gpu",
@@ -155,17 +160,16 @@ impl Renderer {
             "--renderer-process-limit=2",
             "--js-flags=--max-old-space-size=256",
             "--window-size=1280,800",
-            "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0",
+            "--remote-debugging-pipe",
             "--proxy-bypass-list=<-loopback>",
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
         ])
         .arg(format!("--proxy-server=http://{}", proxy.addr()))
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("about:blank")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
         if running_as_root() {
             // Chromium refuses to start as root with its sandbox; run the server as another user to keep it.
             cmd.arg("--no-sandbox");
@@ -178,26 +182,19 @@ impl Renderer {
             }
         };
         let mut browser = Browser { child, profile };
-        let (tx, rx) = oneshot::channel::<String>();
-        if let Some(stderr) = browser.child.stderr.take() {
-            // Reads the DevTools address, then drains stderr so Chromium never blocks on it.
-            std::thread::spawn(move || {
-                let mut tx = Some(tx);
-                for line in std::io::BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(url) = line.split("DevTools listening on ").nth(1)
-                        && let Some(tx) = tx.take()
-                    {
-                        let _ = tx.send(url.trim().to_string());
-                    }
-                }
-            });
-        }
-        let ws = match tokio::time::timeout(START_TIMEOUT, rx).await {
-            Ok(Ok(ws)) => ws,
-            _ => return Err("Chromium did not open its DevTools port".into()),
+        let (Some(to), Some(from)) = (browser.child.stdin.take(), browser.child.stdout.take())
+        else {
+            return Err("Chromium's DevTools pipes are missing".into());
         };
-        let cdp = Cdp::connect(&ws, options.max_page_bytes * 2 + (1 << 20)).await?;
+        let cdp = Cdp::over_pipes(to, from, options.max_page_bytes * 2 + (1 << 20));
+        // Chromium is up once it answers.
+        tokio::time::timeout(
+            START_TIMEOUT,
+            cdp.call(None, "Browser.getVersion", json!({})),
+        )
+        .await
+        .map_err(|_| "Chromium did not start in time".to_string())?
+        .map_err(|e| format!("Chromium did not start: {e}"))?;
         let renderer = Self {
             cdp,
             proxy,
