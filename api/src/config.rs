@@ -440,6 +440,46 @@ pub struct Config {
     )]
     pub map_concurrency: usize,
 
+    /// Headless Chromium to render pages with before mapping them (e.g. `/usr/bin/chromium`), so single-page apps map too; unset, `mapSite` reads static HTML only.
+    #[arg(long, global = true, env = "WAYFINDER_CHROMIUM")]
+    pub chromium: Option<String>,
+
+    /// Milliseconds a rendered page may take to load and settle before its DOM is read as it is.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_RENDER_TIMEOUT_MS",
+        default_value_t = 15000
+    )]
+    pub map_render_timeout_ms: u64,
+
+    /// Crawls (`mapSite`) running at once on the whole deployment; each rendered crawl runs one Chromium.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_MAX_CRAWLS",
+        default_value_t = 4
+    )]
+    pub map_max_crawls: usize,
+
+    /// Crawls (`mapSite`) one org may run at once.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_MAX_CRAWLS_PER_ORG",
+        default_value_t = 2
+    )]
+    pub map_max_crawls_per_org: usize,
+
+    /// Seconds a mapping token from `startSiteRecording` stays valid.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_RECORDING_TTL_SECS",
+        default_value_t = 1800
+    )]
+    pub recording_ttl_secs: u64,
+
     /// Bearer token `/metrics` requires (`Authorization: Bearer …`); unset, `/metrics` answers only requests from this machine (a loopback peer).
     #[arg(
         long,
@@ -607,6 +647,11 @@ impl std::fmt::Debug for Config {
             map_total_bytes,
             map_timeout_secs,
             map_concurrency,
+            chromium,
+            map_render_timeout_ms,
+            map_max_crawls,
+            map_max_crawls_per_org,
+            recording_ttl_secs,
             metrics_token,
         } = self;
         let url = |u: &Option<String>| u.as_deref().map(redact_url);
@@ -672,6 +717,11 @@ impl std::fmt::Debug for Config {
             .field("map_total_bytes", map_total_bytes)
             .field("map_timeout_secs", map_timeout_secs)
             .field("map_concurrency", map_concurrency)
+            .field("chromium", chromium)
+            .field("map_render_timeout_ms", map_render_timeout_ms)
+            .field("map_max_crawls", map_max_crawls)
+            .field("map_max_crawls_per_org", map_max_crawls_per_org)
+            .field("recording_ttl_secs", recording_ttl_secs)
             .field("metrics_token", &crate::secret::redacted(metrics_token))
             .finish()
     }

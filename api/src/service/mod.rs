@@ -25,6 +25,7 @@ pub mod notify;
 pub mod operator;
 pub mod operator_key;
 pub mod org;
+pub mod recording;
 pub mod retention;
 pub mod server_setting;
 pub mod session;

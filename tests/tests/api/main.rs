@@ -32,6 +32,7 @@ mod scripts;
 mod semantic;
 mod session_lifetime;
 mod site_map;
+mod site_recording;
 mod smtp_sink;
 mod support;
 mod tenancy;
