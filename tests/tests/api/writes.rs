@@ -48,6 +48,7 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     fake.set_behaviour(Behaviour::reply(&refs, 50, 300));
 
     // Act
+    let writes_before = wayfinder::metrics::metrics().db_writes.get();
     let started = app
         .gql_as(
             None,
@@ -75,6 +76,18 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     );
     let answered = live.iter().find(|e| e["status"] == "ANSWERED").unwrap();
     assert_eq!(answered["text"], answer.trim());
+
+    // Every database write of the turn, whatever the answer's length: the
+    // visitor's session and message, the credit reservation and settlement,
+    // the turn's events and its outbox event. (Background loops may add a
+    // write of their own to this count, never one per chunk.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes = wayfinder::metrics::metrics().db_writes.get() - writes_before;
+    assert!(
+        writes <= 16,
+        "a streamed turn of 300 chunks made {writes} database writes"
+    );
+    eprintln!("database writes for a 300-chunk streamed turn: {writes}");
 
     // A handful of rows for the whole turn, whatever the answer's length.
     let turn_id: uuid::Uuid = s["turnId"].as_str().unwrap().parse().unwrap();
