@@ -4,7 +4,8 @@
 //! its own process (so its RSS is the server's alone):
 //!
 //! 1. opens `SOCKETS` graphql-ws sockets (an API key's `connection_init`,
-//!    one `orgEvents` subscription each), `RAMP` at a time, from 200
+//!    one `orgEvents` subscription each, of another org than the turns'),
+//!    `RAMP` at a time, from 200
 //!    loopback source addresses (under the per-address socket cap), and
 //!    prints the server's RSS per socket and the CPU it spent;
 //! 2. while they are held, runs `TURNS` turns without an LLM at an
@@ -177,25 +178,32 @@ async fn main() {
     let dir =
         std::env::temp_dir().join(format!("wayfinder-sockets-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let out = command(&dir)
-        .args([
-            "org",
-            "create",
-            "--name",
-            "Bench",
-            "--plan",
-            "PRO",
-            "--owner-email",
-            "bench@example.com",
-            "--json",
-        ])
-        .output()
-        .expect("org create");
-    let created: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("org create --json");
-    let key = created["apiKey"].as_str().expect("apiKey").to_string();
+    // Two orgs: the turns run in one; the held sockets follow the other's
+    // events (idle widgets and dashboards of other customers), so a turn's
+    // outbox event is not fanned out to every held socket.
+    let org_key = |name: &str| {
+        let out = command(&dir)
+            .args([
+                "org",
+                "create",
+                "--name",
+                name,
+                "--plan",
+                "PRO",
+                "--owner-email",
+                "bench@example.com",
+                "--json",
+            ])
+            .output()
+            .expect("org create");
+        let created: Value = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .expect("org create --json");
+        created["apiKey"].as_str().expect("apiKey").to_string()
+    };
+    let key = org_key("Bench");
+    let held_key = org_key("Held");
 
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -238,7 +246,7 @@ async fn main() {
     while held.len() < sockets {
         let batch: FuturesUnordered<_> = (held.len()..sockets.min(held.len() + ramp))
             .map(|i| {
-                let (key, subscribe) = (key.clone(), subscribe.clone());
+                let (key, subscribe) = (held_key.clone(), subscribe.clone());
                 async move {
                     let from = Ipv4Addr::new(127, 0, 1 + (i % 200 / 100) as u8, 1 + (i % 100) as u8);
                     let mut ws = connect(addr, from, json!({ "apiKey": key })).await;
