@@ -175,8 +175,10 @@ async fn main() {
     let turns = setting("TURNS", 50);
     let rate = setting("RATE", 50).max(1);
 
-    let dir =
-        std::env::temp_dir().join(format!("wayfinder-sockets-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "wayfinder-sockets-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     // Two orgs: the turns run in one; the held sockets follow the other's
     // events (idle widgets and dashboards of other customers), so a turn's
@@ -230,11 +232,27 @@ async fn main() {
     }
 
     // A knowledge base, a bot and its widget for the turns.
-    let kb = gql(&client, &url, Some(&key), r#"mutation { createKnowledgeBase(input: {name: "Bench"}) { id } }"#, json!({})).await["data"]["createKnowledgeBase"]["id"].clone();
+    let kb = gql(
+        &client,
+        &url,
+        Some(&key),
+        r#"mutation { createKnowledgeBase(input: {name: "Bench"}) { id } }"#,
+        json!({}),
+    )
+    .await["data"]["createKnowledgeBase"]["id"]
+        .clone();
     let article = gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createKbArticle(input: {knowledgeBaseId: $kb, title: "Resetting your password", body: "Open the sign-in page and click Forgot password. The link stays valid for one hour."}) { id } }"#, json!({ "kb": kb })).await["data"]["createKbArticle"]["id"].clone();
     gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createKbArticle(input: {knowledgeBaseId: $kb, title: "Downloading invoices", body: "Invoices are under Billing, one PDF per month."}) { id } }"#, json!({ "kb": kb })).await;
     let bot = gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createBot(input: {name: "Bench", knowledgeBaseIds: [$kb]}) { id } }"#, json!({ "kb": kb })).await["data"]["createBot"]["id"].clone();
-    let widget = gql(&client, &url, Some(&key), r#"mutation($b: UUID!) { createChatWidget(input: {botId: $b}) { id } }"#, json!({ "b": bot })).await["data"]["createChatWidget"]["id"].clone();
+    let widget = gql(
+        &client,
+        &url,
+        Some(&key),
+        r#"mutation($b: UUID!) { createChatWidget(input: {botId: $b}) { id } }"#,
+        json!({ "b": bot }),
+    )
+    .await["data"]["createChatWidget"]["id"]
+        .clone();
 
     // 1. Hold the sockets.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -248,7 +266,8 @@ async fn main() {
             .map(|i| {
                 let (key, subscribe) = (held_key.clone(), subscribe.clone());
                 async move {
-                    let from = Ipv4Addr::new(127, 0, 1 + (i % 200 / 100) as u8, 1 + (i % 100) as u8);
+                    let from =
+                        Ipv4Addr::new(127, 0, 1 + (i % 200 / 100) as u8, 1 + (i % 100) as u8);
                     let mut ws = connect(addr, from, json!({ "apiKey": key })).await;
                     ws.send(text(subscribe)).await.expect("subscribe");
                     ws
@@ -286,7 +305,9 @@ async fn main() {
     let visitor = connect(addr, Ipv4Addr::new(127, 0, 2, 1), json!({})).await;
     let (mut sink, mut source) = visitor.split();
     let waiting: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<Value>>>,
+        std::sync::Mutex<
+            std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<Value>>,
+        >,
     > = Default::default();
     let router = {
         let waiting = waiting.clone();
@@ -338,13 +359,19 @@ async fn main() {
             waiting.lock().unwrap().remove(&id);
             // What was timed must be a right answer.
             let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-            assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "turn {id}: gap or duplicate");
+            assert_eq!(
+                seqs,
+                (1..=seqs.len() as i64).collect::<Vec<_>>(),
+                "turn {id}: gap or duplicate"
+            );
             let answered = events
                 .iter()
                 .find(|e| e["status"] == "ANSWERED")
                 .unwrap_or_else(|| panic!("turn {id} was not answered: {events:?}"));
             assert!(
-                answered["text"].as_str().is_some_and(|t| t.contains("Forgot password")),
+                answered["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Forgot password")),
                 "turn {id}: {answered}"
             );
             assert!(
@@ -386,7 +413,11 @@ async fn main() {
 
     println!(
         "{sockets} graphql-ws sockets with one orgEvents subscription each, {ramp} at a time; {turns} turns without an LLM at {rate}/s while they are held (server: {})",
-        if std::env::var("DATABASE_URL").is_ok() { "DATABASE_URL" } else { "SQLite" }
+        if std::env::var("DATABASE_URL").is_ok() {
+            "DATABASE_URL"
+        } else {
+            "SQLite"
+        }
     );
     println!("| RSS before | held | per socket | after close | ramp | CPU (ramp) |");
     println!("|---:|---:|---:|---:|---:|---:|");

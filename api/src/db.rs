@@ -33,7 +33,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 /// Whether `sql` changes rows (what `wayfinder_db_writes_total` counts:
 /// statements, not transactions).
 fn is_write(sql: &str) -> bool {
-    let verb = sql.trim_start().split_whitespace().next().unwrap_or("");
+    let verb = sql.split_whitespace().next().unwrap_or("");
     ["INSERT", "UPDATE", "DELETE", "REPLACE"]
         .iter()
         .any(|w| verb.eq_ignore_ascii_case(w))

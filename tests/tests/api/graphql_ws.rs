@@ -537,7 +537,8 @@ async fn postgres_smoke() {
 #[tokio::test]
 async fn sockets_over_the_per_address_cap_are_refused_with_429() {
     // Arrange: at most two sockets per address.
-    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |c| c.ws_max_sockets_per_ip = 2).await;
+    let app =
+        crate::helpers::spawn_app_with(Backend::Sqlite, |c| c.ws_max_sockets_per_ip = 2).await;
     let mut first = connect(&app).await;
     init(&mut first, None).await;
     let mut second = connect(&app).await;
@@ -558,7 +559,10 @@ async fn sockets_over_the_per_address_cap_are_refused_with_429() {
     assert_eq!(response.status(), 429);
     let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default())
         .unwrap_or(Value::Null);
-    assert_eq!(body["errors"][0]["extensions"]["code"], "TOO_MANY_SOCKETS", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "TOO_MANY_SOCKETS",
+        "{body}"
+    );
     assert!(
         body["errors"][0]["message"]
             .as_str()

@@ -152,7 +152,10 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
         .await;
     let n = &next["data"]["startTurn"];
     let events = follow(&app, &n["turnId"], &n["sessionToken"]).await;
-    assert_eq!(events.last().map(|e| e["status"].clone()), Some(json!("COMPLETED")));
+    assert_eq!(
+        events.last().map(|e| e["status"].clone()),
+        Some(json!("COMPLETED"))
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let writes = wayfinder::metrics::metrics().db_writes.get() - writes_before;
     assert!(

@@ -651,7 +651,8 @@ impl Stream for OperationMessages {
         }
         // A panicking resolver ends its operation with an `error`, like any
         // failure; the socket and its other operations go on.
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| self.results.poll_next_unpin(cx)));
+        let polled =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.results.poll_next_unpin(cx)));
         let id = self.id.clone();
         let out = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
@@ -694,4 +695,3 @@ pub(crate) fn is_request_error(response: &Response) -> bool {
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty())
 }
-

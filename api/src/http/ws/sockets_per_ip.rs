@@ -113,17 +113,25 @@ mod tests {
             sockets.acquire(a),
             Err(AppError::TooManySockets { max: 2 })
         ));
-        assert!(sockets.acquire(b).is_ok(), "another address has its own cap");
+        assert!(
+            sockets.acquire(b).is_ok(),
+            "another address has its own cap"
+        );
         drop(first);
         assert_eq!(sockets.open_from(a), 1);
-        assert!(sockets.acquire(a).is_ok(), "a closed socket frees its place");
+        assert!(
+            sockets.acquire(a).is_ok(),
+            "a closed socket frees its place"
+        );
     }
 
     #[test]
     fn an_ipv6_host_is_counted_by_its_64() {
         let sockets = SocketsPerIp::new(1);
         let one: IpAddr = "2001:db8:1:2::1".parse().unwrap_or(IpAddr::from([0u16; 8]));
-        let other: IpAddr = "2001:db8:1:2::ffff".parse().unwrap_or(IpAddr::from([0u16; 8]));
+        let other: IpAddr = "2001:db8:1:2::ffff"
+            .parse()
+            .unwrap_or(IpAddr::from([0u16; 8]));
         let _held = sockets.acquire(one);
         assert!(sockets.acquire(other).is_err());
     }
