@@ -22,12 +22,15 @@
 //! (the server needs a descriptor per socket: 20,000 is this machine's hard
 //! limit). `DATABASE_URL` and `REDIS_URL` pass through to the server.
 
+mod common;
+
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use common::gql;
 use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
 use serde_json::{Value, json};
 use tokio::net::TcpSocket;
@@ -66,9 +69,8 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn free_port() -> u16 {
@@ -98,30 +100,6 @@ fn command(dir: &std::path::Path) -> Command {
         .env("LLM_PROVIDER", "none")
         .env("RUST_LOG", "warn");
     cmd
-}
-
-async fn gql(
-    client: &reqwest::Client,
-    url: &str,
-    key: Option<&str>,
-    query: &str,
-    vars: Value,
-) -> Value {
-    let mut req = client
-        .post(url)
-        .json(&json!({ "query": query, "variables": vars }));
-    if let Some(k) = key {
-        req = req.header("x-api-key", k);
-    }
-    let v: Value = req
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
-    assert!(v.get("errors").is_none(), "GraphQL errors: {v}");
-    v
 }
 
 fn text(v: Value) -> Message {
@@ -232,15 +210,7 @@ async fn main() {
     }
 
     // A knowledge base, a bot and its widget for the turns.
-    let kb = gql(
-        &client,
-        &url,
-        Some(&key),
-        r#"mutation { createKnowledgeBase(input: {name: "Bench"}) { id } }"#,
-        json!({}),
-    )
-    .await["data"]["createKnowledgeBase"]["id"]
-        .clone();
+    let kb = common::knowledge_base(&client, &url, &key).await;
     let article = gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createKbArticle(input: {knowledgeBaseId: $kb, title: "Resetting your password", body: "Open the sign-in page and click Forgot password. The link stays valid for one hour."}) { id } }"#, json!({ "kb": kb })).await["data"]["createKbArticle"]["id"].clone();
     gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createKbArticle(input: {knowledgeBaseId: $kb, title: "Downloading invoices", body: "Invoices are under Billing, one PDF per month."}) { id } }"#, json!({ "kb": kb })).await;
     let bot = gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createBot(input: {name: "Bench", knowledgeBaseIds: [$kb]}) { id } }"#, json!({ "kb": kb })).await["data"]["createBot"]["id"].clone();
@@ -432,9 +402,9 @@ async fn main() {
     println!("|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {turns} in {turn_secs:.1} s | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} ms | {turns}/{turns} right |",
-        percentile(&times, 0.50),
-        percentile(&times, 0.99),
-        percentile(&times, 1.0),
+        ms(common::percentile(&times, 0.50)),
+        ms(common::percentile(&times, 0.99)),
+        ms(common::percentile(&times, 1.0)),
         cpu_turns * 1e3 / turns.max(1) as f64,
     );
     drop(server);
