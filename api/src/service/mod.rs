@@ -29,6 +29,7 @@ pub mod server_setting;
 pub mod session;
 pub mod site;
 pub mod ticket;
+pub mod tour;
 pub mod webhook;
 
 use sea_orm::{
@@ -66,6 +67,7 @@ org_owned!(
     site => "site",
     flow => "flow",
     tooltip => "tooltip",
+    tour_run => "tour run",
     chat_widget => "chat widget",
     end_user => "end user",
     chat_session => "chat session",

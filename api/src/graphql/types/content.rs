@@ -139,6 +139,8 @@ pub struct Flow {
     pub audience: Audience,
     /// Targeting rules when `audience` is `RULES`.
     pub audience_rules: Json<serde_json::Value>,
+    /// Page URL pattern on which it starts by itself (once per visitor, for its audience); null: only the chat or the SDK starts it.
+    pub auto_start: Option<String>,
     /// Whether its steps still find their elements in the site's app map.
     pub health: ContentHealth,
     /// When it was created.
@@ -195,6 +197,7 @@ impl TryFrom<entity::flow::Model> for Flow {
             name: m.name,
             description: m.description,
             audience_rules: Json(m.audience_rules),
+            auto_start: m.auto_start,
             created_at: m.created_at,
             updated_at: m.updated_at,
         })
@@ -224,6 +227,8 @@ pub struct Tooltip {
     pub audience: Audience,
     /// Targeting rules when `audience` is `RULES`.
     pub audience_rules: Json<serde_json::Value>,
+    /// Page URL pattern on which it starts by itself (once per visitor, for its audience); null: only the chat or the SDK starts it.
+    pub auto_start: Option<String>,
     /// Whether its element is still in the site's app map.
     pub health: ContentHealth,
     /// When it was created.
@@ -247,6 +252,7 @@ impl TryFrom<entity::tooltip::Model> for Tooltip {
             target_selector: m.target_selector,
             body: m.body,
             audience_rules: Json(m.audience_rules),
+            auto_start: m.auto_start,
             created_at: m.created_at,
             updated_at: m.updated_at,
         })

@@ -1,0 +1,90 @@
+//! Tours on visitors' pages: what starts by itself ([`visit`]), what the
+//! walkthrough runtime reports ([`report`]), and what dashboards read about
+//! it (runs and per-flow funnels, [`funnel`]).
+//!
+//! Both public calls come from `tour.js` with the visitor's session token
+//! (the one `chat.js` keeps, or one they mint), like the chat's own calls:
+//! the widget's allowed origins are checked by the resolver, the widget's
+//! budget is charged here, every input is bounded. A token that no longer
+//! opens its session (expired, deleted, another widget's) is treated as
+//! absent rather than refused: these calls never read a conversation, and a
+//! tour should not break on a stale token.
+//!
+//! A verified identity (the same `userId` / `userHash` / `traits` a chat
+//! message carries) makes the visitor the identified end user, merging an
+//! anonymous session into it, exactly as a chat turn does
+//! (`identity::session_for`).
+
+pub mod audience;
+mod funnel;
+mod report;
+mod visit;
+
+pub use funnel::{Funnel, FunnelStep, funnel};
+pub use report::{Reported, TourEvent, TourReport, report};
+pub use visit::{PageVisit, Visited, visit};
+
+use entity::{bot, chat_session, chat_widget, tour_run};
+use sea_orm::{ColumnTrait, QueryFilter};
+use uuid::Uuid;
+
+use super::{Page, PageArgs, chat, identity, paginate, scoped};
+use crate::{auth::OrgScope, error::AppError, state::State};
+
+/// Which runs a dashboard lists.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs of this flow or tooltip.
+    pub content_id: Option<Uuid>,
+    /// Only runs of this visitor.
+    pub end_user_id: Option<Uuid>,
+    /// Only runs of this chat widget.
+    pub chat_widget_id: Option<Uuid>,
+}
+
+/// The caller's tour runs, oldest first.
+pub async fn list(
+    st: &State,
+    scope: &OrgScope,
+    filter: RunFilter,
+    page: &PageArgs,
+) -> Result<Page<tour_run::Model>, AppError> {
+    let mut q = scoped::<tour_run::Entity>(scope);
+    if let Some(c) = filter.content_id {
+        q = q.filter(tour_run::Column::ContentId.eq(c));
+    }
+    if let Some(u) = filter.end_user_id {
+        q = q.filter(tour_run::Column::EndUserId.eq(u));
+    }
+    if let Some(w) = filter.chat_widget_id {
+        q = q.filter(tour_run::Column::ChatWidgetId.eq(w));
+    }
+    paginate(&st.db, q, page).await
+}
+
+/// The visitor behind a public tour call: the session `token` opens on this
+/// widget's bot (if still valid), moved onto the verified identity if one
+/// came. `None` when there is neither a usable token nor an identity: the
+/// caller decides whether a new anonymous session is worth making.
+async fn visitor_session(
+    st: &State,
+    widget: &chat_widget::Model,
+    bot: &bot::Model,
+    token: Option<&str>,
+    claim: &identity::IdentityClaim,
+) -> Result<Option<chat_session::Model>, AppError> {
+    let verified = identity::verify(st, widget, claim)?;
+    let current = match token {
+        Some(t) => chat::verify_token(st, t)
+            .await
+            .ok()
+            .filter(|s| s.chat_widget_id == Some(widget.id) && s.bot_id == bot.id),
+        None => None,
+    };
+    if verified.is_none() && current.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        identity::session_for(st, bot, Some(widget), current, verified).await?,
+    ))
+}
