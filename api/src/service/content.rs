@@ -47,6 +47,10 @@ pub struct FlowStep {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[graphql(default)]
     pub locators: Vec<Locator>,
+    /// When the step is on another page: `true` waits for the app's own navigation there (the visitor clicks a link, the app changes route); `false` (the default) makes tour.js go there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[graphql(default)]
+    pub wait_for_navigation: bool,
 }
 
 /// Reads a flow's stored steps.
@@ -84,6 +88,7 @@ fn validate_steps(steps: Vec<FlowStep>) -> Result<Vec<FlowStep>, AppError> {
                     .map(|id| domain::text(&format!("input.steps[{i}].elementId"), &id, 1, 60))
                     .transpose()?,
                 locators: validate_locators(&format!("input.steps[{i}].locators"), s.locators)?,
+                wait_for_navigation: s.wait_for_navigation,
             })
         })
         .collect()

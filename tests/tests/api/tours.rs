@@ -90,8 +90,10 @@ async fn report(app: &TestApp, i: Value) -> Value {
     r["data"]["reportTourRun"].clone()
 }
 
+/// One event as tour.js sends it: its DOM event's detail, name and run.
 fn ev(run: &str, content: &str, kind: &str, step: i32) -> Value {
-    json!({ "run": run, "contentId": content, "kind": kind, "step": step })
+    let name = kind.to_lowercase().replace('_', "-");
+    json!({ "run": run, "id": content, "type": name, "step": step, "of": 2 })
 }
 
 async fn auto_start_follows_audience_and_runs_once_per_visitor(backend: Backend) {
@@ -340,7 +342,7 @@ async fn reports_build_runs_and_funnels(backend: Backend) {
         .unwrap()
         .to_string();
     let mut missing = ev("r1", &billing, "TARGET_MISSING", 1);
-    missing["locators"] = json!(["[data-testid=\"pay\"]", "#pay"]);
+    missing["locators"] = json!([{ "kind": "TEST_ID", "value": "[data-testid=\"pay\"]" }, { "kind": "CSS", "value": "#pay" }]);
     let r = report(
         &app,
         json!({ "widgetId": widget, "sessionToken": b_token, "pageUrl": "https://app.example.com/billing/pay", "events": [
@@ -375,6 +377,7 @@ async fn reports_build_runs_and_funnels(backend: Backend) {
                 placement: wayfinder::domain::Placement::Bottom,
                 element_id: None,
                 locators: vec![],
+                wait_for_navigation: false,
             }],
             map_version: 1,
         },

@@ -48,22 +48,42 @@ pub struct VisitPageResult {
     pub run: Option<String>,
 }
 
-/// One thing the runtime saw.
+/// One thing the runtime saw: the `detail` of its DOM event, with the event's name and the run.
 #[derive(InputObject)]
 pub struct TourEventInput {
     /// The runtime's id of the run: 1 to 64 letters, digits, `-` or `_`, unique per session.
     pub run: String,
-    /// The flow's or tooltip's id. Events about content this visitor may not run are ignored.
-    pub content_id: String,
-    /// What happened.
-    pub kind: TourEventKind,
+    /// What happened, as the DOM event is named after `wayfinder:flow-`: `started`, `step`, `completed`, `dismissed` or `target-missing`.
+    #[graphql(name = "type")]
+    pub kind: String,
+    /// The flow's or tooltip's id. Events about content this visitor may not run (or without an id) are ignored.
+    pub id: Option<async_graphql::ID>,
     /// The step (from 0; at most 49).
     pub step: i32,
-    /// For `TARGET_MISSING`: every locator tried (at most 8 kept, 300 characters each).
-    pub locators: Option<Vec<String>>,
+    /// How many steps the page's copy of the content has (informational: the server counts the stored content's).
+    pub of: Option<i32>,
+    /// For `target-missing`: every locator tried (at most 8 kept, 300 characters each).
+    pub locators: Option<Vec<crate::appmap::Locator>>,
 }
 
-/// A batch of runtime events from one page (at most 50).
+/// The event kind a DOM event name stands for.
+fn event_kind(i: usize, name: &str) -> Result<TourEventKind, crate::error::AppError> {
+    Ok(match name {
+        "started" => TourEventKind::Started,
+        "step" => TourEventKind::Step,
+        "completed" => TourEventKind::Completed,
+        "dismissed" => TourEventKind::Dismissed,
+        "target-missing" => TourEventKind::TargetMissing,
+        _ => {
+            return Err(crate::error::AppError::bad_input(
+                format!("input.events[{i}].type"),
+                "one of started, step, completed, dismissed, target-missing",
+            ));
+        }
+    })
+}
+
+/// A batch of runtime events from one page (at most 50; more is `BAD_USER_INPUT`, checked before anything else).
 #[derive(InputObject)]
 pub struct ReportTourRunInput {
     /// The public widget id.
@@ -164,14 +184,22 @@ impl TourMutation {
                 events: input
                     .events
                     .into_iter()
-                    .map(|e| TourEvent {
-                        run: e.run,
-                        content_id: e.content_id,
-                        kind: e.kind,
-                        step: e.step,
-                        locators: e.locators.unwrap_or_default(),
+                    .enumerate()
+                    .map(|(i, e)| {
+                        Ok(TourEvent {
+                            kind: event_kind(i, &e.kind)?,
+                            run: e.run,
+                            content_id: e.id.map(|id| id.0).unwrap_or_default(),
+                            step: e.step,
+                            locators: e
+                                .locators
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|l| l.value)
+                                .collect(),
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_, crate::error::AppError>>()?,
                 public: is_public(ctx),
             },
         )

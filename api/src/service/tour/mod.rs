@@ -13,7 +13,7 @@
 //! A verified identity (the same `userId` / `userHash` / `traits` a chat
 //! message carries) makes the visitor the identified end user, merging an
 //! anonymous session into it, exactly as a chat turn does
-//! (`identity::session_for`).
+//! (`identity::session_for`); audience rules see traits only then.
 
 pub mod audience;
 mod funnel;
@@ -64,15 +64,19 @@ pub async fn list(
 
 /// The visitor behind a public tour call: the session `token` opens on this
 /// widget's bot (if still valid), moved onto the verified identity if one
-/// came. `None` when there is neither a usable token nor an identity: the
-/// caller decides whether a new anonymous session is worth making.
+/// came (then `true`). Without an identity a token keeps its session even
+/// when its visitor signed in (unlike a chat turn, which would read their
+/// conversation, a tour call only records what ran), but their traits are
+/// used only with the signed identity. `None` when there is neither a usable
+/// token nor an identity: the caller decides whether a new anonymous session
+/// is worth making.
 async fn visitor_session(
     st: &State,
     widget: &chat_widget::Model,
     bot: &bot::Model,
     token: Option<&str>,
     claim: &identity::IdentityClaim,
-) -> Result<Option<chat_session::Model>, AppError> {
+) -> Result<(Option<chat_session::Model>, bool), AppError> {
     let verified = identity::verify(st, widget, claim)?;
     let current = match token {
         Some(t) => chat::verify_token(st, t)
@@ -81,10 +85,11 @@ async fn visitor_session(
             .filter(|s| s.chat_widget_id == Some(widget.id) && s.bot_id == bot.id),
         None => None,
     };
-    if verified.is_none() && current.is_none() {
-        return Ok(None);
+    if verified.is_none() {
+        return Ok((current, false));
     }
-    Ok(Some(
-        identity::session_for(st, bot, Some(widget), current, verified).await?,
+    Ok((
+        Some(identity::session_for(st, bot, Some(widget), current, verified).await?),
+        true,
     ))
 }

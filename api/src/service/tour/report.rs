@@ -45,7 +45,7 @@ pub struct TourEvent {
     /// The runtime's id of the run.
     pub run: String,
     /// The flow's or tooltip's id, as the page had it (not always a UUID: a
-    /// host page may run content of its own, which is ignored).
+    /// host page may run content of its own, which is ignored; empty: none).
     pub content_id: String,
     pub kind: TourEventKind,
     /// The step (from 0).
@@ -141,7 +141,10 @@ pub async fn report(st: &State, r: TourReport) -> Result<Reported, AppError> {
         chat_widget::charge(st, widget.id).await?;
     }
     let session =
-        match visitor_session(st, &widget, &bot, r.session_token.as_deref(), &r.identity).await? {
+        match visitor_session(st, &widget, &bot, r.session_token.as_deref(), &r.identity)
+            .await?
+            .0
+        {
             Some(s) => s,
             None => chat::start_session(&st.db, bot.org_id, bot.id, Some(&widget)).await?,
         };

@@ -75,13 +75,13 @@ pub async fn visit(st: &State, v: PageVisit) -> Result<Visited, AppError> {
     if v.public {
         chat_widget::charge(st, widget.id).await?;
     }
-    let mut session =
+    let (mut session, verified) =
         visitor_session(st, &widget, &bot, v.session_token.as_deref(), &v.identity).await?;
     let user = match session.as_ref().and_then(|s| s.end_user_id) {
         Some(id) => end_user::Entity::find_by_id(id).one(&st.db).await?,
         None => None,
     };
-    let identified = user.as_ref().is_some_and(|u| u.external_id.is_some());
+    let identified = verified && user.as_ref().is_some_and(|u| u.external_id.is_some());
     // Only traits the host app signed target: chat-extracted ones are what anyone typed.
     let traits: Option<Map<String, Value>> = user
         .as_ref()
