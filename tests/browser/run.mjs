@@ -754,15 +754,17 @@ if (withBrowser) {
     page.on("pageerror", (err) => pageErrors.push(`tour app 2: ${err.message}`));
     await page.goto(app("one"));
     await page.waitForFunction(() => window.wayfinder?.flows?.start);
-    const flow = {
-      id: "0192f5d2-0000-7000-8000-00000000000f", timeoutMs: 800,
-      steps: [
-        { pageUrl: app("one"), targetSelector: "#start-here", title: "A", placement: "BOTTOM" },
-        { pageUrl: app("one"), targetSelector: "#never", title: "Missing", placement: "BOTTOM" },
-        { pageUrl: app("two"), targetSelector: '[data-testid="save"]', title: "B", placement: "BOTTOM" },
-        { pageUrl: app("three"), targetSelector: "#finish", title: "C", placement: "BOTTOM" },
-      ],
-    };
+    const steps = [
+      { pageUrl: app("one"), targetSelector: "#start-here", title: "A", body: "", placement: "BOTTOM" },
+      { pageUrl: app("one"), targetSelector: "#never", title: "Missing", body: "", placement: "BOTTOM" },
+      { pageUrl: app("two"), targetSelector: '[data-testid="save"]', title: "B", body: "", placement: "BOTTOM" },
+      { pageUrl: app("three"), targetSelector: "#finish", title: "C", body: "", placement: "BOTTOM" },
+    ];
+    const { sites } = await gql("{ sites { nodes { id } } }");
+    const { createFlow } = await gql(`mutation($i: CreateFlowInput!) { createFlow(input: $i) { id } }`, {
+      i: { name: "Started by the SDK", siteId: sites.nodes[0].id, status: "PUBLISHED", steps },
+    });
+    const flow = { id: createFlow.id, timeoutMs: 800, steps };
     await page.evaluate((f) => {
       window.__missing = [];
       addEventListener("wayfinder:flow-target-missing", (e) => window.__missing.push(e.detail.step));
@@ -792,6 +794,19 @@ if (withBrowser) {
     await page.waitForFunction(() => window.wayfinder?.flows?.start);
     await page.waitForTimeout(500);
     assert.equal(await page.getByRole("dialog").count(), 0, "an ended run does not come back");
+    // What the server stored: one manual run, the missing step, dismissed at B.
+    let run;
+    for (let i = 0; i < 50 && run?.status !== "DISMISSED"; i++) {
+      const { tourRuns } = await gql(
+        `query($c: UUID!) { tourRuns(filter: {contentId: $c}) { nodes { trigger status stepsSeen missingSteps dismissedAtStep lastMissingLocators } } }`,
+        { c: flow.id },
+      );
+      run = tourRuns.nodes[0];
+      if (run?.status !== "DISMISSED") await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(run, {
+      trigger: "MANUAL", status: "DISMISSED", stepsSeen: [0, 2, 3], missingSteps: [1], dismissedAtStep: 2, lastMissingLocators: ["#never"],
+    });
     await ctx.close();
   });
 
