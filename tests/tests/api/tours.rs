@@ -460,6 +460,35 @@ async fn reports_build_runs_and_funnels(backend: Backend) {
         json!(["[data-testid=\"pay\"]", "#pay"])
     );
     assert_eq!(runs[1]["pageUrl"], "https://app.example.com/billing/pay");
+    // A missing element on a visitor's page flags the flow, as re-mapping does.
+    let health = app
+        .gql_ok(
+            "query { flows { nodes { id health { ok brokenSteps visitorMissingSteps } } } }",
+            json!({}),
+        )
+        .await["flows"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == billing.as_str())
+        .unwrap()["health"]
+        .clone();
+    assert_eq!(
+        health,
+        json!({ "ok": false, "brokenSteps": [], "visitorMissingSteps": [1] })
+    );
+    let broken = app
+        .gql_ok(
+            "{ events(first: 100) { nodes { kind payload } } }",
+            json!({}),
+        )
+        .await["events"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "content.broken")
+        .count();
+    assert_eq!(broken, 1, "announced once");
     let b_user = runs[1]["endUserId"].clone();
     let mine = app
         .gql_ok(

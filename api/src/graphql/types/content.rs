@@ -154,10 +154,12 @@ pub struct Flow {
 pub struct ContentHealth {
     /// Whether it has been checked against an app map.
     pub checked: bool,
-    /// Whether every step still finds its element.
+    /// Whether every step still finds its element: in the app map, and on visitors' pages.
     pub ok: bool,
-    /// Indexes (from 0) of the steps whose element is gone.
+    /// Indexes (from 0) of the steps whose element is gone from the app map.
     pub broken_steps: Vec<i32>,
+    /// Indexes (from 0) of the steps whose element tour.js could not find on visitors' pages (`tourRuns` say which locators), since the last mapping re-checked the content.
+    pub visitor_missing_steps: Vec<i32>,
     /// The map version it was checked against.
     pub map_version: Option<i32>,
     /// When it was checked.
@@ -173,10 +175,13 @@ impl ContentHealth {
             };
         };
         let broken: Vec<i32> = serde_json::from_value(h["brokenSteps"].clone()).unwrap_or_default();
+        let missing: Vec<i32> =
+            serde_json::from_value(h["visitorMissingSteps"].clone()).unwrap_or_default();
         Self {
-            checked: true,
-            ok: broken.is_empty(),
+            checked: h["brokenSteps"].is_array(),
+            ok: broken.is_empty() && missing.is_empty(),
             broken_steps: broken,
+            visitor_missing_steps: missing,
             map_version: h["mapVersion"].as_i64().and_then(|v| i32::try_from(v).ok()),
             checked_at: serde_json::from_value(h["checkedAt"].clone()).ok(),
         }

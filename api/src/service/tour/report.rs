@@ -140,14 +140,13 @@ pub async fn report(st: &State, r: TourReport) -> Result<Reported, AppError> {
     if r.public {
         chat_widget::charge(st, widget.id).await?;
     }
-    let session =
-        match visitor_session(st, &widget, &bot, r.session_token.as_deref(), &r.identity)
-            .await?
-            .0
-        {
-            Some(s) => s,
-            None => chat::start_session(&st.db, bot.org_id, bot.id, Some(&widget)).await?,
-        };
+    let session = match visitor_session(st, &widget, &bot, r.session_token.as_deref(), &r.identity)
+        .await?
+        .0
+    {
+        Some(s) => s,
+        None => chat::start_session(&st.db, bot.org_id, bot.id, Some(&widget)).await?,
+    };
 
     // What each piece of content is and how many steps it has, looked up once.
     let mut contents: HashMap<Uuid, Option<(ContentKind, usize)>> = HashMap::new();
@@ -207,6 +206,7 @@ pub async fn report(st: &State, r: TourReport) -> Result<Reported, AppError> {
     }
 
     let mut accepted = 0;
+    let mut flagged = vec![];
     let txn = crate::service::begin_write(&st.db).await?;
     for (key, delta) in runs {
         let Some(content_id) = delta.content_id else {
@@ -230,14 +230,88 @@ pub async fn report(st: &State, r: TourReport) -> Result<Reported, AppError> {
         }
         accepted += delta.events;
         apply(&txn, session.id, &key, &delta, &page_url).await?;
+        if delta.missing != 0
+            && let Some(ev) =
+                flag_missing(&txn, session.org_id, content_id, *kind, delta.missing).await?
+        {
+            flagged.push(ev);
+        }
     }
     txn.commit().await?;
+    super::super::event::publish(st, &flagged).await;
     Ok(Reported {
         accepted,
         ignored,
         session_id: session.id,
         session_token: chat::mint_token(st, &session)?,
     })
+}
+
+/// Flags content whose elements visitors' pages did not have, the way a
+/// re-mapping flags what the new map lost: the steps join the health's
+/// `visitorMissingSteps` (until the next mapping re-checks the content), and
+/// when that set grows a `content.broken` event (`source: "visitors"`) says so.
+async fn flag_missing(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    content_id: Uuid,
+    kind: ContentKind,
+    mask: i64,
+) -> Result<Option<entity::event::Model>, AppError> {
+    use entity::{flow, tooltip};
+    let health = match kind {
+        ContentKind::Flow => flow::Entity::find_by_id(content_id)
+            .one(db)
+            .await?
+            .map(|f| f.health),
+        ContentKind::Tooltip => tooltip::Entity::find_by_id(content_id)
+            .one(db)
+            .await?
+            .map(|t| t.health),
+    };
+    let Some(health) = health else {
+        return Ok(None);
+    };
+    let mut h = health.unwrap_or_else(|| json!({}));
+    let before: Vec<i64> =
+        serde_json::from_value(h["visitorMissingSteps"].clone()).unwrap_or_default();
+    let mut steps = before.clone();
+    steps.extend((0..content::MAX_STEPS as i64).filter(|i| mask & (1 << i) != 0));
+    steps.sort_unstable();
+    steps.dedup();
+    if steps == before {
+        return Ok(None);
+    }
+    h["visitorMissingSteps"] = json!(steps);
+    match kind {
+        ContentKind::Flow => {
+            flow::Entity::update_many()
+                .col_expr(flow::Column::Health, Expr::value(h))
+                .filter(flow::Column::Id.eq(content_id))
+                .exec(db)
+                .await?;
+        }
+        ContentKind::Tooltip => {
+            tooltip::Entity::update_many()
+                .col_expr(tooltip::Column::Health, Expr::value(h))
+                .filter(tooltip::Column::Id.eq(content_id))
+                .exec(db)
+                .await?;
+        }
+    }
+    let kind = match kind {
+        ContentKind::Flow => "FLOW",
+        ContentKind::Tooltip => "TOOLTIP",
+    };
+    Ok(Some(
+        super::super::event::record(
+            db,
+            org_id,
+            "content.broken",
+            json!({ "kind": kind, "id": content_id, "source": "visitors", "visitorMissingSteps": steps }),
+        )
+        .await?,
+    ))
 }
 
 /// A new `MANUAL` run (one the visitor, the chat or the SDK started); a
