@@ -164,9 +164,8 @@ fn parse_at(field: &str, v: &Value, depth: usize, count: &mut usize) -> Result<R
         if op == Op::In && !value.is_array() {
             return Err(bad("`in` takes an array `value`"));
         }
-        if !matches!(op, Op::Exists | Op::Missing | Op::In)
-            && !(value.is_string() || value.is_number() || value.is_boolean())
-        {
+        let scalar = value.is_string() || value.is_number() || value.is_boolean();
+        if !(matches!(op, Op::Exists | Op::Missing | Op::In) || scalar) {
             return Err(bad("`value` is a string, number or boolean"));
         }
         return Ok(Rule::Trait {

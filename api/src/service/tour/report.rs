@@ -159,12 +159,12 @@ pub async fn report(st: &State, r: TourReport) -> Result<Reported, AppError> {
             ignored += 1;
             continue;
         };
-        if !contents.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = contents.entry(id) {
             let known = content::visible_to_session(st, &session, id)
                 .await
                 .ok()
                 .map(|c| (c.kind, c.steps.len()));
-            contents.insert(id, known);
+            slot.insert(known);
         }
         let Some(Some((_, steps))) = contents.get(&id) else {
             ignored += 1;
