@@ -24,12 +24,69 @@ pub use funnel::{Funnel, FunnelStep, funnel};
 pub use report::{Reported, TourEvent, TourReport, report};
 pub use visit::{PageVisit, Visited, visit};
 
+use chrono::Utc;
 use entity::{bot, chat_session, chat_widget, tour_run};
-use sea_orm::{ColumnTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::{Page, PageArgs, chat, identity, paginate, scoped};
-use crate::{auth::OrgScope, error::AppError, state::State};
+use super::{Page, PageArgs, chat, content, identity, new_id, paginate, scoped};
+use crate::{
+    auth::OrgScope,
+    domain::{TourRunStatus, TourTrigger},
+    error::AppError,
+    state::State,
+    turn::events::ContentKind,
+};
+
+/// What a new run row says before anything was seen.
+struct NewRun<'a> {
+    content_id: Uuid,
+    kind: ContentKind,
+    key: &'a str,
+    trigger: TourTrigger,
+    /// Steps the content has.
+    steps: usize,
+    page_url: Option<String>,
+    /// Set on server-started runs: `end user:content` (see `visit`).
+    auto_key: Option<String>,
+}
+
+/// The row of a new run of `session`'s visitor.
+fn new_run(session: &chat_session::Model, run: NewRun<'_>) -> tour_run::ActiveModel {
+    let now = Utc::now();
+    tour_run::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(session.org_id),
+        chat_widget_id: Set(session.chat_widget_id),
+        session_id: Set(session.id),
+        end_user_id: Set(session.end_user_id),
+        content_id: Set(run.content_id),
+        content_kind: Set(kind_name(run.kind).into()),
+        run_key: Set(run.key.into()),
+        trigger: Set(run.trigger.as_str().into()),
+        status: Set(TourRunStatus::Started.as_str().into()),
+        steps_total: Set(i32::try_from(run.steps.min(content::MAX_STEPS)).unwrap_or(0)),
+        furthest_step: Set(0),
+        seen_mask: Set(0),
+        missing_mask: Set(0),
+        target_missing: Set(0),
+        dismissed_at_step: Set(None),
+        last_missing: Set(None),
+        page_url: Set(run.page_url),
+        auto_key: Set(run.auto_key),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ended_at: Set(None),
+    }
+}
+
+/// How a content kind is stored (`FLOW`, `TOOLTIP`).
+fn kind_name(kind: ContentKind) -> &'static str {
+    match kind {
+        ContentKind::Flow => "FLOW",
+        ContentKind::Tooltip => "TOOLTIP",
+    }
+}
 
 /// Which runs a dashboard lists.
 #[derive(Debug, Clone, Default)]

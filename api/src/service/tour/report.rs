@@ -15,18 +15,15 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use entity::{chat_session, tour_run};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::visitor_session;
+use super::{NewRun, kind_name, new_run, visitor_session};
 use crate::{
     domain::{self, TourEventKind, TourRunStatus, TourTrigger},
     error::AppError,
-    service::{chat, chat_widget, content, identity, new_id},
+    service::{chat, chat_widget, content, identity},
     state::State,
     turn::events::ContentKind,
 };
@@ -299,10 +296,7 @@ async fn flag_missing(
                 .await?;
         }
     }
-    let kind = match kind {
-        ContentKind::Flow => "FLOW",
-        ContentKind::Tooltip => "TOOLTIP",
-    };
+    let kind = kind_name(kind);
     Ok(Some(
         super::super::event::record(
             db,
@@ -325,35 +319,18 @@ async fn create_run(
     steps: usize,
     page_url: &Option<String>,
 ) -> Result<(), AppError> {
-    let now = Utc::now();
-    tour_run::Entity::insert(tour_run::ActiveModel {
-        id: Set(new_id()),
-        org_id: Set(session.org_id),
-        chat_widget_id: Set(session.chat_widget_id),
-        session_id: Set(session.id),
-        end_user_id: Set(session.end_user_id),
-        content_id: Set(content_id),
-        content_kind: Set(match kind {
-            ContentKind::Flow => "FLOW",
-            ContentKind::Tooltip => "TOOLTIP",
-        }
-        .into()),
-        run_key: Set(key.into()),
-        trigger: Set(TourTrigger::Manual.as_str().into()),
-        status: Set(TourRunStatus::Started.as_str().into()),
-        steps_total: Set(i32::try_from(steps.min(content::MAX_STEPS)).unwrap_or(0)),
-        furthest_step: Set(0),
-        seen_mask: Set(0),
-        missing_mask: Set(0),
-        target_missing: Set(0),
-        dismissed_at_step: Set(None),
-        last_missing: Set(None),
-        page_url: Set(page_url.clone()),
-        auto_key: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ended_at: Set(None),
-    })
+    tour_run::Entity::insert(new_run(
+        session,
+        NewRun {
+            content_id,
+            kind,
+            key,
+            trigger: TourTrigger::Manual,
+            steps,
+            page_url: page_url.clone(),
+            auto_key: None,
+        },
+    ))
     .on_conflict_do_nothing_on([tour_run::Column::SessionId, tour_run::Column::RunKey])
     .exec_without_returning(db)
     .await?;

@@ -14,20 +14,19 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
 use entity::{end_user, flow, tooltip, tour_run};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{audience, visitor_session};
+use super::{NewRun, audience, new_run, visitor_session};
 use crate::{
-    domain::{self, Audience, ContentStatus, TourRunStatus, TourTrigger},
+    domain::{self, Audience, ContentStatus, TourTrigger},
     error::AppError,
-    service::{chat, chat_widget, content, identity, new_id},
+    service::{chat, chat_widget, identity},
     state::State,
     turn::{
-        events::{ContentKind, TurnContent},
+        events::TurnContent,
         matcher::{flow_content, tooltip_content},
     },
 };
@@ -221,37 +220,21 @@ async fn record_auto_run(
     let Some(user_id) = session.end_user_id else {
         return Ok(false);
     };
-    let now = Utc::now();
-    let kind = match c.content.kind {
-        ContentKind::Flow => "FLOW",
-        ContentKind::Tooltip => "TOOLTIP",
-    };
-    let inserted = tour_run::Entity::insert(tour_run::ActiveModel {
-        id: Set(new_id()),
-        org_id: Set(session.org_id),
-        chat_widget_id: Set(session.chat_widget_id),
-        session_id: Set(session.id),
-        end_user_id: Set(Some(user_id)),
-        content_id: Set(c.id),
-        content_kind: Set(kind.into()),
-        run_key: Set(run_key.into()),
-        trigger: Set(TourTrigger::Auto.as_str().into()),
-        status: Set(TourRunStatus::Started.as_str().into()),
-        steps_total: Set(i32::try_from(c.content.steps.len().min(content::MAX_STEPS)).unwrap_or(0)),
-        furthest_step: Set(0),
-        seen_mask: Set(0),
-        missing_mask: Set(0),
-        target_missing: Set(0),
-        dismissed_at_step: Set(None),
-        last_missing: Set(None),
-        page_url: Set(Some(page_url.into())),
-        auto_key: Set(Some(format!("{user_id}:{}", c.id))),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ended_at: Set(None),
-    })
-    .on_conflict_do_nothing_on([tour_run::Column::AutoKey])
-    .exec_without_returning(&st.db)
-    .await?;
+    let row = new_run(
+        session,
+        NewRun {
+            content_id: c.id,
+            kind: c.content.kind,
+            key: run_key,
+            trigger: TourTrigger::Auto,
+            steps: c.content.steps.len(),
+            page_url: Some(page_url.into()),
+            auto_key: Some(format!("{user_id}:{}", c.id)),
+        },
+    );
+    let inserted = tour_run::Entity::insert(row)
+        .on_conflict_do_nothing_on([tour_run::Column::AutoKey])
+        .exec_without_returning(&st.db)
+        .await?;
     Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
 }
