@@ -17,6 +17,7 @@ use crate::{
 };
 
 on_both_databases!(
+    tour_calls_are_rate_limited_per_widget,
     auto_start_follows_audience_and_runs_once_per_visitor,
     reports_build_runs_and_funnels,
     tour_runs_are_exported_deleted_and_expire
@@ -626,4 +627,38 @@ async fn tour_runs_are_exported_deleted_and_expire(backend: Backend) {
         .unwrap();
     assert_eq!(left.len(), 1);
     assert_ne!(left[0].session_id, sessions[1]);
+}
+
+async fn tour_calls_are_rate_limited_per_widget(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.widget_rate_limit = 3).await;
+    let (widget, _, _) = tour_widget(&app).await;
+    let page = "https://app.example.com/billing";
+    let mut codes = vec![];
+    for i in 0..4 {
+        let r = if i % 2 == 0 {
+            app.gql_as(
+                None,
+                VISIT,
+                json!({ "i": { "widgetId": widget, "pageUrl": page } }),
+            )
+            .await
+        } else {
+            app.gql_as(
+                None,
+                REPORT,
+                json!({ "i": { "widgetId": widget, "events": [ev("r", "x", "STARTED", 0)] } }),
+            )
+            .await
+        };
+        codes.push(error_code(&r).map(str::to_owned));
+        if i == 3 {
+            assert!(
+                r["errors"][0]["extensions"]["retryAfter"]
+                    .as_u64()
+                    .is_some(),
+                "{r}"
+            );
+        }
+    }
+    assert_eq!(codes, [None, None, None, Some("RATE_LIMITED".to_owned())]);
 }
