@@ -61,6 +61,31 @@ pub enum Command {
         #[command(subcommand)]
         command: OperatorKeyCommand,
     },
+    /// Knowledge-base commands.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
+}
+
+/// Knowledge-base commands.
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Import a folder of Markdown and HTML files as articles (again: updates, never duplicates),
+    /// then compute their embeddings when a model is configured.
+    Import {
+        /// The org's id.
+        #[arg(long)]
+        org: Uuid,
+        /// The knowledge base's id (it must be the org's).
+        #[arg(long)]
+        kb: Uuid,
+        /// The folder (searched recursively for .md, .markdown, .mdx, .txt, .html, .htm).
+        dir: std::path::PathBuf,
+        /// Print one JSON summary instead of text and progress bars.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Operator key commands.
@@ -316,7 +341,122 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             let conn = admin_db(&config).await?;
             operator_key(&conn, command, out).await
         }
+        Command::Kb {
+            command: KbCommand::Import { org, kb, dir, json },
+        } => kb_import(config, org, kb, &dir, json, out).await,
     }
+}
+
+/// A progress bar on stderr (hidden when it is not a terminal or `quiet`).
+fn bar(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+async fn kb_import(
+    config: Config,
+    org: Uuid,
+    kb: Uuid,
+    dir: &std::path::Path,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    use service::kb_import::{self, Outcome};
+    let state = crate::startup::build_state(config).await?;
+    kb_import::check_target(&state, org, kb)
+        .await
+        .map_err(fail)?;
+    let (files, truncated) = kb_import::list_files(dir)?;
+    let progress = bar(files.len() as u64, "importing", json);
+    let (mut created, mut updated, mut unchanged) = (0u64, 0u64, 0u64);
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut warnings: Vec<(String, String)> = Vec::new();
+    for path in &files {
+        let shown = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+        match kb_import::read_file(dir, path) {
+            Err(why) => skipped.push((shown, why)),
+            Ok(file) => {
+                if let Some(w) = &file.warning {
+                    warnings.push((shown.clone(), w.clone()));
+                }
+                match kb_import::upsert(&state, org, kb, &file).await {
+                    Ok(Outcome::Created) => created += 1,
+                    Ok(Outcome::Updated) => updated += 1,
+                    Ok(Outcome::Unchanged) => unchanged += 1,
+                    Err(err) => skipped.push((shown, err.to_string())),
+                }
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let mut embedded = None;
+    if let Some(embedder) = state.retriever.embedder.clone() {
+        let progress = bar(0, "embedding", json);
+        let done =
+            crate::embeddings::indexer::embed_all(&state, embedder.as_ref(), |done, total| {
+                progress.set_length(total);
+                progress.set_position(done);
+            })
+            .await
+            .map_err(fail)?;
+        progress.finish_and_clear();
+        embedded = Some(done);
+    }
+    if json {
+        let list = |v: &[(String, String)]| {
+            v.iter()
+                .map(|(f, w)| json!({ "file": f, "reason": w }))
+                .collect::<Vec<_>>()
+        };
+        writeln!(
+            out,
+            "{}",
+            json!({
+                "files": files.len(), "created": created, "updated": updated,
+                "unchanged": unchanged, "skipped": list(&skipped), "warnings": list(&warnings),
+                "embedded": embedded, "truncated": truncated,
+            })
+        )?;
+    } else {
+        for (f, w) in &warnings {
+            writeln!(out, "warning: {f}: {w}")?;
+        }
+        for (f, why) in &skipped {
+            writeln!(out, "skipped: {f}: {why}")?;
+        }
+        if truncated {
+            writeln!(
+                out,
+                "warning: only the first {} files were imported",
+                kb_import::MAX_FILES
+            )?;
+        }
+        writeln!(
+            out,
+            "{} files: {created} created, {updated} updated, {unchanged} unchanged, {} skipped",
+            files.len(),
+            skipped.len()
+        )?;
+        match embedded {
+            Some(n) => writeln!(out, "{n} articles embedded")?,
+            None => writeln!(
+                out,
+                "no embedding model configured: articles are found by keywords (set EMBEDDING_MODEL_DIR)"
+            )?,
+        }
+    }
+    state.db.clone().close().await?;
+    Ok(())
 }
 
 async fn operator_key(

@@ -179,14 +179,43 @@ pub struct Config {
     #[arg(long, global = true, env = "LLM_MAX_RETRIES", default_value_t = 2)]
     pub llm_max_retries: u32,
 
-    /// Knowledge-base retrieval: `fulltext` (the database's ranked full-text index) or `keyword` (the substring baseline).
+    /// Knowledge-base ranking for bots and `kbSearch`: `hybrid` (words and meaning; words alone without an embedding model), `keyword` (BM25F), `semantic` (embeddings) or `substring` (the baseline).
     #[arg(
         long,
         global = true,
         env = "WAYFINDER_RETRIEVAL",
-        default_value = "fulltext"
+        default_value = "hybrid"
     )]
     pub retrieval: String,
+
+    /// Embedding provider: `local` (the model in `EMBEDDING_MODEL_DIR`, the default when it is set), `ollama`, `openai`, or `none`.
+    #[arg(long, global = true, env = "EMBEDDING_PROVIDER")]
+    pub embedding_provider: Option<String>,
+
+    /// Folder of a sentence-transformers model (`config.json`, `tokenizer.json`, `model.safetensors`) run in process, e.g. all-MiniLM-L6-v2.
+    #[arg(long, global = true, env = "EMBEDDING_MODEL_DIR")]
+    pub embedding_model_dir: Option<std::path::PathBuf>,
+
+    /// Base URL of the `ollama` or `openai` embedding server (defaults: `http://localhost:11434`, `https://api.openai.com/v1`).
+    #[arg(long, global = true, env = "EMBEDDING_BASE_URL")]
+    pub embedding_base_url: Option<String>,
+
+    /// The embedding model's name on the `ollama` or `openai` server.
+    #[arg(long, global = true, env = "EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
+
+    /// API key of the `openai` embedding server, sent as a bearer token.
+    #[arg(long, global = true, env = "EMBEDDING_API_KEY", hide_env_values = true)]
+    pub embedding_api_key: Option<String>,
+
+    /// Memory for the in-process retrieval indexes, in MiB; the least recently searched knowledge bases are dropped beyond it.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_INDEX_MEMORY_MB",
+        default_value_t = 1024
+    )]
+    pub index_memory_mb: u64,
 
     /// Credits charged per 1,000 tokens, per model: `model=price,…`; `default` applies to unlisted models.
     #[arg(
@@ -411,6 +440,46 @@ pub struct Config {
     )]
     pub map_concurrency: usize,
 
+    /// Headless Chromium to render pages with before mapping them (e.g. `/usr/bin/chromium`), so single-page apps map too; unset, `mapSite` reads static HTML only.
+    #[arg(long, global = true, env = "WAYFINDER_CHROMIUM")]
+    pub chromium: Option<String>,
+
+    /// Milliseconds a rendered page may take to load and settle before its DOM is read as it is.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_RENDER_TIMEOUT_MS",
+        default_value_t = 15000
+    )]
+    pub map_render_timeout_ms: u64,
+
+    /// Crawls (`mapSite`) running at once on the whole deployment; each rendered crawl runs one Chromium.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_MAX_CRAWLS",
+        default_value_t = 4
+    )]
+    pub map_max_crawls: usize,
+
+    /// Crawls (`mapSite`) one org may run at once.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_MAP_MAX_CRAWLS_PER_ORG",
+        default_value_t = 2
+    )]
+    pub map_max_crawls_per_org: usize,
+
+    /// Seconds a mapping token from `startSiteRecording` stays valid.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_RECORDING_TTL_SECS",
+        default_value_t = 1800
+    )]
+    pub recording_ttl_secs: u64,
+
     /// Bearer token `/metrics` requires (`Authorization: Bearer …`); unset, `/metrics` answers only requests from this machine (a loopback peer).
     #[arg(
         long,
@@ -546,6 +615,12 @@ impl std::fmt::Debug for Config {
             llm_idle_timeout_ms,
             llm_max_retries,
             retrieval,
+            embedding_provider,
+            embedding_model_dir,
+            embedding_base_url,
+            embedding_model,
+            embedding_api_key,
+            index_memory_mb,
             credit_prices,
             notify_debounce_secs,
             smtp_url,
@@ -572,6 +647,11 @@ impl std::fmt::Debug for Config {
             map_total_bytes,
             map_timeout_secs,
             map_concurrency,
+            chromium,
+            map_render_timeout_ms,
+            map_max_crawls,
+            map_max_crawls_per_org,
+            recording_ttl_secs,
             metrics_token,
         } = self;
         let url = |u: &Option<String>| u.as_deref().map(redact_url);
@@ -602,6 +682,15 @@ impl std::fmt::Debug for Config {
             .field("llm_idle_timeout_ms", llm_idle_timeout_ms)
             .field("llm_max_retries", llm_max_retries)
             .field("retrieval", retrieval)
+            .field("embedding_provider", embedding_provider)
+            .field("embedding_model_dir", embedding_model_dir)
+            .field("embedding_base_url", &url(embedding_base_url))
+            .field("embedding_model", embedding_model)
+            .field(
+                "embedding_api_key",
+                &crate::secret::redacted(embedding_api_key),
+            )
+            .field("index_memory_mb", index_memory_mb)
             .field("credit_prices", credit_prices)
             .field("notify_debounce_secs", notify_debounce_secs)
             .field("smtp_url", &url(smtp_url))
@@ -628,6 +717,11 @@ impl std::fmt::Debug for Config {
             .field("map_total_bytes", map_total_bytes)
             .field("map_timeout_secs", map_timeout_secs)
             .field("map_concurrency", map_concurrency)
+            .field("chromium", chromium)
+            .field("map_render_timeout_ms", map_render_timeout_ms)
+            .field("map_max_crawls", map_max_crawls)
+            .field("map_max_crawls_per_org", map_max_crawls_per_org)
+            .field("recording_ttl_secs", recording_ttl_secs)
             .field("metrics_token", &crate::secret::redacted(metrics_token))
             .finish()
     }

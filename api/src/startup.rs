@@ -76,6 +76,35 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             None
         }
     };
+    let embedder = match crate::embeddings::from_config(&config).await {
+        Ok(Some(e)) => {
+            tracing::info!(
+                model = e.model(),
+                dimension = e.dimension(),
+                "embedding model ready: semantic and hybrid retrieval on"
+            );
+            Some(e)
+        }
+        Ok(None) => {
+            tracing::info!(
+                "no embedding model configured: retrieval ranks by keywords (set EMBEDDING_MODEL_DIR)"
+            );
+            None
+        }
+        Err(message) => {
+            tracing::error!(%message, "the embedding model is unusable: retrieval ranks by keywords until it is fixed");
+            None
+        }
+    };
+    let mode = crate::turn::retrieval::RetrievalMode::parse(&config.retrieval).unwrap_or_else(|| {
+        tracing::warn!(retrieval = %config.retrieval, "WAYFINDER_RETRIEVAL is not hybrid, keyword, semantic or substring; using hybrid");
+        crate::turn::retrieval::RetrievalMode::Hybrid
+    });
+    let retriever = crate::turn::retrieval::Retriever::new(
+        embedder,
+        mode,
+        config.index_memory_mb.saturating_mul(1024 * 1024),
+    );
     let schema = graphql::builder(&config).finish();
     let rate = crate::http::rate_limit::RateLimiter::new(
         &config,
@@ -89,6 +118,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         redis,
         llm,
         org_llm: Default::default(),
+        retriever,
         rate,
         schema,
         shutdown: tokio::sync::watch::channel(false).0,
@@ -161,6 +191,9 @@ impl App {
         let mappings = tokio::spawn(crate::service::mapping::end_abandoned_forever(
             self.state.clone(),
         ));
+        let embedding = tokio::spawn(crate::embeddings::indexer::embed_forever(
+            self.state.clone(),
+        ));
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = http::router(self.state.clone());
@@ -197,6 +230,7 @@ impl App {
         revocations.abort();
         retention.abort();
         mappings.abort();
+        embedding.abort();
         drop(stop_rx);
         result
     }

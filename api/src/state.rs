@@ -28,6 +28,8 @@ pub struct State {
     pub llm: Option<Arc<dyn crate::llm::LlmProvider>>,
     /// Providers built from orgs' own LLM settings, keyed by org and the settings' update time.
     pub org_llm: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, OrgProvider>>,
+    /// The embedder and the in-memory retrieval indexes.
+    pub retriever: crate::turn::retrieval::Retriever,
     /// Rate budgets per client IP, chat widget and API key.
     pub rate: crate::http::rate_limit::RateLimiter,
     /// The GraphQL schema; requests carry this state and their caller as data.

@@ -13,6 +13,12 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub body: String,
     pub published: bool,
+    /// Its knowledge base's revision when it last changed.
+    pub revision: i64,
+    /// The embedding model its passages were made with; `None` until embedded.
+    pub embedding_model: Option<String>,
+    /// The file it was imported from (`wayfinder kb import`), relative to the imported folder.
+    pub source_path: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

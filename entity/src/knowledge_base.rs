@@ -10,6 +10,8 @@ pub struct Model {
     pub org_id: Uuid,
     pub name: String,
     pub description: String,
+    /// Increases with every change to its articles or their vectors (see the passages migration).
+    pub revision: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -14,6 +14,7 @@ pub mod end_user;
 pub mod event;
 pub mod flow;
 pub mod kb_article;
+pub mod kb_passage;
 pub mod knowledge_base;
 pub mod notification;
 pub mod operator_key;

@@ -10,7 +10,8 @@ mod m20261201_000004_operator_keys;
 mod m20261201_000005_server_settings;
 mod m20261201_000006_identity;
 mod m20261201_000007_guidance;
-mod m20261201_000008_tour_runs;
+mod m20261201_000008_passages;
+mod m20261201_000009_tour_runs;
 
 /// The ordered list of every migration.
 pub struct Migrator;
@@ -26,7 +27,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_server_settings::Migration),
             Box::new(m20261201_000006_identity::Migration),
             Box::new(m20261201_000007_guidance::Migration),
-            Box::new(m20261201_000008_tour_runs::Migration),
+            Box::new(m20261201_000008_passages::Migration),
+            Box::new(m20261201_000009_tour_runs::Migration),
         ]
     }
 }

@@ -14,7 +14,8 @@
 // 3. (unless --no-browser) headless Chromium (Debian's /usr/bin/chromium,
 //    driven by playwright-core) on the demo page, a page with hostile CSS, the
 //    embed example, a page on an origin the widget doesn't allow, and a phone
-//    screen; tour.js's flows on the demo page. Screenshots go to tests/artifacts/.
+//    screen; tour.js's flows on the demo page; recorder.js recording a login-only page
+//    of a customer's app. Screenshots go to tests/artifacts/.
 //
 // Needs `npm ci` in tests/browser. Prints "N passed, N failed" last and exits
 // non-zero on any failure.
@@ -89,7 +90,7 @@ const widgetId =
 assert.ok(widgetId, "no demo widget: start the server on an empty database with the demo");
 
 // ---- 1. the minified scripts
-await check("chat.min.js, widget.min.js and tour.min.js are built from their sources, within budget", async () => {
+await check("chat.min.js, widget.min.js, tour.min.js and recorder.min.js are built from their sources, within budget", async () => {
   await run("node", [join(repo, "api/assets/build.mjs"), "--check"]);
 });
 
@@ -865,11 +866,102 @@ if (withBrowser) {
     await ctx.close();
   });
 
+  // recorder.js on a customer's app behind a login: a home page and a members-only
+  // billing page whose controls only exist once its script ran.
+  const appPage = (title, body) =>
+    `<!doctype html><html><head><title>${title}</title></head><body>` +
+    `<nav><a href="/">Home</a> <a href="/billing">Billing</a></nav><main>${body}</main>` +
+    `<script src="${base}/recorder.js" async></script></body></html>`;
+  const customerApp = await new Promise((resolve) => {
+    const server = createServer((req, res) => {
+      const path = new URL(req.url, "http://x").pathname;
+      const member = (req.headers.cookie ?? "").includes("session=member");
+      const html = (body) => res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(body);
+      if (path === "/") return html(appPage("Acme", `<h1>Acme</h1><button data-testid="new-project">New project</button>`));
+      if (path === "/login") return html(appPage("Sign in", `<form><input name="email" placeholder="Email"><button>Sign in</button></form>`));
+      if (path === "/billing" && !member) return res.writeHead(302, { location: "/login" }).end();
+      if (path === "/billing")
+        return html(
+          appPage(
+            "Billing",
+            `<h1>Billing</h1><div id="plans">Loading…</div><script>
+            setTimeout(() => {
+              const plans = document.getElementById("plans");
+              plans.innerHTML = '<label>Coupon <input placeholder="Coupon code"></label>' +
+                '<button id="ember1234">Apply</button><button>Download invoice</button>' +
+                '<div class="row"><button class="btn">Cancel</button></div><div class="row"><button class="btn">Cancel</button></div>';
+            }, 400);
+            </script>`,
+          ),
+        );
+      res.writeHead(404).end();
+    });
+    server.listen(0, "127.0.0.1", () => resolve(server));
+  });
+  const appOrigin = `http://127.0.0.1:${customerApp.address().port}`;
+  const sitePages = async (id) =>
+    (await gql(`query($id: UUID!) { site(id: $id) { mapVersion pages { urlPattern recorded elements { label locators { kind value } } } } }`, { id })).site;
+
+  await check("recorder.js: a member's browser records a login-only page the crawler can't reach, with unique locators", async () => {
+    const { createSite } = await gql(`mutation($u: String!) { createSite(input: {name: "Acme app", baseUrl: $u}) { id } }`, { u: appOrigin });
+    const { startSiteRecording } = await gql(`mutation($s: UUID!) { startSiteRecording(siteId: $s) { startUrl } }`, { s: createSite.id });
+    const ctx = await browser.newContext();
+    await ctx.addCookies([{ name: "session", value: "member", url: appOrigin }]);
+    const page = await open(startSiteRecording.startUrl, ctx);
+    await page.waitForFunction(() => !location.hash, null, { timeout: 5000 });
+    assert.ok(!page.url().includes("wayfinder-record"), "the token left the address bar");
+    // The badge says so once the page is in the map.
+    await page.waitForFunction(() => document.querySelector("wayfinder-recorder")?.dataset.mapVersion, null, { timeout: 10_000 });
+    await page.getByRole("link", { name: "Billing" }).click();
+    await page.waitForURL(`${appOrigin}/billing`);
+    await page.getByRole("button", { name: "Download invoice" }).waitFor();
+    let billing;
+    for (let i = 0; i < 75 && !billing?.elements.some((e) => e.label === "Download invoice"); i++) {
+      await page.waitForTimeout(200);
+      billing = (await sitePages(createSite.id)).pages.find((p) => p.urlPattern === "/billing");
+    }
+    assert.ok(billing, "the billing page was recorded");
+    assert.equal(billing.recorded, true);
+    const labels = billing.elements.map((e) => e.label);
+    for (const want of ["Download invoice", "Apply", "Coupon", "Home", "Billing"]) assert.ok(labels.includes(want), `${want} in ${labels}`);
+    assert.equal(labels.filter((l) => l === "Cancel").length, 2, "both identical buttons, told apart structurally");
+    for (const el of billing.elements) {
+      assert.ok(el.locators.length > 0);
+      for (const l of el.locators) {
+        assert.ok(!l.value.includes("ember1234"), `a generated id was used: ${l.value}`);
+        if (["TEST_ID", "ID", "LABEL", "CSS"].includes(l.kind)) {
+          const n = await page.evaluate((sel) => document.querySelectorAll(sel).length, l.value);
+          assert.equal(n, 1, `${l.kind} ${l.value} matches ${n} elements`);
+        }
+      }
+    }
+    const coupon = billing.elements.find((e) => e.label === "Coupon");
+    assert.deepEqual(coupon.locators.slice(0, 2), [
+      { kind: "ROLE", value: 'role=textbox[name="Coupon"]' },
+      { kind: "LABEL", value: '[placeholder="Coupon code"]' },
+    ]);
+    const home = (await sitePages(createSite.id)).pages.find((p) => p.urlPattern === "/");
+    assert.deepEqual(home?.elements.find((e) => e.label === "New project")?.locators[0], { kind: "TEST_ID", value: '[data-testid="new-project"]' });
+    await page.screenshot({ path: join(artifacts, "recorder-badge.png") });
+
+    // Without a token in the tab, the script sends nothing.
+    const plain = await browser.newContext();
+    const other = await plain.newPage();
+    const posts = [];
+    other.on("request", (r) => r.url().includes("/recorder/pages") && posts.push(r.url()));
+    await other.goto(`${appOrigin}/`);
+    await other.waitForTimeout(1500);
+    assert.deepEqual(posts, []);
+    await plain.close();
+    await ctx.close();
+  });
+
   await check("no script error reached any host page", async () => {
     assert.deepEqual(pageErrors, []);
   });
 
   await browser.close();
+  customerApp.close();
   allowedServer.close();
   foreignServer.close();
 }

@@ -4,13 +4,21 @@
 //!
 //! Everything is bounded, because the site is a customer's and may be
 //! endless (calendars, search pages) or hostile: pages, link depth, bytes per
-//! page and in all, wall-clock time, and requests in flight. Pages whose URL
+//! page and in all, wall-clock time, and requests in flight. Every response
+//! counts toward the page and byte bounds, whether it was HTML or not (a
+//! site of a thousand linked PDFs ends the crawl as surely as one of a
+//! thousand pages), and so do the bytes a rendering Chromium fetched. Pages whose URL
 //! pattern was already mapped (`/projects/1` after `/projects/2`) are not
 //! fetched again. Hitting a bound ends the crawl with what it has (the
 //! summary says which bound); only a base page that cannot be fetched fails
 //! it. Redirects are followed by hand, and only within the origin (the guard
 //! itself never follows one). Parsing (html5ever, through `scraper`) runs on
 //! the blocking pool so a large page cannot stall the runtime.
+//!
+//! With a [`Renderer`] (headless Chromium, `WAYFINDER_CHROMIUM`), each page
+//! that the static fetch found to be HTML is also rendered, and its rendered
+//! DOM is mapped instead (links included, so an app's client-side routes are
+//! followed); a page that fails to render is mapped from its static HTML.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -26,7 +34,8 @@ use scraper::{Html, Selector};
 use tokio::time::Instant;
 
 use super::{
-    AppMap, FORMAT, MAX_PAGES, MapElement, MapPage, locators, robots::Robots, url_pattern,
+    AppMap, FORMAT, MAX_PAGES, MapElement, MapPage, locators, renderer::Renderer, robots::Robots,
+    url_pattern,
 };
 use crate::outbound::{FetchError, Fetcher, Policy};
 
@@ -105,6 +114,8 @@ pub struct Crawl {
     /// Pages that failed or were not HTML.
     pub skipped: usize,
     pub bytes: usize,
+    /// Pages mapped from their rendered DOM.
+    pub rendered: usize,
     /// The bound that ended the crawl early, if one did.
     pub stopped_by: Option<&'static str>,
     pub elapsed: Duration,
@@ -174,7 +185,7 @@ fn path_and_query(url: &Url) -> String {
 enum Outcome {
     Page { body: String, bytes: usize },
     Redirect(String),
-    Skip,
+    Skip { bytes: usize },
     TooLarge,
 }
 
@@ -197,7 +208,12 @@ async fn fetch(
             .headers
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map_or(Outcome::Skip, |l| Outcome::Redirect(l.to_string())));
+            .map_or(
+                Outcome::Skip {
+                    bytes: got.body.len(),
+                },
+                |l| Outcome::Redirect(l.to_string()),
+            ));
     }
     let html = got
         .headers
@@ -205,7 +221,9 @@ async fn fetch(
         .and_then(|c| c.to_str().ok())
         .is_none_or(|c| c.contains("html"));
     if !got.status.is_success() || !html {
-        return Ok(Outcome::Skip);
+        return Ok(Outcome::Skip {
+            bytes: got.body.len(),
+        });
     }
     Ok(Outcome::Page {
         bytes: got.body.len(),
@@ -213,13 +231,43 @@ async fn fetch(
     })
 }
 
-/// Crawls from `base` within `limits`, reporting progress on `progress`.
+/// Fetches `url` and, with a renderer, renders an HTML page: its rendered
+/// DOM replaces the static body when the tab stayed on the site. Returns
+/// whether the page was rendered.
+async fn fetch_page(
+    fetcher: &Fetcher,
+    policy: &Policy,
+    renderer: Option<&Renderer>,
+    url: &Url,
+    max_bytes: usize,
+    headers: HeaderMap,
+) -> (Result<Outcome, FetchError>, bool) {
+    let mut result = fetch(fetcher, policy, url, max_bytes, headers).await;
+    let mut rendered = false;
+    if let (Some(renderer), Ok(Outcome::Page { body, .. })) = (renderer, &mut result) {
+        match renderer.render(url).await {
+            Ok(page) if Url::parse(&page.url).is_ok_and(|u| same_origin(url, &u)) => {
+                *body = page.html;
+                rendered = true;
+            }
+            Ok(page) => {
+                tracing::debug!(%url, to = %page.url, "rendered page left the site; static HTML kept")
+            }
+            Err(err) => tracing::debug!(%url, err, "page not rendered; static HTML kept"),
+        }
+    }
+    (result, rendered)
+}
+
+/// Crawls from `base` within `limits`, reporting progress on `progress`;
+/// with `renderer`, pages are rendered in Chromium first.
 pub async fn crawl(
     fetcher: &Fetcher,
     policy: &Policy,
     base: &Url,
     limits: &Limits,
     credentials: &Credentials,
+    renderer: Option<&Renderer>,
     progress: &tokio::sync::watch::Sender<Progress>,
 ) -> Result<Crawl, CrawlError> {
     let started = Instant::now();
@@ -251,12 +299,15 @@ pub async fn crawl(
 
     let mut pages: Vec<MapPage> = vec![];
     let (mut fetched, mut disallowed, mut skipped, mut bytes) = (0, 0, 0, 0usize);
+    let mut rendered = 0;
+    let total_bytes = |static_bytes: usize| static_bytes + renderer.map_or(0, Renderer::bytes);
     let mut stopped_by = None;
     let mut base_error: Option<String> = None;
     let mut in_flight = FuturesUnordered::new();
 
     loop {
-        while in_flight.len() < concurrency && pages.len() + in_flight.len() < max_pages {
+        // Every response counts toward the page bound, HTML or not.
+        while in_flight.len() < concurrency && fetched + in_flight.len() < max_pages {
             let Some((url, depth, hops)) = queue.pop_front() else {
                 break;
             };
@@ -270,12 +321,12 @@ pub async fn crawl(
             let h = headers.clone();
             let max = limits.max_page_bytes;
             in_flight.push(async move {
-                let r = fetch(fetcher, policy, &url, max, h).await;
-                (url, depth, hops, r)
+                let (r, was_rendered) = fetch_page(fetcher, policy, renderer, &url, max, h).await;
+                (url, depth, hops, r, was_rendered)
             });
         }
         if in_flight.is_empty() {
-            if !queue.is_empty() && pages.len() >= max_pages {
+            if !queue.is_empty() && fetched >= max_pages {
                 stopped_by = Some("pages");
             }
             break;
@@ -289,7 +340,7 @@ pub async fn crawl(
                 break;
             }
         };
-        let (url, depth, hops, result) = next;
+        let (url, depth, hops, result, was_rendered) = next;
         fetched += 1;
         let is_base = depth == 0 && pages.is_empty();
         match result {
@@ -308,7 +359,8 @@ pub async fn crawl(
                     ));
                 }
             }
-            Ok(Outcome::Skip) => {
+            Ok(Outcome::Skip { bytes: n }) => {
+                bytes += n;
                 skipped += 1;
                 if is_base {
                     base_error = Some("the base page is not an HTML page that answers 200".into());
@@ -327,6 +379,7 @@ pub async fn crawl(
             }
             Ok(Outcome::Page { body, bytes: n }) => {
                 bytes += n;
+                rendered += usize::from(was_rendered);
                 let parsed = tokio::task::spawn_blocking(move || parse(&body)).await.ok();
                 let Some(parsed) = parsed else {
                     skipped += 1;
@@ -349,6 +402,7 @@ pub async fn crawl(
                 let path = path_and_query(&url);
                 pages.push(MapPage {
                     id: String::new(),
+                    recorded: false,
                     url_pattern: url_pattern(&path),
                     url: path,
                     title: parsed.title,
@@ -367,11 +421,11 @@ pub async fn crawl(
                     pages_mapped: pages.len(),
                     pages_queued: queue.len() + in_flight.len(),
                 });
-                if bytes >= limits.max_total_bytes {
-                    stopped_by = Some("bytes");
-                    break;
-                }
             }
+        }
+        if total_bytes(bytes) >= limits.max_total_bytes {
+            stopped_by = Some("bytes");
+            break;
         }
         if started.elapsed() >= limits.deadline {
             stopped_by = Some("time");
@@ -393,7 +447,8 @@ pub async fn crawl(
         fetched,
         disallowed,
         skipped,
-        bytes,
+        bytes: total_bytes(bytes),
+        rendered,
         stopped_by,
         elapsed: started.elapsed(),
     })

@@ -9,7 +9,10 @@
 //!
 //! Builders live beside this file: [`crawler`] (static HTML through the
 //! outbound guard), [`locators`] (what is computed for one element of a
-//! parsed page), [`robots`] (robots.txt); an uploaded map is validated by
+//! parsed page), [`robots`] (robots.txt), [`renderer`] (headless Chromium
+//! for single-page apps, driven over [`devtools`], behind the guarded
+//! [`proxy`]), [`recorder`] (pages
+//! recorded in an org member's browser, merged in); an uploaded map is validated by
 //! [`validate_upload`]. [`compress`] renders the part of a map relevant to a
 //! question for the generator's prompt, and [`drift`] re-checks content.
 //!
@@ -20,8 +23,12 @@
 //! counts completed versions.
 
 pub mod crawler;
+pub mod devtools;
 pub mod drift;
 pub mod locators;
+pub mod proxy;
+pub mod recorder;
+pub mod renderer;
 pub mod robots;
 
 use std::collections::HashSet;
@@ -151,6 +158,9 @@ pub struct MapPage {
     /// Interactive elements on the page.
     #[serde(rename = "e", default)]
     pub elements: Vec<MapElement>,
+    /// Whether the page was recorded in an org member's browser (`startSiteRecording`), not crawled or uploaded; a new crawl keeps recorded pages it does not reach itself.
+    #[serde(rename = "r", default, skip_serializing_if = "std::ops::Not::not")]
+    pub recorded: bool,
 }
 
 /// A whole map, as stored on the site.
@@ -211,23 +221,60 @@ impl AppMap {
     pub fn assign_ids(&mut self) {
         let mut seen = HashSet::new();
         for page in &mut self.pages {
-            page.id = unique_id(&mut seen, 'p', &page.url_pattern);
-            for el in &mut page.elements {
-                let basis = format!(
-                    "{}|{}|{}|{}",
-                    page.url_pattern,
-                    el.role,
-                    el.label,
-                    el.locators.first().map_or("", |l| l.value.as_str())
-                );
-                el.id = unique_id(&mut seen, 'e', &basis);
+            page.assign_ids(&mut seen);
+        }
+    }
+
+    /// Every page and element id in the map.
+    pub fn ids(&self) -> HashSet<String> {
+        self.pages
+            .iter()
+            .flat_map(|p| {
+                std::iter::once(p.id.clone()).chain(p.elements.iter().map(|e| e.id.clone()))
+            })
+            .collect()
+    }
+
+    /// Adds the recorded pages of `old` whose URL pattern this map lacks (a
+    /// crawl cannot reach pages behind a login; recording them again should
+    /// not be needed after every crawl), as far as [`MAX_PAGES`] allows.
+    pub fn keep_recorded(&mut self, old: &AppMap) {
+        let mut seen = self.ids();
+        for page in old.pages.iter().filter(|p| p.recorded) {
+            if self.pages.len() >= MAX_PAGES {
+                break;
             }
+            if self.pages.iter().any(|p| p.url_pattern == page.url_pattern) {
+                continue;
+            }
+            let mut page = page.clone();
+            page.assign_ids(&mut seen);
+            self.pages.push(page);
         }
     }
 
     /// Number of elements over all pages.
     pub fn element_count(&self) -> usize {
         self.pages.iter().map(|p| p.elements.len()).sum()
+    }
+}
+
+impl MapPage {
+    /// Gives the page and its elements ids not in `seen` (and adds them):
+    /// hashes of the URL pattern and of each element's role, label and best
+    /// locator, so the same page and element keep their id across mappings.
+    pub fn assign_ids(&mut self, seen: &mut HashSet<String>) {
+        self.id = unique_id(seen, 'p', &self.url_pattern);
+        for el in &mut self.elements {
+            let basis = format!(
+                "{}|{}|{}|{}",
+                self.url_pattern,
+                el.role,
+                el.label,
+                el.locators.first().map_or("", |l| l.value.as_str())
+            );
+            el.id = unique_id(seen, 'e', &basis);
+        }
     }
 }
 
@@ -378,7 +425,14 @@ pub fn validate_upload(pages: Vec<UploadPage>) -> Result<AppMap, AppError> {
                 ));
             }
             for l in &locators {
-                if !seen_locators.insert(l.clone()) {
+                // CSS locators of any kind are one selector language: `#a` as an ID and as a CSS locator match the same element.
+                let kind = if l.kind.is_css() {
+                    LocatorKind::Css
+                } else {
+                    l.kind
+                };
+                let key = (kind, l.value.clone());
+                if !seen_locators.insert(key) {
                     return Err(AppError::bad_input(
                         g("locators"),
                         format!(
@@ -423,6 +477,7 @@ pub fn validate_upload(pages: Vec<UploadPage>) -> Result<AppMap, AppError> {
             url_pattern,
             title,
             elements,
+            recorded: false,
         });
     }
     let mut map = AppMap {
@@ -599,6 +654,7 @@ mod tests {
                             }],
                         })
                         .collect(),
+                    recorded: false,
                 })
                 .collect(),
         };

@@ -1,6 +1,7 @@
 //! The drop-in scripts and the demo page: `GET /chat.js`, `GET /widget.js`,
 //! `GET /tour.js` (the walkthrough runtime, which `chat.js` loads when a flow
-//! is to be shown), `GET /demo`.
+//! is to be shown), `GET /recorder.js` (records a site's map in an org
+//! member's browser; never loaded by `chat.js`), `GET /demo`.
 //!
 //! The scripts are the checked-in minified files of `api/assets/` (built from
 //! `api/assets/src/` by `api/assets/build.mjs`), embedded in the binary, so
@@ -82,6 +83,10 @@ pub static WIDGET_JS: LazyLock<Script> =
 pub static TOUR_JS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_bytes!("../../assets/tour.min.js")));
 
+/// `recorder.js`: records pages of a site's app map in an org member's browser (`startSiteRecording`).
+pub static RECORDER_JS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_bytes!("../../assets/recorder.min.js")));
+
 const DEMO_HTML: &str = include_str!("../../assets/demo.html");
 
 /// The script and page routes, compressed.
@@ -90,6 +95,7 @@ pub fn routes() -> Router<AppState> {
         .route("/chat.js", get(chat_js))
         .route("/widget.js", get(widget_js))
         .route("/tour.js", get(tour_js))
+        .route("/recorder.js", get(recorder_js))
         .route("/demo", get(demo))
         .layer(CompressionLayer::new())
 }
@@ -104,6 +110,10 @@ async fn widget_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
 
 async fn tour_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     serve(&TOUR_JS, &headers, query.as_deref())
+}
+
+async fn recorder_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    serve(&RECORDER_JS, &headers, query.as_deref())
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for it).

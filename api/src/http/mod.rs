@@ -1,6 +1,6 @@
 //! Non-GraphQL-resolver HTTP: the router, the GraphQL transport (POST, GET,
 //! GraphiQL, graphql-ws), health checks, metrics, the drop-in scripts and demo page,
-//! the REST adapters, and the widgets' origin checks.
+//! the REST adapters, the recorder's endpoint, and the widgets' origin checks.
 
 pub mod assets;
 pub mod client_ip;
@@ -10,6 +10,7 @@ pub mod media;
 pub mod metrics;
 pub mod origin;
 pub mod rate_limit;
+pub mod recorder;
 pub mod rest;
 pub mod ws;
 
@@ -54,6 +55,7 @@ pub fn router(st: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .merge(assets::routes())
         .merge(rest::routes())
+        .merge(recorder::routes())
         .with_state(st)
         .layer(CatchPanicLayer::custom(panicked))
         .layer(DefaultBodyLimit::max(body_limit))

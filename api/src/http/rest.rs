@@ -72,7 +72,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A failed REST call: the status and body it answers with.
-enum RestError {
+pub(super) enum RestError {
     /// A service error, answered with its code.
     App(AppError),
     /// A body that is not the JSON the endpoint takes (`BAD_REQUEST`).
@@ -129,13 +129,13 @@ impl IntoResponse for RestError {
 
 /// Reads a JSON body (whatever its content type: browsers send text/plain to
 /// avoid a CORS preflight).
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, RestError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, RestError> {
     serde_json::from_slice(body)
         .map_err(|err| RestError::Body(format!("the body is not valid: {err}")))
 }
 
 /// The answer of a handler: its JSON with `status`, or the error's.
-fn respond<T: Serialize>(status: StatusCode, result: Result<T, RestError>) -> Response {
+pub(super) fn respond<T: Serialize>(status: StatusCode, result: Result<T, RestError>) -> Response {
     match result {
         Ok(body) => (status, Json(body)).into_response(),
         Err(err) => err.into_response(),
@@ -228,7 +228,7 @@ async fn widget_chat(
 
 /// Charges one call to the client's address (public REST calls are
 /// operations like any other; the widget's own budget is charged by the service).
-async fn limit_public(
+pub(super) async fn limit_public(
     st: &AppState,
     headers: &HeaderMap,
     peer: SocketAddr,

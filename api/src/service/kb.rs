@@ -3,7 +3,12 @@
 use async_graphql::InputObject;
 use chrono::Utc;
 use entity::{kb_article, knowledge_base};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
 use uuid::Uuid;
 
 use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped};
@@ -84,6 +89,7 @@ pub async fn create(
             0,
             domain::SHORT_TEXT_MAX,
         )?),
+        revision: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -184,6 +190,7 @@ pub async fn create_article(
     )
     .await?;
     let now = Utc::now();
+    let revision = bump_revision(&txn, input.knowledge_base_id).await?;
     let model = kb_article::ActiveModel {
         id: Set(new_id()),
         org_id: Set(scope.org_id()),
@@ -191,6 +198,9 @@ pub async fn create_article(
         title: Set(title),
         body: Set(body),
         published: Set(input.published.unwrap_or(true)),
+        revision: Set(revision),
+        embedding_model: Set(None),
+        source_path: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -198,6 +208,7 @@ pub async fn create_article(
     .await?;
     event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "created", model.id)
         .await?;
+    st.retriever.articles_changed();
     Ok(model)
 }
 
@@ -208,32 +219,68 @@ pub async fn update_article(
     input: UpdateKbArticleInput,
 ) -> Result<kb_article::Model, AppError> {
     let txn = crate::service::begin_write(&st.db).await?;
-    let mut am: kb_article::ActiveModel = get::<kb_article::Entity>(&txn, scope, input.id)
-        .await?
-        .into();
+    let old = get::<kb_article::Entity>(&txn, scope, input.id).await?;
+    let old_kb = old.knowledge_base_id;
+    let mut text_changed = false;
+    let mut am: kb_article::ActiveModel = old.into();
     if let Some(v) = input.title {
         am.title = Set(title("input.title", &v)?);
+        text_changed = true;
     }
     if let Some(v) = input.body {
         am.body = Set(body("input.body", &v)?);
+        text_changed = true;
     }
     if let Some(v) = input.published {
         am.published = Set(v);
     }
+    let mut new_kb = old_kb;
     if let Some(kb) = input.knowledge_base_id {
         get_ref::<knowledge_base::Entity>(&txn, scope, kb, "input.knowledgeBaseId").await?;
         am.knowledge_base_id = Set(kb);
+        new_kb = kb;
+    }
+    if new_kb != old_kb {
+        bump_revision(&txn, old_kb).await?;
+    }
+    am.revision = Set(bump_revision(&txn, new_kb).await?);
+    if text_changed {
+        // The old passages describe the old text: gone now, recomputed in the background.
+        am.embedding_model = Set(None);
+        entity::kb_passage::Entity::delete_many()
+            .filter(entity::kb_passage::Column::ArticleId.eq(input.id))
+            .exec(&txn)
+            .await?;
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
     event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "updated", input.id)
         .await?;
+    st.retriever.articles_changed();
     Ok(model)
 }
 
 /// Deletes one of the caller's articles.
 pub async fn delete_article(st: &State, scope: &OrgScope, id: Uuid) -> Result<(), AppError> {
     let txn = crate::service::begin_write(&st.db).await?;
+    let article = get::<kb_article::Entity>(&txn, scope, id).await?;
+    bump_revision(&txn, article.knowledge_base_id).await?;
     super::delete::<kb_article::Entity>(&txn, scope, id).await?;
     event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "deleted", id).await
+}
+
+/// Increases knowledge base `kb`'s revision inside `txn` and returns the new
+/// value: every replica's in-memory index of it reloads what changed
+/// (`turn::retrieval::index`). On PostgreSQL the update also locks the
+/// row, so concurrent writers to one knowledge base take turns.
+pub async fn bump_revision(txn: &impl ConnectionTrait, kb: Uuid) -> Result<i64, AppError> {
+    use knowledge_base::{Column, Entity};
+    let rows = Entity::update_many()
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .filter(Column::Id.eq(kb))
+        .exec_with_returning(txn)
+        .await?;
+    rows.first()
+        .map(|m| m.revision)
+        .ok_or_else(|| AppError::internal("knowledge base vanished during a write"))
 }

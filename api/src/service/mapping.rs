@@ -3,7 +3,13 @@
 //! heartbeats on its site row; a site left `IN_PROGRESS` by a server that
 //! died is ended `FAILED` at start and by a periodic sweep on every replica,
 //! so mapping never stays in progress forever. The crawler itself is
-//! [`crate::appmap::crawler`].
+//! [`crate::appmap::crawler`]; with `WAYFINDER_CHROMIUM` each crawl runs its
+//! own headless Chromium ([`crate::appmap::renderer`]).
+//!
+//! Crawls are capped per org (`WAYFINDER_MAP_MAX_CRAWLS_PER_ORG`) and per
+//! deployment (`WAYFINDER_MAP_MAX_CRAWLS`), counted as the sites whose
+//! mapping is in progress with a fresh heartbeat, in the database, so the
+//! caps hold across replicas; a `mapSite` over a cap is `RATE_LIMITED`.
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -11,7 +17,8 @@ use async_graphql::InputObject;
 use chrono::Utc;
 use entity::{flow, site, tooltip};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -21,6 +28,7 @@ use crate::{
         AppMap,
         crawler::{self, Credentials, Limits, Progress},
         drift,
+        renderer::{RenderOptions, Renderer},
     },
     auth::OrgScope,
     domain::{ContentStatus, MappingStatus},
@@ -122,6 +130,7 @@ pub async fn map_site(
             "this site is being mapped already",
         ));
     }
+    check_crawl_caps(&txn, &st.config, scope.org_id()).await?;
     let base = reqwest::Url::parse(&current.base_url)
         .map_err(|_| AppError::bad_input("input.siteId", "the site's base URL is not a URL"))?;
     let policy = crate::outbound::Policy::from_config(&st.config);
@@ -144,6 +153,36 @@ pub async fn map_site(
         credentials,
     ));
     Ok(model)
+}
+
+/// Seconds a `mapSite` over a crawl cap is told to wait.
+const CAP_RETRY_AFTER: u64 = 30;
+
+/// Refuses a new crawl when the org or the deployment runs as many as allowed.
+async fn check_crawl_caps(
+    db: &impl ConnectionTrait,
+    config: &crate::config::Config,
+    org_id: Uuid,
+) -> Result<(), AppError> {
+    let fresh = Utc::now()
+        - chrono::Duration::from_std(STALE_AFTER).unwrap_or_else(|_| chrono::Duration::minutes(1));
+    let running = || {
+        site::Entity::find()
+            .filter(site::Column::MappingStatus.eq(MappingStatus::InProgress.as_str()))
+            .filter(site::Column::MappingHeartbeatAt.gt(fresh))
+    };
+    let org = running()
+        .filter(site::Column::OrgId.eq(org_id))
+        .count(db)
+        .await?;
+    let all = running().count(db).await?;
+    if org >= config.map_max_crawls_per_org as u64 || all >= config.map_max_crawls as u64 {
+        tracing::info!(%org_id, org, all, "mapSite refused: crawl cap reached");
+        return Err(AppError::RateLimited {
+            retry_after: CAP_RETRY_AFTER,
+        });
+    }
+    Ok(())
 }
 
 /// The crawl task: heartbeats and progress events while it runs, then the
@@ -201,9 +240,48 @@ async fn run_crawl(
     let result = {
         let work = async {
             let fetcher = fetcher().map_err(|e| e.to_string())?;
-            crawler::crawl(fetcher, &policy, &base, &limits, &credentials, &tx)
-                .await
-                .map_err(|e| e.to_string())
+            let renderer = match st.config.chromium.as_deref().filter(|c| !c.is_empty()) {
+                Some(chromium) => {
+                    let options = RenderOptions {
+                        chromium: chromium.to_string(),
+                        timeout: Duration::from_millis(st.config.map_render_timeout_ms.max(100)),
+                        max_page_bytes: limits.max_page_bytes,
+                        max_total_bytes: limits.max_total_bytes,
+                    };
+                    match Renderer::launch(&options, policy.clone(), &base, &credentials).await {
+                        Ok(r) => Some(r),
+                        Err(err) => {
+                            tracing::warn!(
+                                err,
+                                "Chromium could not start: mapping static HTML only"
+                            );
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            let crawl = crawler::crawl(
+                fetcher,
+                &policy,
+                &base,
+                &limits,
+                &credentials,
+                renderer.as_ref(),
+                &tx,
+            )
+            .await
+            .map_err(|e| e.to_string());
+            if let Some(r) = renderer {
+                if r.refused() > 0 {
+                    tracing::info!(
+                        refused = r.refused(),
+                        "rendering: the guard refused requests"
+                    );
+                }
+                r.close().await;
+            }
+            crawl
         };
         tokio::pin!(beat);
         tokio::select! {
@@ -221,6 +299,7 @@ async fn run_crawl(
                 skipped = crawl.skipped,
                 disallowed = crawl.disallowed,
                 bytes = crawl.bytes,
+                rendered = crawl.rendered,
                 stopped_by = crawl.stopped_by,
                 ms = crawl.elapsed.as_millis() as u64,
                 "site mapped"
@@ -235,13 +314,17 @@ async fn run_crawl(
     }
 }
 
-async fn finish(st: &State, site: &site::Model, crawl: crawler::Crawl) -> Result<(), AppError> {
-    let stored = crawl.map.to_stored()?;
+async fn finish(st: &State, site: &site::Model, mut crawl: crawler::Crawl) -> Result<(), AppError> {
     let txn = crate::service::begin_write(&st.db).await?;
     let current = site::Entity::find_by_id(site.id)
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("site"))?;
+    // Pages recorded in a browser (behind a login, say) stay unless the crawl mapped them itself.
+    crawl
+        .map
+        .keep_recorded(&AppMap::from_stored(&current.app_map));
+    let stored = crawl.map.to_stored()?;
     let version = current.map_version + 1;
     let mut am: site::ActiveModel = current.into();
     am.app_map = Set(stored);
@@ -254,7 +337,8 @@ async fn finish(st: &State, site: &site::Model, crawl: crawler::Crawl) -> Result
     let ev = event::record(&txn, site.org_id, "site.mapped", serde_json::json!({
         "id": site.id, "mapVersion": version, "pages": crawl.map.pages.len(),
         "elements": crawl.map.element_count(), "fetched": crawl.fetched, "skipped": crawl.skipped,
-        "disallowed": crawl.disallowed, "bytes": crawl.bytes, "stoppedBy": crawl.stopped_by,
+        "disallowed": crawl.disallowed, "bytes": crawl.bytes, "rendered": crawl.rendered,
+        "stoppedBy": crawl.stopped_by,
         "ms": crawl.elapsed.as_millis() as u64,
     }))
     .await?;

@@ -19,17 +19,20 @@ pub mod feedback;
 pub mod handoff;
 pub mod identity;
 pub mod kb;
+pub mod kb_import;
 pub mod mapping;
 pub mod notify;
 pub mod operator;
 pub mod operator_key;
 pub mod org;
+pub mod recording;
 pub mod retention;
 pub mod server_setting;
 pub mod session;
 pub mod site;
 pub mod ticket;
 pub mod tour;
+pub mod unanswered;
 pub mod webhook;
 
 use sea_orm::{

@@ -223,6 +223,7 @@ mod tests {
             format: appmap::FORMAT,
             pages: vec![MapPage {
                 id: String::new(),
+                recorded: false,
                 url: "/settings/team".into(),
                 url_pattern: "/settings/team".into(),
                 title: Some("Team".into()),
@@ -255,6 +256,7 @@ mod tests {
             pages: (0..50)
                 .map(|i| MapPage {
                     id: String::new(),
+                    recorded: false,
                     url: format!("/section{i}/settings"),
                     url_pattern: format!("/section{i}/settings"),
                     title: Some(format!("Section {i} settings")),

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use self::{
     events::{Citation, Emitter, EventPayload, TurnContent, TurnEvent},
-    retrieval::{Hit, RetrievalMode},
+    retrieval::Hit,
 };
 use crate::{
     auth::Caller,
@@ -370,11 +370,11 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
         }
     }
     let kb_ids = service::bot::knowledge_base_ids(&st.db, turn.bot.id).await?;
-    let mode = RetrievalMode::parse(&st.config.retrieval).unwrap_or(RetrievalMode::FullText);
+    let mode = st.retriever.default_mode;
     let hits = if kb_ids.is_empty() {
         vec![]
     } else {
-        match retrieval::search(&st.db, turn.org.id, &kb_ids, &turn.message, RETRIEVE, mode).await {
+        match retrieval::search(st, turn.org.id, &kb_ids, &turn.message, RETRIEVE, mode).await {
             Ok(h) => h,
             Err(err) => {
                 tracing::warn!(%err, "retrieval failed");

@@ -239,3 +239,132 @@ async fn operator_keys_are_minted_listed_and_revoked_by_the_cli(backend: Backend
         .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
 }
+
+crate::on_both_databases!(kb_import_is_idempotent_by_path_and_skips_bad_files);
+
+/// `wayfinder kb import`: Markdown and HTML become articles; a second run
+/// updates what changed and duplicates nothing; bad files are listed, not fatal.
+async fn kb_import_is_idempotent_by_path_and_skips_bad_files(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let v = app
+        .gql(
+            r#"mutation { createKnowledgeBase(input: {name: "Imported"}) { id } }"#,
+            json!({}),
+        )
+        .await;
+    let kb = v["data"]["createKnowledgeBase"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = app.db.dir.join("import");
+    std::fs::create_dir_all(dir.join("billing")).unwrap();
+    std::fs::write(
+        dir.join("billing/refunds.md"),
+        "# Refunds\n\nWe refund annual plans within 30 days.\n\n## Monthly plans\nNo refunds.",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sso.html"),
+        "<html><head><title>Single sign-on</title><script>x()</script></head>\
+         <body><h1>Single sign-on</h1><p>Connect Okta under Settings, Security.</p></body></html>",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("notes.md"),
+        format!("# {}\nLong.", "very long title ".repeat(40)),
+    )
+    .unwrap();
+    std::fs::write(dir.join("broken.md"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    std::fs::write(dir.join("ignored.png"), "not an article").unwrap();
+    let org = app.org_id.to_string();
+    let dir_s = dir.display().to_string();
+    let args = ["kb", "import", "--org", &org, "--kb", &kb, &dir_s, "--json"];
+
+    let first: Value = serde_json::from_str(run(&app.db, &args).await.trim()).unwrap();
+    assert_eq!(first["files"], 4, "{first}");
+    assert_eq!(first["created"], 3, "{first}");
+    assert_eq!(first["skipped"][0]["file"], "broken.md", "{first}");
+    assert_eq!(first["skipped"][0]["reason"], "not UTF-8 text");
+    assert_eq!(first["warnings"][0]["file"], "notes.md", "{first}");
+
+    let list = r#"query($kb: UUID!) { kbArticles(knowledgeBaseId: $kb, first: 50) { nodes { title body } } }"#;
+    let articles = app.gql(list, json!({ "kb": kb })).await;
+    let nodes = articles["data"]["kbArticles"]["nodes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(nodes.len(), 3, "{articles}");
+    let sso = nodes
+        .iter()
+        .find(|n| n["title"] == "Single sign-on")
+        .unwrap();
+    assert_eq!(sso["body"], "Connect Okta under Settings, Security.");
+    let long = nodes
+        .iter()
+        .find(|n| n["title"].as_str().unwrap().starts_with("very"))
+        .unwrap();
+    let t = long["title"].as_str().unwrap();
+    let last_word = t.strip_suffix('…').and_then(|c| c.rsplit(' ').next());
+    assert!(t.chars().count() <= 300, "{t}");
+    assert!(
+        matches!(last_word, Some("very" | "long" | "title")),
+        "cut inside a word: {t}"
+    );
+
+    // Run again after one edit: one update, nothing duplicated.
+    std::fs::write(
+        dir.join("billing/refunds.md"),
+        "# Refunds\n\nWe refund annual plans within 14 days.",
+    )
+    .unwrap();
+    let second: Value = serde_json::from_str(run(&app.db, &args).await.trim()).unwrap();
+    assert_eq!(
+        (
+            second["created"].as_u64(),
+            second["updated"].as_u64(),
+            second["unchanged"].as_u64()
+        ),
+        (Some(0), Some(1), Some(2)),
+        "{second}"
+    );
+    let articles = app.gql(list, json!({ "kb": kb })).await;
+    assert_eq!(
+        articles["data"]["kbArticles"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let hits = app
+        .gql(
+            r#"{ kbSearch(query: "refund within days", mode: KEYWORD) { title snippet } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(hits["data"]["kbSearch"][0]["title"], "Refunds", "{hits}");
+    assert!(
+        hits["data"]["kbSearch"][0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("14 days")
+    );
+
+    // Another org's knowledge base is refused.
+    let (other, _) = app.create_org(wayfinder::domain::Plan::Pro).await;
+    let cli = wayfinder::cli::Cli::try_parse_from([
+        "wayfinder",
+        "--database-url",
+        &app.db.url,
+        "kb",
+        "import",
+        "--org",
+        &other.to_string(),
+        "--kb",
+        &kb,
+        &dir_s,
+    ])
+    .unwrap();
+    let mut out = vec![];
+    let err = wayfinder::cli::run(cli, &mut out).await.unwrap_err();
+    assert!(err.to_string().contains("knowledge base"), "{err}");
+}

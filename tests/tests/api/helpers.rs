@@ -170,6 +170,11 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.secret = Some("test-secret-test-secret-test-secret-0123".into());
     config.demo = false;
     config.redis_url = None;
+    // `EMBEDDING_MODEL_DIR` in the environment (set by `.ci/run`) is for the
+    // semantic tests, which ask for the model themselves; other servers start
+    // without it, so they neither load it nor embed in the background.
+    config.embedding_provider = None;
+    config.embedding_model_dir = None;
     config.ws_init_timeout_ms = 500;
     config.shutdown_grace_secs = 1;
     config

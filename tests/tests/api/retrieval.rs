@@ -128,12 +128,12 @@ async fn kb_search_finds_word_forms_the_baseline_misses(backend: Backend) {
     // nor are the question's other words.
     let kb_id: Uuid = kb.parse().unwrap();
     let baseline = retrieval::search(
-        &app.state.db,
+        &app.state,
         app.org_id,
         &[kb_id],
         question,
         3,
-        RetrievalMode::Keyword,
+        RetrievalMode::Substring,
     )
     .await
     .unwrap();
@@ -198,19 +198,19 @@ async fn kb_search_sees_only_published_articles_of_the_callers_org(backend: Back
     );
     // The chat turn's entry point scopes by org too, whatever ids it is given.
     let hits = retrieval::search(
-        &app.state.db,
+        &app.state,
         app.org_id,
         &[other_kb.parse().unwrap()],
         "refund",
         10,
-        RetrievalMode::FullText,
+        RetrievalMode::Keyword,
     )
     .await
     .unwrap();
     assert!(hits.is_empty(), "{hits:?}");
-    for mode in [RetrievalMode::FullText, RetrievalMode::Keyword] {
+    for mode in [RetrievalMode::Keyword, RetrievalMode::Substring] {
         let hits = retrieval::search(
-            &app.state.db,
+            &app.state,
             app.org_id,
             &[kb.parse().unwrap(), other_kb.parse().unwrap()],
             "refund exceptions",
@@ -357,9 +357,9 @@ async fn kb_search_survives_query_syntax(backend: Backend) {
         let v = app.gql(SEARCH, json!({ "q": q })).await;
         assert!(v.get("errors").is_none(), "{q:?}: {v}");
         assert!(v["data"]["kbSearch"].is_array(), "{q:?}: {v}");
-        for mode in [RetrievalMode::FullText, RetrievalMode::Keyword] {
+        for mode in [RetrievalMode::Keyword, RetrievalMode::Substring] {
             let kb_ids = kb_ids(&app).await;
-            retrieval::search(&app.state.db, app.org_id, &kb_ids, q, 5, mode)
+            retrieval::search(&app.state, app.org_id, &kb_ids, q, 5, mode)
                 .await
                 .unwrap_or_else(|e| panic!("{q:?} {mode:?}: {e}"));
         }
@@ -386,7 +386,7 @@ async fn kb_ids(app: &TestApp) -> Vec<Uuid> {
         .collect()
 }
 
-/// Articles written before the full-text migration are indexed by it.
+/// Articles written before the retrieval migrations are found after them.
 async fn migration_indexes_existing_articles(backend: Backend) {
     use migration::{Migrator, MigratorTrait};
 
@@ -453,20 +453,23 @@ async fn migration_indexes_existing_articles(backend: Backend) {
     .unwrap();
 
     Migrator::up(&db, None).await.unwrap();
+    db.close().await.unwrap();
+    let state = wayfinder::startup::build_state(test_config(&test_db))
+        .await
+        .unwrap();
 
     let hits = retrieval::search(
-        &db,
+        &state,
         org,
         &[kb],
         "cancelling my subscriptions",
         5,
-        RetrievalMode::FullText,
+        RetrievalMode::Keyword,
     )
     .await
     .unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].article_id, article);
-    db.close().await.unwrap();
 }
 
 fn chrono_now() -> DbValue {

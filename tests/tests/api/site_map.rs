@@ -162,6 +162,14 @@ async fn map_site_crawls_the_app_with_unique_locators(backend: Backend) {
         .unwrap();
     assert_eq!(done["payload"]["id"], site);
     assert_eq!(done["payload"]["disallowed"], 1, "{done}");
+    let (fetched, ms) = (
+        done["payload"]["fetched"].as_f64().unwrap(),
+        done["payload"]["ms"].as_f64().unwrap().max(1.0),
+    );
+    println!(
+        "static mapping: {fetched} pages in {ms} ms ({:.0} pages/s)",
+        fetched * 1000.0 / ms
+    );
 }
 
 on_both_databases!(map_site_respects_bounds_credentials_and_the_guard);
@@ -396,4 +404,165 @@ async fn a_widget_on_a_site_needs_pro_and_a_mapped_site(backend: Backend) {
         .gql_as(Some(&key), create, json!({ "b": bot, "s": null }))
         .await;
     assert!(r["errors"].is_null(), "{r}");
+}
+
+/// Debian's Chromium, when it is there; `WAYFINDER_BROWSER_TESTS=1` requires it.
+pub fn chromium() -> Option<String> {
+    let path = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if std::path::Path::new(&path).exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("WAYFINDER_BROWSER_TESTS").as_deref() != Ok("1"),
+        "WAYFINDER_BROWSER_TESTS=1 but there is no Chromium at {path}"
+    );
+    eprintln!("skipping: no Chromium at {path}");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_map_renders_single_page_apps_in_chromium_behind_the_guard() {
+    let Some(chromium) = chromium() else { return };
+    let web = TestWebApp::start().await;
+    let spa = format!("{}/spa", web.base_url);
+
+    // Static HTML only: the app's shell has nothing to map.
+    let plain = spawn_app_with(Backend::Sqlite, |c| {
+        c.outbound_allow = Some(web.allow_entry.clone())
+    })
+    .await;
+    let site = plain.gql_ok(SITE, json!({ "u": spa })).await["createSite"]["id"].clone();
+    plain.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
+    let mapped = wait_mapped(&plain, &site).await;
+    assert_eq!(mapped["mappingStatus"], "COMPLETED", "{mapped}");
+    assert!(
+        page(&mapped, "/spa").unwrap()["elements"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(page(&mapped, "/spa/billing").is_none());
+
+    // Rendered: the elements and links the script creates are mapped.
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.outbound_allow = Some(web.allow_entry.clone());
+        c.chromium = Some(chromium);
+    })
+    .await;
+    let site = app.gql_ok(SITE, json!({ "u": spa })).await["createSite"]["id"].clone();
+    let started = std::time::Instant::now();
+    app.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
+    let mut mapped = json!(null);
+    for _ in 0..120 {
+        mapped = app.gql_ok(GET, json!({ "id": site })).await["site"].clone();
+        if mapped["mappingStatus"] != "IN_PROGRESS" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(mapped["mappingStatus"], "COMPLETED", "{mapped}");
+    let home = page(&mapped, "/spa").expect("the SPA's home page");
+    let create = home["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["label"] == "Create project")
+        .unwrap_or_else(|| panic!("no JS-only button in {home}"));
+    assert_eq!(
+        create["locators"][0],
+        json!({ "kind": "TEST_ID", "value": "[data-testid=\"create-project\"]" })
+    );
+    let billing = page(&mapped, "/spa/billing").expect("the link the script created is followed");
+    assert!(
+        billing["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["label"] == "Update card" && e["locators"][0]["value"] == "#update-card"),
+        "{billing}"
+    );
+    let events = app
+        .gql_ok(
+            "{ events(first: 100) { nodes { kind payload } } }",
+            json!({}),
+        )
+        .await;
+    let done = events["events"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "site.mapped")
+        .unwrap()
+        .clone();
+    assert_eq!(done["payload"]["rendered"], 2, "{done}");
+    let pages = done["payload"]["fetched"].as_f64().unwrap();
+    let crawl_ms = done["payload"]["ms"].as_f64().unwrap().max(1.0);
+    println!(
+        "rendered mapping: {pages} pages in {crawl_ms} ms ({:.1} pages/s; {} ms from mapSite to COMPLETED, Chromium start included)",
+        pages * 1000.0 / crawl_ms,
+        elapsed.as_millis(),
+    );
+
+    // Every attempt of the page to reach a loopback port nobody allowed was refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        web.trap_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the rendered page reached a loopback port"
+    );
+}
+
+/// The payload of the last `site.mapped` event.
+async fn mapped_event(app: &TestApp) -> Value {
+    let events = app
+        .gql_ok(
+            "{ events(first: 100) { nodes { kind payload } } }",
+            json!({}),
+        )
+        .await;
+    events["events"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "site.mapped")
+        .unwrap()["payload"]
+        .clone()
+}
+
+on_both_databases!(non_html_responses_count_toward_the_crawl_bounds);
+
+/// Crawls the test app's downloads page (six linked CSV files) one request at a time; the `site.mapped` payload.
+async fn crawl_downloads(
+    backend: Backend,
+    web: &TestWebApp,
+    tweak: impl FnOnce(&mut wayfinder::config::Config),
+) -> Value {
+    let app = spawn_app_with(backend, |c| {
+        c.outbound_allow = Some(web.allow_entry.clone());
+        c.map_concurrency = 1;
+        tweak(c);
+    })
+    .await;
+    let downloads = format!("{}/downloads", web.base_url);
+    let site = app.gql_ok(SITE, json!({ "u": downloads })).await["createSite"]["id"].clone();
+    app.gql_ok(MAP, json!({ "i": { "siteId": site } })).await;
+    assert_eq!(wait_mapped(&app, &site).await["mappingStatus"], "COMPLETED");
+    mapped_event(&app).await
+}
+
+async fn non_html_responses_count_toward_the_crawl_bounds(backend: Backend) {
+    let web = TestWebApp::start().await;
+    // Three requests in all: the page and two CSV files; the rest stay unfetched.
+    let done = crawl_downloads(backend, &web, |c| c.map_max_pages = 3).await;
+    assert_eq!(done["fetched"], 3, "{done}");
+    assert_eq!(done["stoppedBy"], "pages", "{done}");
+    assert!(
+        done["bytes"].as_u64().unwrap() >= 20_000,
+        "CSV bytes counted: {done}"
+    );
+    // The CSV bytes end the crawl at the byte bound.
+    let done = crawl_downloads(backend, &web, |c| c.map_total_bytes = 25_000).await;
+    assert_eq!(done["stoppedBy"], "bytes", "{done}");
+    assert!(done["fetched"].as_u64().unwrap() < 7, "{done}");
 }

@@ -1,8 +1,11 @@
 //! A small multi-page web app served on loopback, for the crawler and the
 //! generator to map: forms, buttons with and without ids, a generated-looking
 //! id, duplicated classes, pages differing only by an id, a page two links
-//! deep, a robots.txt disallow, a page behind a cookie, and a page whose
-//! markup can change (drift).
+//! deep, a robots.txt disallow, a page behind a cookie, a page whose
+//! markup can change (drift), a downloads page linking to non-HTML files
+//! (10,000 bytes each), and a single-page app (`/spa`) whose elements
+//! and links only exist once its script ran, which also tries to reach a
+//! loopback trap listener the outbound guard must keep it away from.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +23,8 @@ pub struct TestWebApp {
     /// `host:port`, for `WAYFINDER_OUTBOUND_ALLOW`.
     pub allow_entry: String,
     team_page: Arc<Mutex<String>>,
+    /// Connections the trap listener (a loopback port no test allows) accepted.
+    pub trap_hits: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -48,9 +53,52 @@ pub const TEAM_PAGE: &str = r#"<h1>Team settings</h1>
 <button class="btn">Cancel</button>
 <button class="btn">Cancel</button>"#;
 
+/// The single-page app's shell: everything is rendered by `/spa.js`.
+const SPA_SHELL: &str = r#"<!doctype html><html><head><title>Acme SPA</title></head><body><div id="root">Loading…</div><script src="/spa.js"></script></body></html>"#;
+
+/// The single-page app: a route per path, rendered late; `TRAP` is the trap's port.
+const SPA_JS: &str = r#"
+setTimeout(() => {
+  const root = document.getElementById("root");
+  root.textContent = "";
+  const add = (tag, attrs, text) => {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    el.textContent = text;
+    root.appendChild(el);
+  };
+  if (location.pathname === "/spa/billing") {
+    add("h1", {}, "Billing");
+    add("button", { id: "update-card" }, "Update card");
+  } else {
+    add("h1", {}, "Projects");
+    add("button", { "data-testid": "create-project" }, "Create project");
+    add("a", { href: "/spa/billing" }, "Billing");
+  }
+  // What a hostile page would try: the guard must keep each away.
+  for (const u of ["http://localhost:TRAP/steal", "http://127.0.0.1:TRAP/steal", "http://[::1]:TRAP/steal"]) {
+    fetch(u).catch(() => {});
+  }
+  new Image().src = "http://127.0.0.1:TRAP/pixel.gif";
+  try { new WebSocket("ws://127.0.0.1:TRAP/ws"); } catch (e) {}
+}, 300);
+"#;
+
 impl TestWebApp {
     pub async fn start() -> Self {
         let team_page = Arc::new(Mutex::new(TEAM_PAGE.to_string()));
+        let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let trap_port = trap.local_addr().unwrap().port();
+        let trap_hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        {
+            let hits = trap_hits.clone();
+            tokio::spawn(async move {
+                while trap.accept().await.is_ok() {
+                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+        let spa_js = SPA_JS.replace("TRAP", &trap_port.to_string());
         let app = Router::new()
             .route(
                 "/robots.txt",
@@ -124,6 +172,30 @@ impl TestWebApp {
                 }),
             )
             .route(
+                "/downloads",
+                get(|| async {
+                    let links: String = (1..=6)
+                        .map(|i| format!(r#"<a href="/files/export-{i}.csv">Export {i}</a> "#))
+                        .collect();
+                    Html(format!(
+                        "<!doctype html><html><head><title>Downloads</title></head><body>{links}</body></html>"
+                    ))
+                }),
+            )
+            .route(
+                "/files/{name}",
+                get(|| async { ([(header::CONTENT_TYPE, "text/csv")], "x".repeat(10_000)) }),
+            )
+            .route("/spa", get(|| async { Html(SPA_SHELL) }))
+            .route("/spa/billing", get(|| async { Html(SPA_SHELL) }))
+            .route(
+                "/spa.js",
+                get(move || {
+                    let js = spa_js.clone();
+                    async move { ([(header::CONTENT_TYPE, "text/javascript")], js) }
+                }),
+            )
+            .route(
                 "/login",
                 get(|| async { page("Sign in", r#"<form><input name="user" placeholder="Email"><button>Sign in</button></form>"#) }),
             )
@@ -142,6 +214,7 @@ impl TestWebApp {
             base_url: format!("http://{addr}"),
             allow_entry: addr.to_string(),
             team_page,
+            trap_hits,
             shutdown: Some(tx),
         }
     }

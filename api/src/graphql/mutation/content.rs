@@ -7,7 +7,7 @@ use crate::{
     error::GqlResult,
     graphql::{
         ContextExt,
-        types::{Bot, Deleted, Flow, Site, Tooltip},
+        types::{Bot, Deleted, Flow, Site, SiteRecording, Tooltip},
     },
     service::{
         self,
@@ -83,6 +83,16 @@ impl ContentMutation {
         Ok(Site::try_from(
             service::mapping::map_site(st, &scope, site_id, input.into()).await?,
         )?)
+    }
+
+    /// Starts recording a site's map in an org member's own browser, for apps behind a login no crawler can enter: returns a short-lived signed mapping token (`WAYFINDER_RECORDING_TTL_SECS`). With it, `recorder.js` computes each visited page's elements and their locators in the real DOM and sends them to `POST /recorder/pages`; each page is merged into the map as a new version (`site.page_recorded` on `orgEvents`).
+    async fn start_site_recording(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The site to record.")] site_id: Uuid,
+    ) -> GqlResult<SiteRecording> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        Ok(service::recording::start(st, &scope, site_id).await?.into())
     }
 
     /// Deletes a site; what was bound to it is unbound.

@@ -9,7 +9,8 @@ use crate::{
     graphql::{
         ContextExt, connection,
         types::{
-            KbArticle, KbArticleConnection, KbSearchHit, KnowledgeBase, KnowledgeBaseConnection,
+            KbArticle, KbArticleConnection, KbSearchHit, KbSearchMode, KnowledgeBase,
+            KnowledgeBaseConnection, UnansweredQuestionGroup,
         },
     },
     service::{self, PageArgs},
@@ -84,10 +85,11 @@ impl KbQuery {
     }
 
     /// Searches the org's published articles the way a bot retrieves them
-    /// before answering: the dashboard's "test your bot" tool. Uses the
-    /// server's retrieval mode (`WAYFINDER_RETRIEVAL`), ranked full-text
-    /// search by default. Best hit first; a query with nothing searchable in
-    /// it (only stop words or punctuation) returns an empty list.
+    /// before answering: the dashboard's "test your bot" tool. Ranked by
+    /// `mode`, or the server's mode (`WAYFINDER_RETRIEVAL`, hybrid by
+    /// default) when omitted. Best hit first, each with its best passages;
+    /// in keyword mode a query with nothing searchable in it (only stop
+    /// words or punctuation) returns an empty list.
     #[graphql(complexity = "crate::graphql::list_cost(first.or(Some(10)), child_complexity)")]
     async fn kb_search(
         &self,
@@ -98,18 +100,50 @@ impl KbQuery {
         knowledge_base_ids: Option<Vec<Uuid>>,
         #[graphql(desc = "The visitor's question, at most 1000 characters.")] query: String,
         #[graphql(desc = "Number of hits, 1 to 50 (default 10).")] first: Option<i32>,
+        #[graphql(
+            desc = "How to rank; omitted: the server's mode. SEMANTIC without an embedding model on the server gives BAD_USER_INPUT."
+        )]
+        mode: Option<KbSearchMode>,
     ) -> GqlResult<Vec<KbSearchHit>> {
         let (st, scope) = (ctx.state()?, ctx.scope()?);
-        let mode = RetrievalMode::parse(&st.config.retrieval).unwrap_or(RetrievalMode::FullText);
         let hits = retrieval::kb_search(
-            &st.db,
+            st,
             &scope,
             knowledge_base_ids.as_deref(),
             &query,
             first,
-            mode,
+            mode.map(RetrievalMode::from),
         )
         .await?;
         Ok(hits.into_iter().map(KbSearchHit::from).collect())
+    }
+
+    /// The visitor questions the knowledge base could not answer, grouped by
+    /// meaning (by shared words without an embedding model): turns that ended
+    /// in the fallback and answers voted down, of the last `days`. Biggest
+    /// group first: what to write next.
+    #[graphql(complexity = "crate::graphql::list_cost(first.or(Some(20)), child_complexity)")]
+    async fn unanswered_questions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Days to look back, 1 to 365 (default 30).")] days: Option<i32>,
+        #[graphql(desc = "Most groups returned, 1 to 100 (default 20).")] first: Option<i32>,
+    ) -> GqlResult<Vec<UnansweredQuestionGroup>> {
+        let (st, scope) = (ctx.state()?, ctx.scope()?);
+        let days = days.unwrap_or(30);
+        if !(1..=365).contains(&days) {
+            return Err(
+                crate::error::AppError::bad_input("days", "must be between 1 and 365").into(),
+            );
+        }
+        let first = first.unwrap_or(20);
+        if !(1..=100).contains(&first) {
+            return Err(
+                crate::error::AppError::bad_input("first", "must be between 1 and 100").into(),
+            );
+        }
+        let groups =
+            service::unanswered::groups(st, &scope, i64::from(days), first as usize).await?;
+        Ok(groups.into_iter().map(Into::into).collect())
     }
 }

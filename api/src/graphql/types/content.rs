@@ -118,6 +118,36 @@ impl TryFrom<entity::site::Model> for Site {
     }
 }
 
+/// A recording started by `startSiteRecording`: a short-lived mapping token for one site, and where to use it.
+#[derive(SimpleObject, Clone)]
+pub struct SiteRecording {
+    /// The site being recorded.
+    pub site_id: Uuid,
+    /// The signed mapping token: it lets `recorder.js` add pages to this site's map until `expiresAt`, nothing else.
+    pub token: String,
+    /// When the token stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Open this URL (the site's base URL with `#wayfinder-record=<token>`) in a tab of a browser signed in to the app; on pages that load `/recorder.js`, every page visited in that tab is recorded.
+    pub start_url: String,
+    /// The recorder script's path on this server; add `<script src="https://<this server>/recorder.js" async></script>` to the app (it does nothing without a token), or load it once with the bookmarklet `javascript:` URL the README shows.
+    pub script_path: String,
+    /// Where the recorder sends pages (`POST`, this server's path).
+    pub endpoint_path: String,
+}
+
+impl From<crate::service::recording::Recording> for SiteRecording {
+    fn from(r: crate::service::recording::Recording) -> Self {
+        Self {
+            site_id: r.site_id,
+            token: r.token,
+            expires_at: r.expires_at,
+            start_url: r.start_url,
+            script_path: "/recorder.js".into(),
+            endpoint_path: "/recorder/pages".into(),
+        }
+    }
+}
+
 /// A product tour.
 #[derive(SimpleObject, Clone)]
 pub struct Flow {

@@ -101,8 +101,42 @@ pub struct KbSearchHit {
     /// Relevance, higher is better. Only comparable between hits of the same
     /// search: the scale depends on the database and the retrieval mode.
     pub score: f64,
-    /// Up to 200 characters of the body around the best match.
+    /// Up to 200 characters around the best match (of the best passage when there is one).
     pub snippet: String,
+    /// The article's passages that answer best, best first (at most 3): what a bot hands its LLM.
+    pub passages: Vec<KbSearchPassage>,
+}
+
+/// A passage of a found article.
+#[derive(SimpleObject, Clone)]
+pub struct KbSearchPassage {
+    /// Its position in the article, from 0.
+    pub position: i32,
+    /// Its text, under its heading when it has one.
+    pub text: String,
+    /// How well the passage alone matches: a cosine for semantic matches, shared words for keyword ones.
+    pub score: f64,
+}
+
+/// How `kbSearch` ranks.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum KbSearchMode {
+    /// BM25F over stemmed words, statistics of the org's own knowledge bases only.
+    Keyword,
+    /// Sentence embeddings of passages (needs an embedding model on the server).
+    Semantic,
+    /// Words and meaning fused; words alone when the server has no embedding model.
+    Hybrid,
+}
+
+impl From<KbSearchMode> for crate::turn::retrieval::RetrievalMode {
+    fn from(m: KbSearchMode) -> Self {
+        match m {
+            KbSearchMode::Keyword => Self::Keyword,
+            KbSearchMode::Semantic => Self::Semantic,
+            KbSearchMode::Hybrid => Self::Hybrid,
+        }
+    }
 }
 
 impl From<crate::turn::retrieval::Hit> for KbSearchHit {
@@ -113,6 +147,42 @@ impl From<crate::turn::retrieval::Hit> for KbSearchHit {
             title: h.title,
             score: h.score,
             snippet: h.snippet,
+            passages: h
+                .passages
+                .into_iter()
+                .map(|p| KbSearchPassage {
+                    position: i32::try_from(p.position).unwrap_or(i32::MAX),
+                    text: p.text,
+                    score: p.score,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Questions like one another that the knowledge base could not answer.
+#[derive(SimpleObject, Clone)]
+pub struct UnansweredQuestionGroup {
+    /// How many questions of the period are in the group.
+    pub count: i32,
+    /// Its most recent question.
+    pub example: String,
+    /// Other wordings of it, most recent first (at most 4).
+    pub other_wordings: Vec<String>,
+    /// When a question of the group was last asked.
+    pub last_asked_at: DateTime<Utc>,
+    /// Why its questions count: the fallback's reason (`no_articles`, `ai_disabled`, `llm_unavailable`, …) or `downvoted`.
+    pub reasons: Vec<String>,
+}
+
+impl From<service::unanswered::UnansweredGroup> for UnansweredQuestionGroup {
+    fn from(g: service::unanswered::UnansweredGroup) -> Self {
+        Self {
+            count: i32::try_from(g.count).unwrap_or(i32::MAX),
+            example: g.example,
+            other_wordings: g.others,
+            last_asked_at: g.last_asked_at,
+            reasons: g.reasons,
         }
     }
 }

@@ -337,6 +337,11 @@ pub fn tsquery<'a>(groups: impl IntoIterator<Item = &'a TermGroup>, how: Combine
         .join(op)
 }
 
+/// Whether `word` (lowercased) is on the stop list: left out of every index.
+pub fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.contains(&word)
+}
+
 /// The searchable words of `text`: lowercase alphanumeric runs, without stop
 /// words, chat filler, one-letter words, overlong words or repeats.
 pub fn words(text: &str) -> Vec<String> {
