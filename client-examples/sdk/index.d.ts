@@ -142,6 +142,8 @@ export interface Chatbot {
   stream(args: StreamArgs): TurnStream;
   /** Makes every later message carry this signed identity (`null`: anonymous again). */
   identify(identity: Identity | null): void;
+  /** For a host app with its own tour UI: the calls tour.js makes. */
+  tours: Tours;
   /** Any GraphQL operation over HTTP (with the API key, if given); resolves `data`. */
   graphql<T = any>(query: string, variables?: Record<string, unknown>): Promise<T>;
   /** Any subscription over a graphql-ws socket of its own; yields each result's `data`. */
@@ -151,6 +153,34 @@ export interface Chatbot {
     connectionParams: Record<string, unknown>,
     signal?: AbortSignal,
   ): AsyncGenerator<T>;
+}
+
+/** One thing a tour runtime saw (tour.js sends its DOM events' detail). */
+export interface TourEvent {
+  /** The runtime's id of the run (1 to 64 letters, digits, `-`, `_`). */
+  run: string;
+  /** The flow's or tooltip's id. */
+  id: string;
+  type: "started" | "step" | "completed" | "dismissed" | "target-missing";
+  /** The step, from 0. */
+  step: number;
+  /** For `target-missing`: the locators tried. */
+  locators?: { kind: string; value: string }[];
+}
+
+export interface Tours {
+  /** What starts by itself on `pageUrl` for this visitor (`visitPage`), if anything; report it under `run`. */
+  visitPage(args: { widgetId: string; pageUrl: string; sessionId?: string } & Partial<Identity>): Promise<{
+    sessionId: string | null;
+    content: Reply["content"];
+    run: string | null;
+  }>;
+  /** Stores how runs went (`reportTourRun`, at most 50 events). */
+  reportTourRun(args: { widgetId: string; pageUrl?: string; sessionId?: string; events: TourEvent[] } & Partial<Identity>): Promise<{
+    sessionId: string;
+    accepted: number;
+    ignored: number;
+  }>;
 }
 
 export function createChatbot(options?: ChatbotOptions): Chatbot;

@@ -41,6 +41,17 @@ const SEND_MESSAGE = `mutation SendMessage($input: TurnInput!) {
   }
 }`;
 
+const VISIT_PAGE = `mutation VisitPage($input: VisitPageInput!) {
+  visitPage(input: $input) {
+    sessionToken run
+    content { kind id name startUrl steps { pageUrl targetSelector title body placement waitForNavigation locators { kind value } } }
+  }
+}`;
+
+const REPORT_TOUR_RUN = `mutation ReportTourRun($input: ReportTourRunInput!) {
+  reportTourRun(input: $input) { sessionToken accepted ignored }
+}`;
+
 const START_TURN = `mutation StartTurn($input: TurnInput!) {
   startTurn(input: $input) { turnId sessionId sessionToken }
 }`;
@@ -244,5 +255,28 @@ export function createChatbot(options = {}) {
     return { started, [Symbol.asyncIterator]: () => iterator };
   }
 
-  return { sendMessage, stream, graphql, subscribe, identify };
+  /**
+   * For a host app that runs its own tour UI instead of tour.js: what starts
+   * by itself on `pageUrl` for this visitor (`visitPage`; audience rules are
+   * evaluated on the server), and how a run went (`reportTourRun`, events as
+   * tour.js sends them: `{run, id, type, step}` with `type` one of
+   * `started`, `step`, `completed`, `dismissed`, `target-missing`). Both
+   * resolve `sessionId` (the token to pass back next time).
+   */
+  const tours = {
+    async visitPage({ widgetId, pageUrl, sessionId, ...who }) {
+      const { visitPage: r } = await graphql(VISIT_PAGE, {
+        input: { widgetId, pageUrl, sessionToken: sessionId ?? undefined, ...(who.userId ? who : identity ?? {}) },
+      });
+      return { sessionId: r.sessionToken, content: r.content, run: r.run };
+    },
+    async reportTourRun({ widgetId, pageUrl, sessionId, events, ...who }) {
+      const { reportTourRun: r } = await graphql(REPORT_TOUR_RUN, {
+        input: { widgetId, pageUrl, events, sessionToken: sessionId ?? undefined, ...(who.userId ? who : identity ?? {}) },
+      });
+      return { sessionId: r.sessionToken, accepted: r.accepted, ignored: r.ignored };
+    },
+  };
+
+  return { sendMessage, stream, graphql, subscribe, identify, tours };
 }

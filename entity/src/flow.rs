@@ -24,6 +24,8 @@ pub struct Model {
     pub health: Option<Json>,
     /// The chat session a generated flow was made for.
     pub generated_session_id: Option<Uuid>,
+    /// Page URL pattern on which the published content starts by itself (once per visitor); `None`: never.
+    pub auto_start: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -23,6 +23,7 @@ pub mod server_setting;
 pub mod site;
 pub mod support_ticket;
 pub mod tooltip;
+pub mod tour_run;
 pub mod used_challenge;
 pub mod webhook;
 pub mod webhook_delivery;

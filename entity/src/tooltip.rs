@@ -20,6 +20,8 @@ pub struct Model {
     pub audience_rules: Json,
     /// Drift check findings: `{"brokenSteps": [0], "mapVersion": n}`; null when never checked.
     pub health: Option<Json>,
+    /// Page URL pattern on which the published content starts by itself (once per visitor); `None`: never.
+    pub auto_start: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

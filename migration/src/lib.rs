@@ -11,6 +11,7 @@ mod m20261201_000005_server_settings;
 mod m20261201_000006_identity;
 mod m20261201_000007_guidance;
 mod m20261201_000008_passages;
+mod m20261201_000009_tour_runs;
 
 /// The ordered list of every migration.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_identity::Migration),
             Box::new(m20261201_000007_guidance::Migration),
             Box::new(m20261201_000008_passages::Migration),
+            Box::new(m20261201_000009_tour_runs::Migration),
         ]
     }
 }

@@ -167,7 +167,9 @@ if (withBrowser) {
     new Promise((resolve) => {
       const server = createServer(async (req, res) => {
         const path = new URL(req.url, "http://x").pathname;
-        const file = { "/embed": "client-examples/embed/index.html", "/hostile": "tests/browser/hostile.html" }[path];
+        const file = path.startsWith("/app/")
+          ? "tests/browser/tour-app.html"
+          : { "/embed": "client-examples/embed/index.html", "/hostile": "tests/browser/hostile.html" }[path];
         if (!file) return res.writeHead(404).end();
         const html = (await readFile(join(repo, file), "utf8"))
           .replaceAll("http://127.0.0.1:8080", base)
@@ -664,6 +666,149 @@ if (withBrowser) {
     assert.ok(box.x >= 0 && box.x + box.width <= 375 && box.width >= 300, `popover ${JSON.stringify(box)}`);
     await page.screenshot({ path: join(artifacts, "tour-phone.png") });
     await phone.close();
+  });
+
+  // ---- tour.js with the server: auto-start, across pages and routes, reports and the funnel
+  await check("tour.js: an auto-started flow runs once, across a page load and an SPA route, by keyboard; the funnel shows it", async () => {
+    const { sites } = await gql("{ sites { nodes { id } } }");
+    const app = (p) => `${allowed}/app/${p}`;
+    const { createFlow } = await gql(
+      `mutation($i: CreateFlowInput!) { createFlow(input: $i) { id } }`,
+      {
+        i: {
+          name: "Across pages",
+          siteId: sites.nodes[0].id,
+          status: "PUBLISHED",
+          autoStart: "/app/one",
+          steps: [
+            { pageUrl: app("one"), targetSelector: "#start-here", title: "Start", body: "Here it begins.", placement: "BOTTOM" },
+            {
+              pageUrl: app("two"), targetSelector: "#gone", title: "Save it", body: "On the next page.", placement: "BOTTOM",
+              locators: [{ kind: "TEST_ID", value: '[data-testid="save"]' }],
+            },
+            { pageUrl: app("three"), targetSelector: "#finish", title: "Finish", body: "The app takes you there.", placement: "TOP", waitForNavigation: true },
+          ],
+        },
+      },
+    );
+    const flowId = createFlow.id;
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`tour app: ${err.message}`));
+    const hosts = () => page.evaluate(() => [...document.documentElement.children].filter((h) => h.shadowRoot?.querySelector(".r")).length);
+    await page.goto(app("one"));
+    // Started by itself (visitPage), on the first step.
+    const step1 = page.getByRole("dialog", { name: "Start" });
+    await step1.waitFor();
+    await step1.getByText("Step 1 of 3").waitFor();
+    // Next, by keyboard: the second step is on another page, so tour.js goes there.
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+    await page.waitForURL(app("two"));
+    const step2 = page.getByRole("dialog", { name: "Save it" });
+    await step2.getByText("Step 2 of 3").waitFor();
+    assert.equal(await hosts(), 1, "one run on the page");
+    // The third waits for the app's own navigation (an SPA route), then carries on.
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+    await page.waitForTimeout(400);
+    assert.equal(page.url(), app("two"), "tour.js does not navigate a waiting step");
+    assert.equal(await page.getByRole("dialog", { name: "Finish" }).count(), 0);
+    await page.locator("#spa-three").click();
+    const step3 = page.getByRole("dialog", { name: "Finish" });
+    await step3.getByText("Step 3 of 3").waitFor();
+    assert.ok(await ringOn(page, "#finish"), "found after the route rendered");
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+    await step3.waitFor({ state: "detached" });
+    // Once per visitor: the page again starts nothing.
+    await page.goto(app("one"));
+    await page.waitForTimeout(1500);
+    assert.equal(await step1.count(), 0, "auto-started once");
+    // The server saw exactly that.
+    let funnel;
+    for (let i = 0; i < 50; i++) {
+      ({ tourFunnel: funnel } = await gql(
+        `query($c: UUID!) { tourFunnel(contentId: $c) { started autoStarted completed dismissed targetMissing steps { reached } } }`,
+        { c: flowId },
+      ));
+      if (funnel.completed) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(funnel, {
+      started: 1, autoStarted: 1, completed: 1, dismissed: 0, targetMissing: 0,
+      steps: [{ reached: 1 }, { reached: 1 }, { reached: 1 }],
+    });
+    const { tourRuns } = await gql(`query($c: UUID!) { tourRuns(filter: {contentId: $c}) { nodes { trigger status stepsSeen pageUrl } } }`, { c: flowId });
+    assert.deepEqual(tourRuns.nodes, [{ trigger: "AUTO", status: "COMPLETED", stepsSeen: [0, 1, 2], pageUrl: app("three") }]);
+    // Unpublished for the next checks.
+    await gql(`mutation($i: UpdateFlowInput!) { updateFlow(input: $i) { id } }`, { i: { id: flowId, autoStart: "" } });
+    await ctx.close();
+  });
+
+  await check("tour.js: a run started on one page carries on after a full load and a pushState route; a missing target is reported", async () => {
+    const app = (p) => `${allowed}/app/${p}`;
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`tour app 2: ${err.message}`));
+    await page.goto(app("one"));
+    await page.waitForFunction(() => window.wayfinder?.flows?.start);
+    const steps = [
+      { pageUrl: app("one"), targetSelector: "#start-here", title: "A", body: "", placement: "BOTTOM" },
+      { pageUrl: app("one"), targetSelector: "#never", title: "Missing", body: "", placement: "BOTTOM" },
+      { pageUrl: app("two"), targetSelector: '[data-testid="save"]', title: "B", body: "", placement: "BOTTOM" },
+      { pageUrl: app("three"), targetSelector: "#finish", title: "C", body: "", placement: "BOTTOM" },
+    ];
+    const { sites } = await gql("{ sites { nodes { id } } }");
+    const { createFlow } = await gql(`mutation($i: CreateFlowInput!) { createFlow(input: $i) { id } }`, {
+      i: { name: "Started by the SDK", siteId: sites.nodes[0].id, status: "PUBLISHED", steps },
+    });
+    const flow = { id: createFlow.id, timeoutMs: 800, steps };
+    await page.evaluate((f) => {
+      window.__missing = [];
+      addEventListener("wayfinder:flow-target-missing", (e) => window.__missing.push(e.detail.step));
+      window.wayfinder.flows.start(f);
+    }, flow);
+    await page.getByRole("dialog", { name: "A" }).waitFor();
+    await page.getByRole("button", { name: "Next" }).click();
+    // The missing step is skipped: on to the next page.
+    await page.waitForURL(app("two"));
+    await page.getByRole("dialog", { name: "B" }).waitFor();
+    // The visitor takes the app's SPA route to the next step's page: it moves on there.
+    await page.locator("#spa-three").click();
+    await page.getByRole("dialog", { name: "C" }).waitFor();
+    // Back goes to the previous page again.
+    await page.getByRole("button", { name: "Back" }).click();
+    await page.waitForURL(app("two"));
+    await page.getByRole("dialog", { name: "B" }).waitFor();
+    // In another tab of the same visitor nothing carries on (sessionStorage is per tab).
+    const other = await ctx.newPage();
+    await other.goto(app("two"));
+    await other.waitForFunction(() => window.wayfinder?.flows?.start);
+    await other.waitForTimeout(500);
+    assert.equal(await other.getByRole("dialog").count(), 0);
+    await page.keyboard.press("Escape");
+    await page.getByRole("dialog", { name: "B" }).waitFor({ state: "detached" });
+    await page.reload();
+    await page.waitForFunction(() => window.wayfinder?.flows?.start);
+    await page.waitForTimeout(500);
+    assert.equal(await page.getByRole("dialog").count(), 0, "an ended run does not come back");
+    // What the server stored: one manual run, the missing step, dismissed at B.
+    let run;
+    for (let i = 0; i < 50 && run?.status !== "DISMISSED"; i++) {
+      const { tourRuns } = await gql(
+        `query($c: UUID!) { tourRuns(filter: {contentId: $c}) { nodes { trigger status stepsSeen missingSteps dismissedAtStep lastMissingLocators } } }`,
+        { c: flow.id },
+      );
+      run = tourRuns.nodes[0];
+      if (run?.status !== "DISMISSED") await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(run, {
+      trigger: "MANUAL", status: "DISMISSED", stepsSeen: [0, 2, 3], missingSteps: [1], dismissedAtStep: 2, lastMissingLocators: ["#never"],
+    });
+    await ctx.close();
   });
 
   await check("rate limited: the widget shows a friendly line, never an error page", async () => {

@@ -179,3 +179,41 @@ stored_enum!(
         Completed = "COMPLETED",
     }
 );
+
+stored_enum!(
+    /// What the walkthrough runtime reports about a run of a flow or tooltip.
+    TourEventKind {
+        /// The run began (its first step is being looked for).
+        Started = "STARTED",
+        /// Step `step` was shown.
+        Step = "STEP",
+        /// The visitor finished the last step.
+        Completed = "COMPLETED",
+        /// The visitor closed the tour (or it ended on a missing element) at step `step`.
+        Dismissed = "DISMISSED",
+        /// Step `step`'s element could not be found in time (`locators`: every way tried).
+        TargetMissing = "TARGET_MISSING",
+    }
+);
+
+stored_enum!(
+    /// Where a tour run is.
+    TourRunStatus {
+        /// Running (or abandoned without a word: the page was closed).
+        Started = "STARTED",
+        /// Finished at the last step.
+        Completed = "COMPLETED",
+        /// Closed before the end.
+        Dismissed = "DISMISSED",
+    }
+);
+
+stored_enum!(
+    /// What started a tour run.
+    TourTrigger {
+        /// The server, on a page matching the content's `autoStart` pattern.
+        Auto = "AUTO",
+        /// The chat's walkthrough pill, the host page through the SDK, or the visitor.
+        Manual = "MANUAL",
+    }
+);

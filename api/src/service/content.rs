@@ -10,7 +10,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped};
+use super::{Page, PageArgs, event, get, get_ref, new_id, paginate, scoped, tour::audience};
 use crate::{
     appmap::{self, Locator},
     auth::OrgScope,
@@ -47,6 +47,10 @@ pub struct FlowStep {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[graphql(default)]
     pub locators: Vec<Locator>,
+    /// When the step is on another page: `true` waits for the app's own navigation there (the visitor clicks a link, the app changes route); `false` (the default) makes tour.js go there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[graphql(default)]
+    pub wait_for_navigation: bool,
 }
 
 /// Reads a flow's stored steps.
@@ -84,6 +88,7 @@ fn validate_steps(steps: Vec<FlowStep>) -> Result<Vec<FlowStep>, AppError> {
                     .map(|id| domain::text(&format!("input.steps[{i}].elementId"), &id, 1, 60))
                     .transpose()?,
                 locators: validate_locators(&format!("input.steps[{i}].locators"), s.locators)?,
+                wait_for_navigation: s.wait_for_navigation,
             })
         })
         .collect()
@@ -123,7 +128,18 @@ fn rules(field: &str, v: Option<Json<serde_json::Value>>) -> Result<serde_json::
             format!("must be at most {MAX_RULES_BYTES} bytes"),
         ));
     }
+    if !v.is_null() {
+        audience::parse(field, &v)?;
+    }
     Ok(v)
+}
+
+/// An auto-start pattern: absent or empty is none.
+fn auto_start(field: &str, v: Option<String>) -> Result<Option<String>, AppError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(p) => audience::pattern(field, p).map(Some),
+    }
 }
 
 /// A new flow.
@@ -141,8 +157,10 @@ pub struct CreateFlowInput {
     pub status: Option<ContentStatus>,
     /// Default: `ALL`.
     pub audience: Option<Audience>,
-    /// Targeting rules when `audience` is `RULES`.
+    /// Targeting rules when `audience` is `RULES` (README, "Tours": `trait`, `identified`, `page`, combined with `all` / `any` / `not`).
     pub audience_rules: Option<Json<serde_json::Value>>,
+    /// Page URL pattern (`/billing/*`, `/projects/:id`, or an absolute URL) on which the published content starts by itself, once per visitor, for its audience; none: only the chat or the SDK starts it.
+    pub auto_start: Option<String>,
 }
 
 /// Changes to a flow; omitted fields stay as they are, `steps` replaces all steps.
@@ -164,6 +182,8 @@ pub struct UpdateFlowInput {
     pub audience: Option<Audience>,
     /// New audience rules.
     pub audience_rules: Option<Json<serde_json::Value>>,
+    /// New auto-start pattern; an empty string removes it.
+    pub auto_start: Option<String>,
 }
 
 /// A new tooltip.
@@ -183,8 +203,10 @@ pub struct CreateTooltipInput {
     pub status: Option<ContentStatus>,
     /// Default: `ALL`.
     pub audience: Option<Audience>,
-    /// Targeting rules when `audience` is `RULES`.
+    /// Targeting rules when `audience` is `RULES` (README, "Tours": `trait`, `identified`, `page`, combined with `all` / `any` / `not`).
     pub audience_rules: Option<Json<serde_json::Value>>,
+    /// Page URL pattern (`/billing/*`, `/projects/:id`, or an absolute URL) on which the published content starts by itself, once per visitor, for its audience; none: only the chat or the SDK starts it.
+    pub auto_start: Option<String>,
 }
 
 /// Changes to a tooltip; omitted fields stay as they are.
@@ -208,6 +230,8 @@ pub struct UpdateTooltipInput {
     pub audience: Option<Audience>,
     /// New audience rules.
     pub audience_rules: Option<Json<serde_json::Value>>,
+    /// New auto-start pattern; an empty string removes it.
+    pub auto_start: Option<String>,
 }
 
 /// Filters for content lists.
@@ -271,6 +295,7 @@ pub async fn create_flow(
         steps: Set(serde_json::to_value(steps).map_err(AppError::internal)?),
         health: Set(None),
         generated_session_id: Set(None),
+        auto_start: Set(auto_start("input.autoStart", input.auto_start)?),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -314,6 +339,9 @@ pub async fn update_flow(
     }
     if input.audience_rules.is_some() {
         am.audience_rules = Set(rules("input.audienceRules", input.audience_rules)?);
+    }
+    if input.auto_start.is_some() {
+        am.auto_start = Set(auto_start("input.autoStart", input.auto_start)?);
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
@@ -398,6 +426,7 @@ pub async fn create_tooltip(
         audience: Set(input.audience.unwrap_or(Audience::All).as_str().into()),
         audience_rules: Set(rules("input.audienceRules", input.audience_rules)?),
         health: Set(None),
+        auto_start: Set(auto_start("input.autoStart", input.auto_start)?),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -440,6 +469,9 @@ pub async fn update_tooltip(
     }
     if input.audience_rules.is_some() {
         am.audience_rules = Set(rules("input.audienceRules", input.audience_rules)?);
+    }
+    if input.auto_start.is_some() {
+        am.auto_start = Set(auto_start("input.autoStart", input.auto_start)?);
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;
@@ -492,6 +524,7 @@ pub async fn store_generated_flow(st: &State, g: GeneratedFlow) -> Result<flow::
         steps: Set(serde_json::to_value(steps).map_err(AppError::internal)?),
         health: Set(Some(health)),
         generated_session_id: Set(Some(g.session_id)),
+        auto_start: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

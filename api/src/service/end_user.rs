@@ -5,7 +5,7 @@
 //! Deletion removes, in one transaction: the end user row (its traits), its
 //! sessions with their messages and feedback, the outbox events that name
 //! one of those sessions (turn, feedback and ticket events, and their
-//! webhook deliveries by cascade), and the personal fields of its tickets
+//! webhook deliveries by cascade), its tour runs, and the personal fields of its tickets
 //! (name, email, message, user id: the ticket row stays, so the support
 //! team's counts and statuses still add up). The credit ledger keeps every
 //! row (money is never forgotten) with its turn and message references
@@ -16,6 +16,7 @@
 use chrono::Utc;
 use entity::{
     chat_feedback, chat_message, chat_session, end_user, event as event_row, support_ticket,
+    tour_run,
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -84,6 +85,7 @@ pub struct Removed {
     pub tickets_scrubbed: u64,
     pub events: u64,
     pub ledger_entries_cleared: u64,
+    pub tour_runs: u64,
 }
 
 /// The caller's end users, oldest first.
@@ -170,6 +172,7 @@ pub async fn delete(
                     "ticketsScrubbed": removed.tickets_scrubbed,
                     "events": removed.events,
                     "ledgerEntriesCleared": removed.ledger_entries_cleared,
+                    "tourRuns": removed.tour_runs,
                 }),
             )
             .await?,
@@ -181,6 +184,7 @@ pub async fn delete(
         total.tickets_scrubbed += removed.tickets_scrubbed;
         total.events += removed.events;
         total.ledger_entries_cleared += removed.ledger_entries_cleared;
+        total.tour_runs += removed.tour_runs;
     }
     txn.commit().await?;
     event::publish(st, &events).await;
@@ -261,6 +265,16 @@ async fn delete_one(
         .exec(db)
         .await?
         .rows_affected;
+    let tour_runs = tour_run::Entity::delete_many()
+        .filter(tour_run::Column::OrgId.eq(org_id))
+        .filter(
+            Condition::any()
+                .add(tour_run::Column::EndUserId.eq(user.id))
+                .add(tour_run::Column::SessionId.is_in(sessions.clone())),
+        )
+        .exec(db)
+        .await?
+        .rows_affected;
     let messages = chat_message::Entity::delete_many()
         .filter(chat_message::Column::OrgId.eq(org_id))
         .filter(in_sessions())
@@ -282,6 +296,7 @@ async fn delete_one(
         tickets_scrubbed: tickets,
         events,
         ledger_entries_cleared: ledger,
+        tour_runs,
     })
 }
 
@@ -339,9 +354,19 @@ pub async fn export(
             .filter(
                 Condition::any()
                     .add(support_ticket::Column::EndUserId.eq(user.id))
-                    .add(support_ticket::Column::SessionId.is_in(session_ids)),
+                    .add(support_ticket::Column::SessionId.is_in(session_ids.clone())),
             )
             .order_by_asc(support_ticket::Column::Id)
+            .all(&st.db)
+            .await?;
+        let runs = scoped::<tour_run::Entity>(scope)
+            .filter(
+                Condition::any()
+                    .add(tour_run::Column::EndUserId.eq(user.id))
+                    .add(tour_run::Column::SessionId.is_in(session_ids.clone())),
+            )
+            .order_by_asc(tour_run::Column::Id)
+            .limit(EXPORT_MESSAGES_MAX)
             .all(&st.db)
             .await?;
         out.push(json!({
@@ -358,6 +383,13 @@ pub async fn export(
                 "id": t.id, "source": t.source, "status": t.status, "name": t.name,
                 "email": t.email, "message": t.message, "sessionId": t.session_id,
                 "createdAt": t.created_at,
+            })).collect::<Vec<_>>(),
+            "tourRuns": runs.iter().map(|r| json!({
+                "id": r.id, "contentId": r.content_id, "contentKind": r.content_kind,
+                "sessionId": r.session_id, "trigger": r.trigger, "status": r.status,
+                "furthestStep": r.furthest_step, "dismissedAtStep": r.dismissed_at_step,
+                "targetMissing": r.target_missing, "pageUrl": r.page_url,
+                "createdAt": r.created_at, "updatedAt": r.updated_at,
             })).collect::<Vec<_>>(),
         }));
     }

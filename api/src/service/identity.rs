@@ -20,8 +20,8 @@
 //! An identified visitor is one `end_users` row per (widget, userId) (a
 //! unique index): every device and every session of that user lands on it,
 //! and their latest live session on the widget continues. An anonymous
-//! session that signs in is merged into that row: its sessions and tickets
-//! move over, its chat-extracted traits are kept under the host app's, and
+//! session that signs in is merged into that row: its sessions, tickets and
+//! tour runs move over, its chat-extracted traits are kept under the host app's, and
 //! the anonymous row is deleted, all in one transaction. The host app's
 //! traits are kept apart (`host_traits`) so chat extraction
 //! (`turn::traits`) never overwrites them.
@@ -30,7 +30,7 @@
 //! id (`secret::ServerSecret::seal`), like an org's own LLM key.
 
 use chrono::Utc;
-use entity::{bot, chat_session, chat_widget, end_user, support_ticket};
+use entity::{bot, chat_session, chat_widget, end_user, support_ticket, tour_run};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, QueryFilter, QueryOrder, sea_query::Expr,
@@ -369,7 +369,12 @@ async fn identified_user(
                 created_at: Set(now),
                 updated_at: Set(now),
             })
-            .on_conflict_do_nothing()
+            // On the (widget, user id) index: a plain `on_conflict_do_nothing`
+            // targets the primary key and lets a concurrent first sight fail.
+            .on_conflict_do_nothing_on([
+                end_user::Column::ChatWidgetId,
+                end_user::Column::ExternalId,
+            ])
             .exec_without_returning(db)
             .await?;
             find()
@@ -426,6 +431,12 @@ async fn merge_anonymous(
             Expr::value(user.external_id.clone()),
         )
         .filter(support_ticket::Column::EndUserId.eq(anon.id))
+        .exec(&txn)
+        .await?;
+    // Tour runs follow (an anonymous auto-start then counts for the signed-in visitor too).
+    tour_run::Entity::update_many()
+        .col_expr(tour_run::Column::EndUserId, Expr::value(user.id))
+        .filter(tour_run::Column::EndUserId.eq(anon.id))
         .exec(&txn)
         .await?;
     // Read again inside the transaction: the row may have changed since.

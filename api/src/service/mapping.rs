@@ -498,5 +498,6 @@ pub fn tooltip_step(t: &tooltip::Model) -> FlowStep {
         placement: crate::domain::Placement::Bottom,
         element_id: None,
         locators: vec![],
+        wait_for_navigation: false,
     }
 }

@@ -31,6 +31,7 @@ pub mod server_setting;
 pub mod session;
 pub mod site;
 pub mod ticket;
+pub mod tour;
 pub mod unanswered;
 pub mod webhook;
 
@@ -69,6 +70,7 @@ org_owned!(
     site => "site",
     flow => "flow",
     tooltip => "tooltip",
+    tour_run => "tour run",
     chat_widget => "chat widget",
     end_user => "end user",
     chat_session => "chat session",

@@ -2,7 +2,8 @@
 //!
 //! Every `WAYFINDER_RETENTION_INTERVAL_SECS` each replica sweeps every org
 //! that set a period: chat messages created before the cutoff (with their
-//! feedback), sessions whose last activity is before it, support tickets
+//! feedback), tour runs last reported before it, sessions whose last
+//! activity is before it (with their remaining tour runs), support tickets
 //! last changed before it, outbox events (and their webhook deliveries)
 //! created before it, and end users with no session left who were last seen
 //! before it. The credit ledger keeps every row, money is never forgotten:
@@ -18,7 +19,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{chat_feedback, chat_message, chat_session, end_user, event, org, support_ticket};
+use entity::{
+    chat_feedback, chat_message, chat_session, end_user, event, org, support_ticket, tour_run,
+};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
@@ -35,6 +38,7 @@ pub struct Swept {
     pub tickets: u64,
     pub events: u64,
     pub end_users: u64,
+    pub tour_runs: u64,
 }
 
 /// Sweeps forever, every `retention_interval_secs` (0: never).
@@ -78,6 +82,7 @@ pub async fn sweep(st: &State, now: DateTime<Utc>) -> Result<Swept, AppError> {
         total.tickets += s.tickets;
         total.events += s.events;
         total.end_users += s.end_users;
+        total.tour_runs += s.tour_runs;
     }
     Ok(total)
 }
@@ -138,6 +143,26 @@ async fn sweep_org(
         txn.commit().await?;
         tokio::task::yield_now().await;
     }
+    // Tour runs last reported before the cutoff (a quiet session's newer ones go with it below).
+    loop {
+        let ids = older_ids::<tour_run::Entity>(
+            &st.db,
+            org_id,
+            tour_run::Column::UpdatedAt,
+            cutoff,
+            batch,
+        )
+        .await?;
+        if ids.is_empty() {
+            break;
+        }
+        swept.tour_runs += tour_run::Entity::delete_many()
+            .filter(tour_run::Column::Id.is_in(ids))
+            .exec(&st.db)
+            .await?
+            .rows_affected;
+        tokio::task::yield_now().await;
+    }
     loop {
         let ids = older_ids::<chat_session::Entity>(
             &st.db,
@@ -174,6 +199,11 @@ async fn sweep_org(
             .filter(chat_feedback::Column::SessionId.is_in(ids.clone()))
             .exec(&txn)
             .await?;
+        swept.tour_runs += tour_run::Entity::delete_many()
+            .filter(tour_run::Column::SessionId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
         swept.messages += chat_message::Entity::delete_many()
             .filter(chat_message::Column::SessionId.is_in(ids.clone()))
             .exec(&txn)

@@ -108,6 +108,7 @@ pub fn valid_steps(map: &AppMap, answer: &serde_json::Value) -> (String, Vec<Flo
             placement: Placement::Bottom,
             element_id: Some(el.id.clone()),
             locators: el.locators.clone(),
+            wait_for_navigation: false,
         });
         if out.len() == MAX_GENERATED_STEPS {
             break;

@@ -141,6 +141,7 @@ pub fn tooltip_content(t: &tooltip::Model) -> TurnContent {
             placement: Placement::Bottom,
             element_id: None,
             locators: vec![],
+            wait_for_navigation: false,
         }],
     }
 }

@@ -95,3 +95,19 @@ test("identify makes every message carry the signed identity", async () => {
     [["42", "ab".repeat(32), { plan: "pro" }], ["43", "cd", undefined], [undefined, undefined, undefined]],
   );
 });
+
+test("tours: visitPage starts nothing unasked; reportTourRun keeps a session and ignores unknown content", async () => {
+  const visit = await chatbot.tours.visitPage({ widgetId, pageUrl: `${baseUrl}/demo` });
+  assert.equal(visit.content, null);
+  const r = await chatbot.tours.reportTourRun({
+    widgetId,
+    pageUrl: `${baseUrl}/demo`,
+    events: [{ run: "sdk1", id: "0192f5d2-0000-7000-8000-0000000000aa", type: "started", step: 0 }],
+  });
+  assert.deepEqual([r.accepted, r.ignored], [0, 1]);
+  assert.ok(r.sessionId, "a session was made for the visitor");
+  await assert.rejects(
+    chatbot.tours.reportTourRun({ widgetId, sessionId: r.sessionId, events: [{ run: "sdk1", id: "x", type: "clicked", step: 0 }] }),
+    (err) => err instanceof WayfinderError && err.code === "BAD_USER_INPUT",
+  );
+});

@@ -224,7 +224,7 @@ async fn retention_removes_old_rows_and_keeps_recent_ones_and_the_ledger(backend
 
 /// Every text column of every table, as one string per row, for a
 /// table-by-table search for what is left of someone.
-async fn dump(app: &TestApp, table: &str) -> Vec<String> {
+pub async fn dump(app: &TestApp, table: &str) -> Vec<String> {
     let db = &app.state.db;
     let sql = match app.backend {
         Backend::Postgres => format!("SELECT row_to_json(t)::text AS row FROM {table} t"),

@@ -37,5 +37,6 @@ mod smtp_sink;
 mod support;
 mod tenancy;
 mod test_web_app;
+mod tours;
 mod webhooks;
 mod writes;

@@ -10,6 +10,7 @@ mod kb;
 mod operator;
 mod org;
 mod support;
+mod tour;
 mod webhook;
 mod widget;
 
@@ -20,7 +21,8 @@ use async_graphql::MergedObject;
 ///   knowledge bases, sites, content, widgets, API keys, settings, tickets,
 ///   webhooks, end users);
 /// - no key (a visitor's browser): `sendMessage`, `startTurn`,
-///   `submitFeedback`, `requestHandoff`, `submitContact`;
+///   `submitFeedback`, `requestHandoff`, `submitContact`, and the tour
+///   runtime's `visitPage` and `reportTourRun`;
 /// - an operator key (`wf_op_…`): `createOrg`, `setOrgPlan`, `grantCredits`,
 ///   `revokeCredits`, and nothing of any org's own.
 #[derive(MergedObject, Default)]
@@ -32,6 +34,7 @@ pub struct Mutation(
     content::ContentMutation,
     widget::WidgetMutation,
     support::SupportMutation,
+    tour::TourMutation,
     webhook::WebhookMutation,
     operator::OperatorMutation,
 );

@@ -6,6 +6,7 @@ mod end_user;
 mod kb;
 mod operator;
 mod org;
+mod tour;
 mod webhook;
 mod widget;
 
@@ -22,6 +23,7 @@ pub struct Query(
     widget::WidgetQuery,
     chat::ChatQuery,
     end_user::EndUserQuery,
+    tour::TourQuery,
     webhook::WebhookQuery,
     operator::OperatorQuery,
 );

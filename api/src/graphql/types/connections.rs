@@ -60,6 +60,7 @@ connections! {
     SiteConnection, SiteEdge, Site, "A page of sites, oldest first.";
     SupportTicketConnection, SupportTicketEdge, SupportTicket, "A page of support tickets, oldest first.";
     TooltipConnection, TooltipEdge, Tooltip, "A page of tooltips, oldest first.";
+    TourRunConnection, TourRunEdge, TourRun, "A page of tour runs, oldest first.";
     WebhookConnection, WebhookEdge, Webhook, "A page of webhooks, oldest first.";
     WebhookDeliveryConnection, WebhookDeliveryEdge, WebhookDelivery, "A page of webhook deliveries, oldest first.";
 }

@@ -169,6 +169,8 @@ pub struct Flow {
     pub audience: Audience,
     /// Targeting rules when `audience` is `RULES`.
     pub audience_rules: Json<serde_json::Value>,
+    /// Page URL pattern on which it starts by itself (once per visitor, for its audience); null: only the chat or the SDK starts it.
+    pub auto_start: Option<String>,
     /// Whether its steps still find their elements in the site's app map.
     pub health: ContentHealth,
     /// When it was created.
@@ -182,10 +184,12 @@ pub struct Flow {
 pub struct ContentHealth {
     /// Whether it has been checked against an app map.
     pub checked: bool,
-    /// Whether every step still finds its element.
+    /// Whether every step still finds its element: in the app map, and on visitors' pages.
     pub ok: bool,
-    /// Indexes (from 0) of the steps whose element is gone.
+    /// Indexes (from 0) of the steps whose element is gone from the app map.
     pub broken_steps: Vec<i32>,
+    /// Indexes (from 0) of the steps whose element tour.js could not find on visitors' pages (`tourRuns` say which locators), since the last mapping re-checked the content.
+    pub visitor_missing_steps: Vec<i32>,
     /// The map version it was checked against.
     pub map_version: Option<i32>,
     /// When it was checked.
@@ -201,10 +205,13 @@ impl ContentHealth {
             };
         };
         let broken: Vec<i32> = serde_json::from_value(h["brokenSteps"].clone()).unwrap_or_default();
+        let missing: Vec<i32> =
+            serde_json::from_value(h["visitorMissingSteps"].clone()).unwrap_or_default();
         Self {
-            checked: true,
-            ok: broken.is_empty(),
+            checked: h["brokenSteps"].is_array(),
+            ok: broken.is_empty() && missing.is_empty(),
             broken_steps: broken,
+            visitor_missing_steps: missing,
             map_version: h["mapVersion"].as_i64().and_then(|v| i32::try_from(v).ok()),
             checked_at: serde_json::from_value(h["checkedAt"].clone()).ok(),
         }
@@ -225,6 +232,7 @@ impl TryFrom<entity::flow::Model> for Flow {
             name: m.name,
             description: m.description,
             audience_rules: Json(m.audience_rules),
+            auto_start: m.auto_start,
             created_at: m.created_at,
             updated_at: m.updated_at,
         })
@@ -254,6 +262,8 @@ pub struct Tooltip {
     pub audience: Audience,
     /// Targeting rules when `audience` is `RULES`.
     pub audience_rules: Json<serde_json::Value>,
+    /// Page URL pattern on which it starts by itself (once per visitor, for its audience); null: only the chat or the SDK starts it.
+    pub auto_start: Option<String>,
     /// Whether its element is still in the site's app map.
     pub health: ContentHealth,
     /// When it was created.
@@ -277,6 +287,7 @@ impl TryFrom<entity::tooltip::Model> for Tooltip {
             target_selector: m.target_selector,
             body: m.body,
             audience_rules: Json(m.audience_rules),
+            auto_start: m.auto_start,
             created_at: m.created_at,
             updated_at: m.updated_at,
         })

@@ -82,6 +82,8 @@ pub struct EndUserDeletion {
     pub events: i64,
     /// Credit ledger entries kept with their turn references cleared.
     pub ledger_entries_cleared: i64,
+    /// Tour runs deleted (what the walkthrough runtime reported about them).
+    pub tour_runs: i64,
 }
 
 impl From<Removed> for EndUserDeletion {
@@ -95,6 +97,7 @@ impl From<Removed> for EndUserDeletion {
             tickets_scrubbed: n(r.tickets_scrubbed),
             events: n(r.events),
             ledger_entries_cleared: n(r.ledger_entries_cleared),
+            tour_runs: n(r.tour_runs),
         }
     }
 }

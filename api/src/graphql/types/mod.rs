@@ -9,6 +9,7 @@ mod kb;
 mod operator;
 mod org;
 mod support;
+mod tour;
 mod webhook;
 mod widget;
 
@@ -20,6 +21,7 @@ pub use kb::*;
 pub use operator::*;
 pub use org::*;
 pub use support::*;
+pub use tour::*;
 pub use webhook::*;
 pub use widget::*;
 
