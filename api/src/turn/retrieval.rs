@@ -363,25 +363,20 @@ fn rank(
         }
         keep_best(&mut by_meaning, CANDIDATES);
     }
+    let alone = |scored: Scored| -> Vec<Ranked> {
+        scored
+            .into_iter()
+            .map(|(id, (kb, score, p))| Ranked {
+                article_id: id,
+                knowledge_base_id: kb,
+                score,
+                passages: p,
+            })
+            .collect()
+    };
     let mut out: Vec<Ranked> = match (by_words.is_empty(), by_meaning.is_empty()) {
-        (_, true) => by_words
-            .into_iter()
-            .map(|(id, (kb, score, p))| Ranked {
-                article_id: id,
-                knowledge_base_id: kb,
-                score,
-                passages: p,
-            })
-            .collect(),
-        (true, false) => by_meaning
-            .into_iter()
-            .map(|(id, (kb, score, p))| Ranked {
-                article_id: id,
-                knowledge_base_id: kb,
-                score,
-                passages: p,
-            })
-            .collect(),
+        (_, true) => alone(by_words),
+        (true, false) => alone(by_meaning),
         (false, false) => fuse(&by_words, &by_meaning),
     };
     out.sort_by(|a, b| {
