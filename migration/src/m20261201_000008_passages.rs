@@ -150,6 +150,8 @@ impl MigrationTrait for Migration {
         for idx in [
             "idx_kb_articles_kb_revision",
             "idx_kb_articles_embedding_model",
+            // SQLite refuses to drop a column an index still names.
+            "idx_kb_articles_source_path",
         ] {
             m.drop_index(Index::drop().name(idx).table("kb_articles").to_owned())
                 .await?;
