@@ -6,38 +6,16 @@
 //!
 //! Run: `cargo bench -p wayfinder-api --bench turn`
 
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::{Value, json};
+use std::time::Instant;
+
+use common::{gql, percentile};
+
+use serde_json::json;
 use wayfinder::{config::Config, domain::Plan, service, startup::App};
 
 const TURNS: usize = 400;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-async fn gql(
-    client: &reqwest::Client,
-    url: &str,
-    key: Option<&str>,
-    query: &str,
-    vars: Value,
-) -> Value {
-    let mut req = client
-        .post(url)
-        .json(&json!({ "query": query, "variables": vars }));
-    if let Some(k) = key {
-        req = req.header("x-api-key", k);
-    }
-    req.send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
 
 #[tokio::main]
 async fn main() {
@@ -69,15 +47,7 @@ async fn main() {
     let key = key.key;
     let client = reqwest::Client::new();
 
-    let kb = gql(
-        &client,
-        &url,
-        Some(&key),
-        r#"mutation { createKnowledgeBase(input: {name: "Bench"}) { id } }"#,
-        json!({}),
-    )
-    .await["data"]["createKnowledgeBase"]["id"]
-        .clone();
+    let kb = common::knowledge_base(&client, &url, &key).await;
     let topics = [
         "password",
         "invoice",

@@ -114,6 +114,15 @@ pub struct Config {
     )]
     pub ws_max_subscriptions: usize,
 
+    /// Most graphql-ws sockets open at once from one client address (an IPv6 client: its /64) on a replica; more upgrades get 429 `TOO_MANY_SOCKETS`; 0 disables.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFINDER_WS_MAX_SOCKETS_PER_IP",
+        default_value_t = 256
+    )]
+    pub ws_max_sockets_per_ip: usize,
+
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
     #[arg(
         long,
@@ -604,6 +613,7 @@ impl std::fmt::Debug for Config {
             max_batch,
             ws_init_timeout_ms,
             ws_max_subscriptions,
+            ws_max_sockets_per_ip,
             shutdown_grace_secs,
             llm_provider,
             llm_base_url,
@@ -671,6 +681,7 @@ impl std::fmt::Debug for Config {
             .field("max_batch", max_batch)
             .field("ws_init_timeout_ms", ws_init_timeout_ms)
             .field("ws_max_subscriptions", ws_max_subscriptions)
+            .field("ws_max_sockets_per_ip", ws_max_sockets_per_ip)
             .field("shutdown_grace_secs", shutdown_grace_secs)
             .field("llm_provider", llm_provider)
             .field("llm_base_url", &url(llm_base_url))

@@ -14,7 +14,12 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
-    let db = Database::connect(opts).await?;
+    let mut db = Database::connect(opts).await?;
+    db.set_metric_callback(|info| {
+        if is_write(&info.statement.sql) {
+            crate::metrics::metrics().db_writes.inc();
+        }
+    });
     if sqlite {
         // WAL lets readers run beside the single writer (it is a property of
         // the file, so one connection sets it for all). sqlx already turns on
@@ -23,6 +28,15 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
     }
     Ok(db)
+}
+
+/// Whether `sql` changes rows (what `wayfinder_db_writes_total` counts:
+/// statements, not transactions).
+fn is_write(sql: &str) -> bool {
+    let verb = sql.split_whitespace().next().unwrap_or("");
+    ["INSERT", "UPDATE", "DELETE", "REPLACE"]
+        .iter()
+        .any(|w| verb.eq_ignore_ascii_case(w))
 }
 
 /// Applies every pending migration.

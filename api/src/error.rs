@@ -32,6 +32,11 @@ pub enum AppError {
     /// `RATE_LIMITED`: too many operations; `retryAfter` says in how many seconds one more fits.
     #[error("You are going a little fast: please try again in {retry_after} s.")]
     RateLimited { retry_after: u64 },
+    /// `TOO_MANY_SOCKETS` (HTTP 429 on the websocket upgrade): the client's address already holds its most graphql-ws sockets on this replica; close one first.
+    #[error(
+        "too many open sockets from this address (at most {max}): close one before opening another"
+    )]
+    TooManySockets { max: usize },
     /// `BAD_REQUEST`: the request as a whole is refused before it runs (too many fields for a public caller, …).
     #[error("{0}")]
     BadRequest(String),
@@ -76,6 +81,7 @@ impl AppError {
             Self::BadInput { .. } => "BAD_USER_INPUT",
             Self::PlanRequired { .. } => "PLAN_REQUIRED",
             Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::TooManySockets { .. } => "TOO_MANY_SOCKETS",
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::Internal(_) => "INTERNAL",
         }

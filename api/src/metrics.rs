@@ -67,6 +67,8 @@ pub struct Metrics {
     pub llm_tokens: Family<ModelLabels, Counter>,
     pub credit_refusals: Counter,
     pub rate_limited: Family<SubjectLabels, Counter>,
+    pub socket_refusals: Counter,
+    pub db_writes: Counter,
     pub fanout_gaps: Counter,
 }
 
@@ -95,6 +97,8 @@ impl Metrics {
         let llm_tokens = Family::<ModelLabels, Counter>::default();
         let credit_refusals = Counter::default();
         let rate_limited = Family::<SubjectLabels, Counter>::default();
+        let socket_refusals = Counter::default();
+        let db_writes = Counter::default();
         let fanout_gaps = Counter::default();
         registry.register(
             "graphql_operations",
@@ -147,6 +151,16 @@ impl Metrics {
             rate_limited.clone(),
         );
         registry.register(
+            "socket_refusals",
+            "graphql-ws upgrades refused because the client address holds its most sockets",
+            socket_refusals.clone(),
+        );
+        registry.register(
+            "db_writes",
+            "Statements that changed rows (INSERT, UPDATE, DELETE), every transaction's included",
+            db_writes.clone(),
+        );
+        registry.register(
             "fanout_gaps",
             "Times a live subscription may have missed bus messages (it lagged, or the bus reconnected) and re-read the store",
             fanout_gaps.clone(),
@@ -163,6 +177,8 @@ impl Metrics {
             llm_tokens,
             credit_refusals,
             rate_limited,
+            socket_refusals,
+            db_writes,
             fanout_gaps,
         }
     }

@@ -110,6 +110,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         &config,
         redis.clone().map(|c| (c, config.redis_prefix.clone())),
     );
+    let sockets_per_ip = crate::http::ws::SocketsPerIp::new(config.ws_max_sockets_per_ip);
     Ok(Arc::new(State {
         db,
         config,
@@ -123,6 +124,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         schema,
         shutdown: tokio::sync::watch::channel(false).0,
         revoked_keys: tokio::sync::broadcast::channel(256).0,
+        sockets_per_ip,
     }))
 }
 

@@ -39,4 +39,6 @@ pub struct State {
     /// Ids of API keys just revoked (on any replica): their sockets close (4403).
     /// A broadcast because revocations are rare and every socket must hear them.
     pub revoked_keys: tokio::sync::broadcast::Sender<uuid::Uuid>,
+    /// Open graphql-ws sockets per client address, for the per-address cap.
+    pub sockets_per_ip: crate::http::ws::SocketsPerIp,
 }

@@ -147,10 +147,10 @@ impl MigrationTrait for Migration {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(KbPassages::Table).to_owned())
             .await?;
+        // The full-text index is not rebuilt: nothing reads it any more.
         for idx in [
             "idx_kb_articles_kb_revision",
             "idx_kb_articles_embedding_model",
-            // SQLite refuses to drop a column an index still names.
             "idx_kb_articles_source_path",
         ] {
             m.drop_index(Index::drop().name(idx).table("kb_articles").to_owned())

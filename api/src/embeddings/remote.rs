@@ -41,7 +41,8 @@ pub struct RemoteEmbedder {
     policy: outbound::Policy,
     url: Url,
     api_key: Option<String>,
-    model: String,
+    /// The model's name on the server.
+    remote_model: String,
     name: String,
     dimension: usize,
 }
@@ -107,7 +108,7 @@ impl RemoteEmbedder {
             url,
             api_key: config.embedding_api_key.clone(),
             name: format!("{prefix}:{model}"),
-            model,
+            remote_model: model,
             dimension: 0,
         };
         let probe = me.call(&["ready".to_string()]).await.map_err(|e| {
@@ -131,7 +132,7 @@ impl RemoteEmbedder {
         let mut req = self
             .client
             .post(self.url.clone())
-            .json(&json!({ "model": self.model, "input": texts }));
+            .json(&json!({ "model": self.remote_model, "input": texts }));
         if let Some(key) = &self.api_key {
             let mut value = header::HeaderValue::from_str(&format!("Bearer {key}"))
                 .map_err(|_| remote("EMBEDDING_API_KEY is not a valid header value"))?;

@@ -59,7 +59,9 @@ fn error(status: StatusCode, ty: ResponseType, code: &str, message: &str) -> Res
 /// `code` (and `retryAfter`, with a `Retry-After` header, when rate limited).
 pub(crate) fn refusal(err: AppError, ty: ResponseType) -> Response {
     let status = match &err {
-        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::RateLimited { .. } | AppError::TooManySockets { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         AppError::Internal(cause) => {
             tracing::error!(%cause, "request refused: internal error");

@@ -102,7 +102,9 @@ impl IntoResponse for RestError {
             AppError::Forbidden(_) | AppError::PlanRequired { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::BadInput { .. } | AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::RateLimited { .. } | AppError::TooManySockets { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             AppError::Internal(cause) => {
                 tracing::error!(%cause, "REST adapter failed");
                 StatusCode::SERVICE_UNAVAILABLE

@@ -32,12 +32,14 @@ use std::{
 
 use tokio::sync::{broadcast, mpsc, watch};
 
-/// Messages buffered per topic for a slow subscriber before it lags. A turn
-/// emits a few dozen events in a burst; 64 covers that (a lagging subscriber
-/// re-reads the store) while a topic's buffer stays small: the buffer is
-/// allocated when the topic's first subscriber arrives, so it is paid per
-/// followed topic, i.e. per live socket.
-const TOPIC_CAPACITY: usize = 64;
+/// Messages buffered per topic for a slow subscriber before it lags. The
+/// buffer (~48 bytes a slot) is allocated when the topic's first subscriber
+/// arrives, so it is paid per followed topic, i.e. per live widget socket:
+/// 32 slots are 1.5 KB. Subscribers are socket tasks that forward each
+/// message at once, so a turn's burst (its chunks arrive one network read at
+/// a time) rarely gets 32 ahead; one that does re-reads the store (a gap),
+/// which costs a query, not an event.
+const TOPIC_CAPACITY: usize = 32;
 
 /// Publish and subscribe by topic name.
 pub trait Bus: Send + Sync + 'static {

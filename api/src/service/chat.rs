@@ -88,10 +88,20 @@ pub async fn touch_session(db: &impl ConnectionTrait, session_id: Uuid) -> Resul
     Ok(())
 }
 
-/// Records that a turn started in `session_id`: its token's TTL counts from
-/// now. Never fails the turn (the visitor's message is already stored); a
-/// failed write is logged and only shortens that session's life.
-pub async fn turn_started(db: &impl ConnectionTrait, session_id: Uuid) {
+/// A session's last turn is recorded at most this often: its TTL counts in
+/// days, and a visitor's burst of turns should not write the session row for
+/// each one (a new session was created just now anyway).
+const TOUCH_EVERY: TimeDelta = TimeDelta::minutes(1);
+
+/// Records that a turn started in `session`: its token's TTL counts from
+/// now (give or take [`TOUCH_EVERY`]). Never fails the turn (the visitor's
+/// message is already stored); a failed write is logged and only shortens
+/// that session's life.
+pub async fn turn_started(db: &impl ConnectionTrait, session: &chat_session::Model) {
+    if Utc::now() - session.updated_at < TOUCH_EVERY {
+        return;
+    }
+    let session_id = session.id;
     if let Err(err) = touch_session(db, session_id).await {
         tracing::warn!(%err, %session_id, "could not bump the session's last turn");
     }
@@ -149,30 +159,51 @@ pub struct NewEvent {
     pub tokens_used: i32,
 }
 
-/// Stores event `seq` of a turn.
-pub async fn store_event(
+/// Stores several events of one turn (each with its `seq`) in one statement,
+/// in order; returns them as stored.
+pub async fn store_events(
     db: &impl ConnectionTrait,
     session: &chat_session::Model,
     turn_id: Uuid,
-    seq: i32,
-    ev: NewEvent,
-) -> Result<chat_message::Model, AppError> {
-    Ok(chat_message::ActiveModel {
-        id: Set(ev.id.unwrap_or_else(new_id)),
-        org_id: Set(session.org_id),
-        session_id: Set(session.id),
-        turn_id: Set(turn_id),
-        seq: Set(seq),
-        role: Set(ev.role.to_string()),
-        status: Set(ev.status.as_str().to_string()),
-        text: Set(ev.text),
-        payload: Set(ev.payload),
-        model: Set(ev.model),
-        tokens_used: Set(ev.tokens_used),
-        created_at: Set(Utc::now()),
+    events: Vec<(i32, NewEvent)>,
+) -> Result<Vec<chat_message::Model>, AppError> {
+    let now = Utc::now();
+    let models: Vec<chat_message::Model> = events
+        .into_iter()
+        .map(|(seq, ev)| chat_message::Model {
+            id: ev.id.unwrap_or_else(new_id),
+            org_id: session.org_id,
+            session_id: session.id,
+            turn_id,
+            seq,
+            role: ev.role.to_string(),
+            status: ev.status.as_str().to_string(),
+            text: ev.text,
+            payload: ev.payload,
+            model: ev.model,
+            tokens_used: ev.tokens_used,
+            created_at: now,
+        })
+        .collect();
+    if models.is_empty() {
+        return Ok(models);
     }
-    .insert(db)
-    .await?)
+    let rows = models.iter().map(|m| chat_message::ActiveModel {
+        id: Set(m.id),
+        org_id: Set(m.org_id),
+        session_id: Set(m.session_id),
+        turn_id: Set(m.turn_id),
+        seq: Set(m.seq),
+        role: Set(m.role.clone()),
+        status: Set(m.status.clone()),
+        text: Set(m.text.clone()),
+        payload: Set(m.payload.clone()),
+        model: Set(m.model.clone()),
+        tokens_used: Set(m.tokens_used),
+        created_at: Set(m.created_at),
+    });
+    chat_message::Entity::insert_many(rows).exec(db).await?;
+    Ok(models)
 }
 
 /// A turn's stored events after `after_seq`, in order.

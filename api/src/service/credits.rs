@@ -249,30 +249,28 @@ async fn settle_noted(
         return Ok(());
     };
     if actual <= res.amount {
-        ledger_row(
+        let mut rows = vec![ledger_row(
             res.org_id,
             0,
             "SETTLEMENT",
             res.turn_id,
             Some(&res.model),
             Some(note),
-        )
-        .insert(&txn)
-        .await?;
+        )];
         let refund = res.amount - actual;
         if refund > 0 {
             apply(&txn, res.org_id, refund).await?;
-            ledger_row(
+            rows.push(ledger_row(
                 res.org_id,
                 refund,
                 "REFUND",
                 res.turn_id,
                 Some(&res.model),
                 None,
-            )
-            .insert(&txn)
-            .await?;
+            ));
         }
+        // One statement for both rows: a turn's writes stay few.
+        credit_ledger::Entity::insert_many(rows).exec(&txn).await?;
     } else {
         let owed = actual - res.amount;
         let extra = std::cmp::min(owed, std::cmp::max(current.credit_balance, 0));

@@ -254,12 +254,16 @@ fn html_article(text: &str) -> (Option<String>, String) {
         for child in e.children() {
             match child.value() {
                 Node::Text(t) => {
+                    // Whitespace at a text node's edges is a word break; none is none
+                    // ("<b>monthly</b>." stays "monthly.").
                     let collapsed = t.split_whitespace().collect::<Vec<_>>().join(" ");
-                    if !collapsed.is_empty() {
-                        if !out.ends_with([' ', '\n']) && !out.is_empty() {
-                            out.push(' ');
-                        }
-                        out.push_str(&collapsed);
+                    let starts = t.starts_with(char::is_whitespace);
+                    if starts && !out.is_empty() && !out.ends_with([' ', '\n']) {
+                        out.push(' ');
+                    }
+                    out.push_str(&collapsed);
+                    if t.ends_with(char::is_whitespace) && !collapsed.is_empty() {
+                        out.push(' ');
                     }
                 }
                 Node::Element(_) => {

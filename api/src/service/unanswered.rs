@@ -181,7 +181,7 @@ pub async fn groups(
         }
     }
     // Stable: equal counts stay most recent first.
-    groups.sort_by(|a, b| b.count.cmp(&a.count));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
     groups.truncate(first);
     Ok(groups)
 }

@@ -29,7 +29,7 @@ use crate::{
     domain::TurnStatus,
     error::AppError,
     service::{
-        chat::{NewEvent, store_event},
+        chat::{NewEvent, store_events},
         content::FlowStep,
     },
     state::State,
@@ -238,26 +238,26 @@ impl Emitter {
         if status == TurnStatus::AnswerDelta {
             return self.emit_delta(payload.delta.unwrap_or_default()).await;
         }
-        self.store_held().await?;
         let seq = self.next_seq;
-        let stored = store_event(
-            &self.st.db,
-            &self.session,
-            self.turn_id,
-            seq,
-            NewEvent {
-                id: None,
-                status,
-                role,
-                text: text.into(),
-                payload: serde_json::to_value(&payload).map_err(AppError::internal)?,
-                model,
-                tokens_used,
-            },
-        )
-        .await?;
+        let new = NewEvent {
+            id: None,
+            status,
+            role,
+            text: text.into(),
+            payload: serde_json::to_value(&payload).map_err(AppError::internal)?,
+            model,
+            tokens_used,
+        };
+        // Held chunks go in with this event, in one statement.
+        let mut rows = self.held_row()?.into_iter().collect::<Vec<_>>();
+        rows.push((seq, new));
+        let stored = store_events(&self.st.db, &self.session, self.turn_id, rows).await?;
+        self.held = None;
+        let stored = stored
+            .last()
+            .ok_or_else(|| AppError::internal("no event stored"))?;
         self.next_seq += 1;
-        let event = TurnEvent::from_message(&stored)?;
+        let event = TurnEvent::from_message(stored)?;
         self.publish(&event);
         Ok(event)
     }
@@ -298,19 +298,17 @@ impl Emitter {
         Ok(event)
     }
 
-    /// Stores the held chunks as one row (nothing when none are held).
-    async fn store_held(&mut self) -> Result<(), AppError> {
-        let Some(held) = self.held.take() else {
-            return Ok(());
+    /// The held chunks as one row to store (none when none are held); they
+    /// stay held until the row is stored.
+    fn held_row(&self) -> Result<Option<(i32, NewEvent)>, AppError> {
+        let Some(held) = &self.held else {
+            return Ok(None);
         };
         let payload = EventPayload {
-            parts: held.parts,
+            parts: held.parts.clone(),
             ..Default::default()
         };
-        store_event(
-            &self.st.db,
-            &self.session,
-            self.turn_id,
+        Ok(Some((
             held.first_seq,
             NewEvent {
                 id: Some(held.message_id),
@@ -321,8 +319,16 @@ impl Emitter {
                 model: None,
                 tokens_used: 0,
             },
-        )
-        .await?;
+        )))
+    }
+
+    /// Stores the held chunks as one row (a mid-stream checkpoint).
+    async fn store_held(&mut self) -> Result<(), AppError> {
+        let Some(row) = self.held_row()? else {
+            return Ok(());
+        };
+        store_events(&self.st.db, &self.session, self.turn_id, vec![row]).await?;
+        self.held = None;
         Ok(())
     }
 

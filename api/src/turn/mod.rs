@@ -190,7 +190,7 @@ pub async fn start(
             0,
         )
         .await?;
-    chat::turn_started(&st.db, session.id).await;
+    chat::turn_started(&st.db, &session).await;
     Ok(StartedTurn {
         turn_id,
         session_id: session.id,

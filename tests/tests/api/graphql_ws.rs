@@ -533,3 +533,93 @@ async fn postgres_smoke() {
         json!({ "type": "complete", "id": "pg" })
     );
 }
+
+#[tokio::test]
+async fn sockets_over_the_per_address_cap_are_refused_with_429() {
+    // Arrange: at most two sockets per address.
+    let app =
+        crate::helpers::spawn_app_with(Backend::Sqlite, |c| c.ws_max_sockets_per_ip = 2).await;
+    let mut first = connect(&app).await;
+    init(&mut first, None).await;
+    let mut second = connect(&app).await;
+    init(&mut second, None).await;
+
+    // Act: a third upgrade from the same address.
+    let mut request = ok(app.ws_url.as_str().into_client_request(), "ws request");
+    request.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let refused = tokio::time::timeout(RECV_TIMEOUT, connect_async(request)).await;
+
+    // Assert: refused before the upgrade, saying why.
+    let Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) = refused else {
+        panic!("a third socket was not refused: {refused:?}");
+    };
+    assert_eq!(response.status(), 429);
+    let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default())
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "TOO_MANY_SOCKETS",
+        "{body}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at most 2")),
+        "{body}"
+    );
+
+    // The sockets held still work, and a closed one frees its place.
+    let _ = round_trip(&mut first).await;
+    ok(second.close(None).await, "close");
+    let mut freed = None;
+    for _ in 0..50 {
+        let mut request = ok(app.ws_url.as_str().into_client_request(), "ws request");
+        request.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        if let Ok((ws, _)) = connect_async(request).await {
+            freed = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut third = freed.expect("a place freed by the closed socket");
+    init(&mut third, None).await;
+}
+
+#[tokio::test]
+async fn closed_sockets_leave_nothing_behind() {
+    // Arrange: sockets, each with a subscription.
+    let app = spawn_app(Backend::Sqlite).await;
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut sockets = Vec::new();
+    for _ in 0..20 {
+        let mut ws = connect_org(&app).await;
+        subscribe(&mut ws, "1", ORG_EVENTS).await;
+        let _ = round_trip(&mut ws).await;
+        sockets.push(ws);
+    }
+    assert_eq!(app.state.sockets_per_ip.open_from(local), 20);
+    assert_eq!(app.state.bus.local_topics(), 1, "one org topic, shared");
+
+    // Act
+    for mut ws in sockets {
+        ok(ws.close(None).await, "close");
+    }
+
+    // Assert: no socket counted, no topic followed.
+    for _ in 0..50 {
+        if app.state.sockets_per_ip.open_from(local) == 0 && app.state.bus.local_topics() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "left behind: {} sockets counted, {} topics",
+        app.state.sockets_per_ip.open_from(local),
+        app.state.bus.local_topics()
+    );
+}

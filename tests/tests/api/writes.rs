@@ -48,6 +48,7 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     fake.set_behaviour(Behaviour::reply(&refs, 50, 300));
 
     // Act
+    let writes_before = wayfinder::metrics::metrics().db_writes.get();
     let started = app
         .gql_as(
             None,
@@ -75,6 +76,18 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     );
     let answered = live.iter().find(|e| e["status"] == "ANSWERED").unwrap();
     assert_eq!(answered["text"], answer.trim());
+
+    // Every database write of the turn, whatever the answer's length: the
+    // new visitor and session (2), the message (1), the credit reservation
+    // (2) and settlement (2), the chunks with the answer (1), `COMPLETED`
+    // (1), the outbox event and its published mark (2); a stream longer
+    // than a second adds up to two checkpoints.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes = wayfinder::metrics::metrics().db_writes.get() - writes_before;
+    assert!(
+        writes <= 11 + wayfinder::turn::events::MAX_CHECKPOINTS as u64,
+        "a streamed turn of 300 chunks made {writes} database writes"
+    );
 
     // A handful of rows for the whole turn, whatever the answer's length.
     let turn_id: uuid::Uuid = s["turnId"].as_str().unwrap().parse().unwrap();
@@ -126,5 +139,27 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     assert_eq!(
         replay.iter().map(key).collect::<Vec<_>>(),
         live.iter().map(key).collect::<Vec<_>>()
+    );
+
+    // The visitor's next turn in the same conversation: at most 9 writes.
+    let writes_before = wayfinder::metrics::metrics().db_writes.get();
+    let next = app
+        .gql_as(
+            None,
+            "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionToken } }",
+            json!({ "i": { "widgetId": widget, "message": "And how do I reset my password on a phone?", "sessionToken": s["sessionToken"] } }),
+        )
+        .await;
+    let n = &next["data"]["startTurn"];
+    let events = follow(&app, &n["turnId"], &n["sessionToken"]).await;
+    assert_eq!(
+        events.last().map(|e| e["status"].clone()),
+        Some(json!("COMPLETED"))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes = wayfinder::metrics::metrics().db_writes.get() - writes_before;
+    assert!(
+        writes <= 9 + wayfinder::turn::events::MAX_CHECKPOINTS as u64,
+        "a follow-up streamed turn made {writes} database writes"
     );
 }

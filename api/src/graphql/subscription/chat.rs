@@ -32,6 +32,10 @@ use crate::{
     turn::events::{TurnEvent, session_topic, turn_topic},
 };
 
+// Re-reading the store (`fill`) is boxed wherever a stream awaits it: its
+// database future is large and rare, and an idle subscription should carry
+// only what it needs to wait for the bus.
+
 /// How long a live stream waits before re-checking the store.
 const IDLE_RECHECK: Duration = Duration::from_secs(10);
 /// The same while the bus is disconnected (Redis down): other replicas'
@@ -188,12 +192,12 @@ impl TurnFollow {
                     self.ahead.insert(ev.seq, ev);
                     let recently = self.filled_at.is_some_and(|at| at.elapsed() < GAP_RECHECK);
                     if stored || !recently {
-                        self.fill().await;
+                        Box::pin(self.fill()).await;
                     }
                 }
-                Ok(Delivery::Gap) | Err(_) => self.fill().await,
+                Ok(Delivery::Gap) | Err(_) => Box::pin(self.fill()).await,
                 Ok(Delivery::Closed) => {
-                    self.fill().await;
+                    Box::pin(self.fill()).await;
                     if self.pending.is_empty() {
                         return None;
                     }
@@ -262,10 +266,10 @@ impl SessionFollow {
                     if let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw)
                         && !self.offer(ev, true)
                     {
-                        self.fill().await;
+                        Box::pin(self.fill()).await;
                     }
                 }
-                Ok(Delivery::Gap) | Err(_) => self.fill().await,
+                Ok(Delivery::Gap) | Err(_) => Box::pin(self.fill()).await,
                 Ok(Delivery::Closed) => return None,
             }
         }
@@ -285,31 +289,36 @@ impl ChatSubscription {
         #[graphql(desc = "The session token from `startTurn` or `sendMessage`.")]
         session_token: Option<String>,
     ) -> Result<impl Stream<Item = TurnEvent> + use<>, GqlError> {
-        let st = ctx.state()?.clone();
-        let session_id = chat::session_of_turn(&st.db, turn_id)
-            .await?
-            .ok_or_else(|| AppError::not_found("turn"))?;
-        authorize(&st, &ctx.caller(), session_id, session_token)
-            .await
-            .map_err(|e| match e {
-                AppError::NotFound { .. } => AppError::not_found("turn"),
-                other => other,
-            })?;
-        let mut rx = st.bus.subscribe(&turn_topic(turn_id));
-        rx.ready(BUS_READY_WAIT).await;
-        let pending = events(chat::turn_events(&st.db, turn_id, 0).await?);
-        let follow = TurnFollow {
-            st,
-            rx,
-            turn_id,
-            pending,
-            ahead: BTreeMap::new(),
-            filled_at: None,
-            last_seq: 0,
-            done: false,
-            started: tokio::time::Instant::now(),
-        };
-        Ok(stream::unfold(follow, TurnFollow::next))
+        let (st, caller) = (ctx.state()?.clone(), ctx.caller());
+        // Boxed: async-graphql keeps this future's space in the
+        // subscription's stream for as long as it runs.
+        Box::pin(async move {
+            let session_id = chat::session_of_turn(&st.db, turn_id)
+                .await?
+                .ok_or_else(|| AppError::not_found("turn"))?;
+            authorize(&st, &caller, session_id, session_token)
+                .await
+                .map_err(|e| match e {
+                    AppError::NotFound { .. } => AppError::not_found("turn"),
+                    other => other,
+                })?;
+            let mut rx = st.bus.subscribe(&turn_topic(turn_id));
+            rx.ready(BUS_READY_WAIT).await;
+            let pending = events(chat::turn_events(&st.db, turn_id, 0).await?);
+            let follow = TurnFollow {
+                st,
+                rx,
+                turn_id,
+                pending,
+                ahead: BTreeMap::new(),
+                filled_at: None,
+                last_seq: 0,
+                done: false,
+                started: tokio::time::Instant::now(),
+            };
+            Ok::<_, GqlError>(stream::unfold(follow, TurnFollow::next))
+        })
+        .await
     }
 
     /// Every event of a conversation: the last 200 stored ones, then live ones, for dashboards (API key) or the session's own token.
@@ -321,22 +330,25 @@ impl ChatSubscription {
             String,
         >,
     ) -> Result<impl Stream<Item = TurnEvent> + use<>, GqlError> {
-        let st = ctx.state()?.clone();
-        authorize(&st, &ctx.caller(), session_id, session_token).await?;
-        let mut rx = st.bus.subscribe(&session_topic(session_id));
-        rx.ready(BUS_READY_WAIT).await;
-        let rows = chat::recent_session_events(&st.db, session_id, SESSION_REPLAY).await?;
-        let mut follow = SessionFollow {
-            st,
-            rx,
-            session_id,
-            pending: VecDeque::new(),
-            queued: HashMap::new(),
-            turns: VecDeque::new(),
-        };
-        for ev in events(rows) {
-            follow.offer(ev, false);
-        }
-        Ok(stream::unfold(follow, SessionFollow::next))
+        let (st, caller) = (ctx.state()?.clone(), ctx.caller());
+        Box::pin(async move {
+            authorize(&st, &caller, session_id, session_token).await?;
+            let mut rx = st.bus.subscribe(&session_topic(session_id));
+            rx.ready(BUS_READY_WAIT).await;
+            let rows = chat::recent_session_events(&st.db, session_id, SESSION_REPLAY).await?;
+            let mut follow = SessionFollow {
+                st,
+                rx,
+                session_id,
+                pending: VecDeque::new(),
+                queued: HashMap::new(),
+                turns: VecDeque::new(),
+            };
+            for ev in events(rows) {
+                follow.offer(ev, false);
+            }
+            Ok::<_, GqlError>(stream::unfold(follow, SessionFollow::next))
+        })
+        .await
     }
 }

@@ -96,7 +96,7 @@ impl OrgFollow {
                         self.offer(ev);
                     }
                 }
-                Ok(Delivery::Gap) | Err(_) => self.fill().await,
+                Ok(Delivery::Gap) | Err(_) => Box::pin(self.fill()).await,
                 Ok(Delivery::Closed) => return None,
             }
         }
@@ -118,19 +118,24 @@ impl OrgSubscription {
     ) -> Result<impl Stream<Item = OrgEvent> + use<>, GqlError> {
         let (st, scope) = (ctx.state()?.clone(), ctx.scope()?);
         let org_id = scope.org_id();
-        let mut rx = st.bus.subscribe(&org_topic(org_id));
-        rx.ready(super::chat::BUS_READY_WAIT).await;
-        let follow = OrgFollow {
-            st,
-            rx,
-            org_id,
-            kinds,
-            pending: VecDeque::new(),
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
-            newest: Utc::now(),
-            since: Utc::now(),
-        };
-        Ok(stream::unfold(follow, OrgFollow::next))
+        // Boxed: async-graphql keeps this future's space in the
+        // subscription's stream for as long as it runs.
+        Box::pin(async move {
+            let mut rx = st.bus.subscribe(&org_topic(org_id));
+            rx.ready(super::chat::BUS_READY_WAIT).await;
+            let follow = OrgFollow {
+                st,
+                rx,
+                org_id,
+                kinds,
+                pending: VecDeque::new(),
+                seen: HashSet::new(),
+                seen_order: VecDeque::new(),
+                newest: Utc::now(),
+                since: Utc::now(),
+            };
+            Ok(stream::unfold(follow, OrgFollow::next))
+        })
+        .await
     }
 }

@@ -1,32 +1,51 @@
-//! GraphQL over WebSocket: the `graphql-transport-ws` subprotocol, as the
-//! graphql-ws project's PROTOCOL.md specifies it.
+//! GraphQL over WebSocket: the `graphql-transport-ws` subprotocol (its
+//! messages and close codes in [`protocol`]), and the connection loop.
 //!
-//! async-graphql's own websocket handler does not follow that document to the
-//! letter (close codes, `error` vs `next`, duplicate ids), so this module
-//! speaks the protocol itself over [`Schema::execute_stream`] and axum's
-//! [`WebSocket`].
+//! async-graphql's own websocket handler does not follow graphql-ws's
+//! PROTOCOL.md to the letter (close codes, `error` vs `next`, duplicate ids),
+//! so this module speaks the protocol itself over [`Schema::execute_stream`]
+//! and axum's [`WebSocket`].
 //!
 //! One task per socket owns the socket and runs a select loop over: incoming
-//! frames, results from the operations, and the initialisation deadline.
-//! Every operation runs in its own task and hands its messages to the socket
-//! task through a bounded channel, so no operation ever touches the socket and
-//! a slow client slows its own operations down instead of piling up memory.
-//! The socket task only forwards a message while its operation is still the
-//! active one for that id, so nothing is sent after a client's `complete`.
+//! frames, the messages of its running operations, keep-alive ticks and the
+//! initialisation deadline. The operations are streams polled by that same
+//! task (no task, channel or buffer per operation: an idle socket with one
+//! subscription is one small task, the socket's buffers and the
+//! subscription's own state), so a slow client slows its own operations down
+//! instead of piling up memory, and nothing is sent after a client's
+//! `complete` (its stream is dropped at once). A panic in an operation ends
+//! that operation with an `error`, not the socket.
 //!
-//! What bounds a socket: every `subscribe` is charged to the caller's rate
-//! budget (its root fields, like an HTTP request) and public callers run
-//! only small operations; at most `WAYFINDER_WS_MAX_SUBSCRIPTIONS` root
-//! subscription fields run at once; the server pings every
-//! `WAYFINDER_WS_PING_SECS` and drops a peer that stops answering; a send
-//! that the client does not read within `WAYFINDER_WS_WRITE_TIMEOUT_SECS`
-//! drops the socket; a socket with nothing running for
-//! `WAYFINDER_WS_IDLE_SECS` is closed (1000); a revoked API key closes its
-//! sockets (4403) on every replica; shutdown closes every socket with 1001.
+//! What is rare and large is boxed so that it costs only while it runs: the
+//! handling of a client message (authentication, admission: database and
+//! rate-limit futures) and the closing handshake. What an idle socket holds
+//! is measured in `benches/sockets.rs` (README, "Performance").
+//!
+//! What bounds a socket: at most `WAYFINDER_WS_MAX_SOCKETS_PER_IP` sockets
+//! per client address ([`sockets_per_ip`]); every `subscribe` is charged to
+//! the caller's rate budget (its root fields, like an HTTP request) and
+//! public callers run only small operations; at most
+//! `WAYFINDER_WS_MAX_SUBSCRIPTIONS` root subscription fields run at once; the
+//! server pings every `WAYFINDER_WS_PING_SECS` and drops a peer that stops
+//! answering; a send that the client does not read within
+//! `WAYFINDER_WS_WRITE_TIMEOUT_SECS` drops the socket; a socket with nothing
+//! running for `WAYFINDER_WS_IDLE_SECS` is closed (1000); a revoked API key
+//! closes its sockets (4403) on every replica; shutdown closes every socket
+//! with 1001.
 //!
 //! [`Schema::execute_stream`]: async_graphql::Schema::execute_stream
 
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+mod protocol;
+pub mod sockets_per_ip;
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use async_graphql::{
     ErrorExtensions, Request, Response, ServerError, Value, Variables, parser::types::OperationType,
@@ -38,11 +57,17 @@ use axum::{
     },
     response::Response as HttpResponse,
 };
-use futures_util::StreamExt;
-use serde::Serialize;
+use futures_util::{
+    Stream, StreamExt,
+    stream::{AbortHandle, Abortable, BoxStream, SelectAll},
+};
 use serde_json::{Map, Value as Json};
-use tokio::{sync::mpsc, task::AbortHandle, time::Instant};
+use tokio::time::{Instant, Sleep};
 
+use self::protocol::{
+    ClientMessage, MAX_CLOSE_REASON, ServerMessage, SubscribePayload, close_code, encode, truncate,
+};
+pub use self::sockets_per_ip::{SocketPermit, SocketsPerIp};
 use super::origin::RequestOrigin;
 use crate::{
     auth::{self, Caller},
@@ -54,48 +79,20 @@ use crate::{
 /// The only subprotocol spoken here.
 pub const PROTOCOL: &str = "graphql-transport-ws";
 
-/// Close codes of the protocol, and the two generic ones used besides.
-mod close_code {
-    /// A message that is not valid JSON, not an object, or not a protocol message.
-    pub const BAD_REQUEST: u16 = 4400;
-    /// `subscribe` before the connection was acknowledged.
-    pub const UNAUTHORIZED: u16 = 4401;
-    /// `connection_init` rejected (wrong API key).
-    pub const FORBIDDEN: u16 = 4403;
-    /// The client did not offer `graphql-transport-ws`.
-    pub const SUBPROTOCOL_NOT_ACCEPTABLE: u16 = 4406;
-    /// No `connection_init` within the configured wait.
-    pub const INIT_TIMEOUT: u16 = 4408;
-    /// `subscribe` with the id of an operation still running.
-    pub const SUBSCRIBER_EXISTS: u16 = 4409;
-    /// A second `connection_init`.
-    pub const TOO_MANY_INITS: u16 = 4429;
-    /// A frame or message over the size limit.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// The server failed (the database, while checking the API key).
-    pub const INTERNAL_ERROR: u16 = 1011;
-    /// Nothing ran on the socket for the idle timeout.
-    pub const NORMAL: u16 = 1000;
-    /// The server is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// The client sent messages faster than its rate budget allows.
-    pub const POLICY_VIOLATION: u16 = 1008;
-}
-
 /// Messages of any kind that together cost one rate-limit unit.
 const FRAMES_PER_UNIT: u32 = 20;
 
 /// Longest ping message whose payload the pong echoes back.
 const MAX_PING_ECHO: usize = 1024;
 
-/// Messages an operation may have queued for the socket before it waits.
-const OUTBOUND_BUFFER: usize = 64;
-
-/// Initial capacity of a socket's read buffer. axum's default (128 KiB per
+/// Initial capacity of a socket's read buffer, which an idle socket keeps
+/// allocated while it waits for the next frame. axum's default (128 KiB per
 /// socket, allocated up front) made an idle socket cost ~150 KB; graphql-ws
-/// client messages are small, and the buffer still grows for a large one
-/// (up to the body limit, checked by `max_message_size`).
-const READ_BUFFER: usize = 4 * 1024;
+/// client messages are small (a `subscribe` is a few hundred bytes), and the
+/// buffer grows to hold a larger frame (up to the body limit, checked by
+/// `max_message_size`): a big message costs more reads, not more resident
+/// memory for every socket.
+const READ_BUFFER: usize = 512;
 
 /// Bytes buffered before a write goes to the socket: none. Every message is
 /// written (and, with `TCP_NODELAY`, sent) at once instead of waiting in a
@@ -105,24 +102,27 @@ const WRITE_BUFFER: usize = 0;
 /// How long to wait for the client's close frame after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Longest close reason a close frame can carry (125 bytes minus the code).
-const MAX_CLOSE_REASON: usize = 123;
-
 /// Upgrades to a graphql-ws socket; every operation on it carries the
-/// upgrade request's `origin` (checked by the widget operations).
+/// upgrade request's `origin` (checked by the widget operations). An address
+/// that already holds its most sockets is refused with 429
+/// `TOO_MANY_SOCKETS` before the upgrade.
 pub async fn handler(
     State(st): State<AppState>,
     ws: WebSocketUpgrade,
     origin: RequestOrigin,
     ip: IpAddr,
 ) -> HttpResponse {
+    let permit = match st.sockets_per_ip.acquire(ip) {
+        Ok(permit) => permit,
+        Err(err) => return super::graphql::refusal(err, super::media::ResponseType::Json),
+    };
     let limit = st.config.body_limit;
     ws.protocols([PROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(st, socket, origin, ip))
+        .on_upgrade(move |socket| serve(st, socket, origin, ip, permit))
 }
 
 /// Why the server ends the socket: a close code and its reason.
@@ -146,19 +146,22 @@ impl Close {
 }
 
 /// Runs one socket until either side closes it.
-async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: IpAddr) {
+async fn serve(
+    st: AppState,
+    mut socket: WebSocket,
+    origin: RequestOrigin,
+    ip: IpAddr,
+    _permit: SocketPermit,
+) {
     let offered = socket
         .protocol()
         .is_some_and(|p| p.as_bytes() == PROTOCOL.as_bytes());
     if !offered {
-        close(
-            &mut socket,
-            Close::new(
-                close_code::SUBPROTOCOL_NOT_ACCEPTABLE,
-                "Subprotocol not acceptable",
-            ),
-        )
-        .await;
+        let refusal = Close::new(
+            close_code::SUBPROTOCOL_NOT_ACCEPTABLE,
+            "Subprotocol not acceptable",
+        );
+        Box::pin(close(&mut socket, refusal)).await;
         return;
     }
 
@@ -169,8 +172,6 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
     let idle_after = Duration::from_secs(st.config.ws_idle_secs.max(1));
     let mut shutdown = st.shutdown.subscribe();
     let mut revoked = st.revoked_keys.subscribe();
-    let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_BUFFER);
-    let (gone_tx, mut gone_rx) = mpsc::unbounded_channel();
     let mut conn = Connection {
         st,
         origin,
@@ -178,16 +179,17 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
         caller: None,
         init_received: false,
         ops: HashMap::new(),
+        running: SelectAll::new(),
         next_key: 0,
-        out_tx,
-        gone_tx,
         idle_since: Instant::now(),
         frames: 0,
     };
 
-    // A zero wait means "wait forever", as in the reference server.
-    let deadline = tokio::time::sleep(init_timeout);
-    tokio::pin!(deadline);
+    // A zero wait means "wait forever", as in the reference server. Boxed
+    // and dropped once `connection_init` arrives: an open socket keeps no
+    // timer for it.
+    let mut deadline: Option<Pin<Box<Sleep>>> =
+        (!init_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(init_timeout)));
     let mut ticks = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
@@ -214,7 +216,9 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
                         }
                     },
                 };
-                match conn.handle(&text).await {
+                // Boxed: authenticating and admitting are large futures
+                // that an idle socket should not carry.
+                match Box::pin(conn.handle(&text)).await {
                     Ok(None) => {}
                     Ok(Some(reply)) => {
                         if !send(&mut socket, Message::text(reply), write_timeout).await {
@@ -223,15 +227,17 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
                     }
                     Err(close) => break Some(close),
                 }
+                if conn.init_received {
+                    deadline = None;
+                }
             }
-            Some(out) = out_rx.recv() => {
+            Some(out) = conn.running.next(), if !conn.running.is_empty() => {
                 if conn.admit(&out)
                     && !send(&mut socket, Message::text(out.text), write_timeout).await
                 {
                     break None;
                 }
             }
-            Some((key, id)) = gone_rx.recv() => conn.forget(key, &id),
             _ = ticks.tick() => {
                 if last_heard.elapsed() > ping_every * 2 + write_timeout {
                     tracing::debug!("graphql-ws peer stopped answering pings");
@@ -250,11 +256,12 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
                 }
             }
             id = revoked.recv() => {
-                if conn.key_revoked(id).await {
+                let revoked = Connection::key_revoked(conn.st.clone(), conn.caller.as_ref(), id);
+                if Box::pin(revoked).await {
                     break Some(Close::new(close_code::FORBIDDEN, "Forbidden: API key revoked"));
                 }
             }
-            () = &mut deadline, if !conn.init_received && !init_timeout.is_zero() => {
+            () = expired(&mut deadline) => {
                 break Some(Close::new(
                     close_code::INIT_TIMEOUT,
                     "Connection initialisation timeout",
@@ -264,11 +271,18 @@ async fn serve(st: AppState, mut socket: WebSocket, origin: RequestOrigin, ip: I
     };
 
     // Stop every operation before anything else: nothing more goes out.
-    conn.abort_all();
     drop(conn);
     match ending {
-        Some(reason) => close(&mut socket, reason).await,
-        None => drain(&mut socket).await,
+        Some(reason) => Box::pin(close(&mut socket, reason)).await,
+        None => Box::pin(drain(&mut socket)).await,
+    }
+}
+
+/// Resolves when the initialisation deadline passes; never without one.
+async fn expired(deadline: &mut Option<Pin<Box<Sleep>>>) {
+    match deadline {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -318,23 +332,12 @@ async fn drain(socket: &mut WebSocket) {
     .await;
 }
 
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
-
 /// One running operation of a socket.
 struct Op {
     /// Tells this run apart from an earlier or later one with the same id.
     key: u64,
-    task: AbortHandle,
+    /// Ends its stream (a client's `complete`): it is dropped at its next poll.
+    abort: AbortHandle,
     /// What it counts against the subscription cap: its root fields for a
     /// subscription, one for a query or mutation.
     weight: usize,
@@ -343,7 +346,6 @@ struct Op {
 /// A message an operation wants sent.
 struct Outbound {
     key: u64,
-    id: String,
     /// The serialised message.
     text: String,
     /// `error` or `complete`: the operation ends with this message.
@@ -362,10 +364,10 @@ struct Connection {
     init_received: bool,
     /// Running operations by client id.
     ops: HashMap<String, Op>,
+    /// Their message streams, polled by the socket task. Bounded by
+    /// `ops`' cap: a stream whose op was completed ends at its next poll.
+    running: SelectAll<Abortable<OperationMessages>>,
     next_key: u64,
-    out_tx: mpsc::Sender<Outbound>,
-    /// Told when an operation task ends without its last message (a panic).
-    gone_tx: mpsc::UnboundedSender<(u64, String)>,
     /// Since when nothing has run (meaningful while `ops` is empty).
     idle_since: Instant,
     /// Messages received, for [`Connection::meter`].
@@ -391,7 +393,7 @@ impl Connection {
             ClientMessage::Subscribe { id, payload } => self.subscribe(id, payload).await,
             ClientMessage::Complete { id } => {
                 if let Some(op) = self.ops.remove(&id) {
-                    op.task.abort();
+                    op.abort.abort();
                 }
                 self.touch();
                 Ok(None)
@@ -436,17 +438,20 @@ impl Connection {
 
     /// Whether the socket's key (API or operator key) is `id` and is revoked (on a lagged
     /// notice, whether it is revoked at all, asking the database).
+    /// (Not a method: the connection's streams are not `Sync`, so a borrow
+    /// of it cannot be held across an await.)
     async fn key_revoked(
-        &self,
+        st: AppState,
+        caller: Option<&Caller>,
         id: Result<uuid::Uuid, tokio::sync::broadcast::error::RecvError>,
     ) -> bool {
-        let Some(mine) = self.caller.as_ref().and_then(Caller::key_id) else {
+        let Some(mine) = caller.and_then(Caller::key_id) else {
             return false;
         };
         match id {
             Ok(id) => id == mine,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                auth::is_revoked(&self.st.db, mine).await
+                auth::is_revoked(&st.db, mine).await
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
         }
@@ -577,129 +582,109 @@ impl Connection {
 
         let key = self.next_key;
         self.next_key += 1;
-        let stream = self.st.schema.execute_stream(request);
-        let guard = GoneGuard {
+        let messages = OperationMessages {
+            results: self.st.schema.execute_stream(request),
+            id: id.clone(),
             key,
-            id: Some(id.clone()),
-            tx: self.gone_tx.clone(),
+            first: true,
+            done: false,
         };
-        let out = self.out_tx.clone();
-        let op_id = id.clone();
-        let task = tokio::spawn(async move {
-            let mut guard = guard;
-            run_operation(stream, op_id, key, out).await;
-            guard.disarm();
-        });
-        self.ops.insert(
-            id,
-            Op {
-                key,
-                task: task.abort_handle(),
-                weight,
-            },
-        );
+        let (abort, registration) = AbortHandle::new_pair();
+        self.running.push(Abortable::new(messages, registration));
+        self.ops.insert(id, Op { key, abort, weight });
         Ok(None)
     }
 
     /// Whether `out` may go to the client; frees the id after its last message.
     fn admit(&mut self, out: &Outbound) -> bool {
-        match self.ops.get(&out.id) {
-            Some(op) if op.key == out.key => {
-                if out.last {
-                    self.ops.remove(&out.id);
-                    self.touch();
-                }
-                true
-            }
+        let Some((id, _)) = self.ops.iter().find(|(_, op)| op.key == out.key) else {
             // Completed by the client (or superseded): send nothing more.
-            _ => false,
-        }
-    }
-
-    /// Frees the id of an operation whose task ended abnormally.
-    fn forget(&mut self, key: u64, id: &str) {
-        if self.ops.get(id).is_some_and(|op| op.key == key) {
-            self.ops.remove(id);
+            return false;
+        };
+        if out.last {
+            let id = id.clone();
+            self.ops.remove(&id);
             self.touch();
         }
-    }
-
-    fn abort_all(&mut self) {
-        for (_, op) in self.ops.drain() {
-            op.task.abort();
-        }
+        true
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.abort_all();
-    }
-}
-
-/// Reports an operation task that ended without sending its last message
-/// (it panicked), so its id does not stay taken forever.
-struct GoneGuard {
-    key: u64,
-    /// `None` once the task finished normally.
-    id: Option<String>,
-    tx: mpsc::UnboundedSender<(u64, String)>,
-}
-
-impl GoneGuard {
-    /// The task finished normally: its last message is already queued.
-    fn disarm(&mut self) {
-        self.id = None;
-    }
-}
-
-impl Drop for GoneGuard {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let _ = self.tx.send((self.key, id));
+        for (_, op) in self.ops.drain() {
+            op.abort.abort();
         }
     }
 }
 
-/// Streams an operation's results as `next` messages, then `complete`; or a
-/// single `error` when the request never reached execution.
-async fn run_operation(
-    mut stream: futures_util::stream::BoxStream<'static, Response>,
+/// One operation's protocol messages: its results as `next` messages, then
+/// `complete`; or a single `error` when the request never reached execution
+/// (or a resolver panicked).
+struct OperationMessages {
+    results: BoxStream<'static, Response>,
     id: String,
     key: u64,
-    out: mpsc::Sender<Outbound>,
-) {
-    let send = |text: String, last: bool| {
-        out.send(Outbound {
-            key,
-            id: id.clone(),
-            text,
+    /// No result seen yet (a request error can only be the first).
+    first: bool,
+    /// The last message was produced.
+    done: bool,
+}
+
+impl OperationMessages {
+    fn message(&mut self, message: &ServerMessage<'_>, last: bool) -> Outbound {
+        self.done = last;
+        Outbound {
+            key: self.key,
+            text: encode(message),
             last,
-        })
-    };
-    let mut first = true;
-    while let Some(response) = stream.next().await {
-        if first && is_request_error(&response) {
-            let _ = send(
-                encode(&ServerMessage::Error {
-                    id: &id,
-                    payload: &response.errors,
-                }),
-                true,
-            )
-            .await;
-            return;
-        }
-        first = false;
-        let text = encode(&ServerMessage::Next {
-            id: &id,
-            payload: &response,
-        });
-        if send(text, false).await.is_err() {
-            return; // the socket is gone
         }
     }
-    let _ = send(encode(&ServerMessage::Complete { id: &id }), true).await;
+}
+
+impl Stream for OperationMessages {
+    type Item = Outbound;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        // A panicking resolver ends its operation with an `error`, like any
+        // failure; the socket and its other operations go on.
+        let polled =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.results.poll_next_unpin(cx)));
+        let id = self.id.clone();
+        let out = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Some(response))) => {
+                let first = std::mem::replace(&mut self.first, false);
+                if first && is_request_error(&response) {
+                    let error = ServerMessage::Error {
+                        id: &id,
+                        payload: &response.errors,
+                    };
+                    self.message(&error, true)
+                } else {
+                    let next = ServerMessage::Next {
+                        id: &id,
+                        payload: &response,
+                    };
+                    self.message(&next, false)
+                }
+            }
+            Ok(Poll::Ready(None)) => self.message(&ServerMessage::Complete { id: &id }, true),
+            Err(_) => {
+                tracing::error!(id = %id, "a graphql-ws operation panicked");
+                let error = ServerError::new("internal error", None);
+                let error = ServerMessage::Error {
+                    id: &id,
+                    payload: std::slice::from_ref(&error),
+                };
+                self.message(&error, true)
+            }
+        };
+        Poll::Ready(Some(out))
+    }
 }
 
 /// A response to a request that was never executed: parse, validation,
@@ -709,285 +694,4 @@ pub(crate) fn is_request_error(response: &Response) -> bool {
     response.data == Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty())
-}
-
-/// Messages the server sends.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ServerMessage<'a> {
-    ConnectionAck,
-    Pong {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        payload: Option<&'a Map<String, Json>>,
-    },
-    Next {
-        id: &'a str,
-        payload: &'a Response,
-    },
-    Error {
-        id: &'a str,
-        payload: &'a [ServerError],
-    },
-    Complete {
-        id: &'a str,
-    },
-}
-
-/// `message` as JSON text. Serialising these types cannot fail in practice;
-/// if it ever does, the client gets a well-formed message saying so.
-fn encode(message: &ServerMessage<'_>) -> String {
-    match serde_json::to_string(message) {
-        Ok(text) => text,
-        Err(err) => {
-            tracing::error!(%err, "graphql-ws message could not be serialised");
-            let error = ServerError::new("internal error", None);
-            let fallback = match message {
-                ServerMessage::Next { id, .. } | ServerMessage::Error { id, .. } => {
-                    ServerMessage::Error {
-                        id,
-                        payload: std::slice::from_ref(&error),
-                    }
-                }
-                _ => ServerMessage::ConnectionAck,
-            };
-            serde_json::to_string(&fallback).unwrap_or_default()
-        }
-    }
-}
-
-/// The payload of `subscribe`.
-#[derive(Debug)]
-struct SubscribePayload {
-    query: String,
-    operation_name: Option<String>,
-    variables: Option<Map<String, Json>>,
-    extensions: Option<Map<String, Json>>,
-}
-
-/// Messages a client may send.
-#[derive(Debug)]
-enum ClientMessage {
-    ConnectionInit {
-        payload: Option<Map<String, Json>>,
-    },
-    Ping {
-        payload: Option<Map<String, Json>>,
-    },
-    Pong,
-    Subscribe {
-        id: String,
-        payload: SubscribePayload,
-    },
-    Complete {
-        id: String,
-    },
-}
-
-impl ClientMessage {
-    /// Parses and validates one message; `Err` is the close reason.
-    fn parse(text: &str) -> Result<Self, String> {
-        let value: Json = serde_json::from_str(text)
-            .map_err(|_| "Invalid message received: not valid JSON".to_string())?;
-        let Json::Object(mut message) = value else {
-            return Err(format!(
-                "Message is expected to be an object, but got {}",
-                kind(&value)
-            ));
-        };
-        let ty = match message.get("type") {
-            Some(Json::String(ty)) if !ty.is_empty() => ty.clone(),
-            None | Some(Json::Null) => {
-                return Err("Message is missing the 'type' property".into());
-            }
-            Some(other) => {
-                return Err(format!(
-                    "Message expects the 'type' property to be a non-empty string, but got {}",
-                    kind(other)
-                ));
-            }
-        };
-        let payload = message.remove("payload");
-        match ty.as_str() {
-            "connection_init" => Ok(Self::ConnectionInit {
-                payload: optional_object(&ty, "payload", payload)?,
-            }),
-            "ping" => Ok(Self::Ping {
-                payload: optional_object(&ty, "payload", payload)?,
-            }),
-            "pong" => {
-                optional_object(&ty, "payload", payload)?;
-                Ok(Self::Pong)
-            }
-            "subscribe" => {
-                let id = required_id(&ty, message.remove("id"))?;
-                let Some(Json::Object(mut payload)) = payload else {
-                    return Err(format!(
-                        "\"subscribe\" message expects the 'payload' property to be an object, but got {}",
-                        payload.as_ref().map_or("undefined", kind)
-                    ));
-                };
-                let query = match payload.remove("query") {
-                    Some(Json::String(query)) => query,
-                    other => {
-                        return Err(format!(
-                            "\"subscribe\" message payload expects the 'query' property to be a string, but got {}",
-                            other.as_ref().map_or("undefined", kind)
-                        ));
-                    }
-                };
-                let operation_name = match payload.remove("operationName") {
-                    Some(Json::String(name)) => Some(name),
-                    None | Some(Json::Null) => None,
-                    Some(other) => {
-                        return Err(format!(
-                            "\"subscribe\" message payload expects the 'operationName' property to be a string or nullish or missing, but got {}",
-                            kind(&other)
-                        ));
-                    }
-                };
-                let variables =
-                    optional_object(&ty, "payload.variables", payload.remove("variables"))?;
-                let extensions =
-                    optional_object(&ty, "payload.extensions", payload.remove("extensions"))?;
-                Ok(Self::Subscribe {
-                    id,
-                    payload: SubscribePayload {
-                        query,
-                        operation_name,
-                        variables,
-                        extensions,
-                    },
-                })
-            }
-            "complete" => Ok(Self::Complete {
-                id: required_id(&ty, message.remove("id"))?,
-            }),
-            "connection_ack" | "next" | "error" => Err(format!(
-                "Unexpected message of type \"{ty}\" received: only the server sends it"
-            )),
-            _ => Err(format!("Invalid message 'type' property \"{ty}\"")),
-        }
-    }
-}
-
-/// An object, or nothing for a missing or `null` field.
-fn optional_object(
-    ty: &str,
-    field: &str,
-    value: Option<Json>,
-) -> Result<Option<Map<String, Json>>, String> {
-    match value {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::Object(map)) => Ok(Some(map)),
-        Some(other) => Err(format!(
-            "\"{ty}\" message expects the '{field}' property to be an object or nullish or missing, but got {}",
-            kind(&other)
-        )),
-    }
-}
-
-/// A non-empty string id.
-fn required_id(ty: &str, value: Option<Json>) -> Result<String, String> {
-    match value {
-        Some(Json::String(id)) if !id.is_empty() => Ok(id),
-        Some(Json::String(_)) => Err(format!(
-            "\"{ty}\" message requires a non-empty 'id' property"
-        )),
-        other => Err(format!(
-            "\"{ty}\" message expects the 'id' property to be a string, but got {}",
-            other.as_ref().map_or("undefined", kind)
-        )),
-    }
-}
-
-/// The JSON type of `value`, for close reasons.
-fn kind(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "boolean",
-        Json::Number(_) => "number",
-        Json::String(_) => "string",
-        Json::Array(_) => "array",
-        Json::Object(_) => "object",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_subscribe() {
-        let msg = ClientMessage::parse(
-            r#"{"type":"subscribe","id":"1","payload":{"query":"{ a }","operationName":null,"variables":{"x":1}}}"#,
-        );
-        match msg {
-            Ok(ClientMessage::Subscribe { id, payload }) => {
-                assert_eq!(id, "1");
-                assert_eq!(payload.query, "{ a }");
-                assert!(payload.operation_name.is_none());
-                assert!(payload.variables.is_some());
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn rejects_invalid_messages() {
-        for text in [
-            "not json",
-            "[]",
-            r#"{"id":"1"}"#,
-            r#"{"type":5}"#,
-            r#"{"type":"nope"}"#,
-            r#"{"type":"next","id":"1","payload":{}}"#,
-            r#"{"type":"connection_ack"}"#,
-            r#"{"type":"connection_init","payload":"x"}"#,
-            r#"{"type":"subscribe","id":"","payload":{"query":"{a}"}}"#,
-            r#"{"type":"subscribe","id":1,"payload":{"query":"{a}"}}"#,
-            r#"{"type":"subscribe","id":"1"}"#,
-            r#"{"type":"subscribe","id":"1","payload":{"query":1}}"#,
-            r#"{"type":"subscribe","id":"1","payload":{"query":"{a}","variables":[]}}"#,
-            r#"{"type":"complete"}"#,
-        ] {
-            assert!(ClientMessage::parse(text).is_err(), "{text} was accepted");
-        }
-    }
-
-    #[test]
-    fn accepts_optional_payloads() {
-        for text in [
-            r#"{"type":"connection_init"}"#,
-            r#"{"type":"connection_init","payload":null}"#,
-            r#"{"type":"ping","payload":{"a":1}}"#,
-            r#"{"type":"pong"}"#,
-            r#"{"type":"complete","id":"x"}"#,
-        ] {
-            assert!(ClientMessage::parse(text).is_ok(), "{text} was rejected");
-        }
-    }
-
-    #[test]
-    fn encodes_messages() {
-        assert_eq!(
-            encode(&ServerMessage::ConnectionAck),
-            r#"{"type":"connection_ack"}"#
-        );
-        assert_eq!(
-            encode(&ServerMessage::Pong { payload: None }),
-            r#"{"type":"pong"}"#
-        );
-        assert_eq!(
-            encode(&ServerMessage::Complete { id: "7" }),
-            r#"{"type":"complete","id":"7"}"#
-        );
-    }
-
-    #[test]
-    fn truncates_on_char_boundary() {
-        let s = "é".repeat(100);
-        let t = truncate(s, MAX_CLOSE_REASON);
-        assert!(t.len() <= MAX_CLOSE_REASON);
-        assert_eq!(t.len() % 2, 0);
-    }
 }

@@ -1,0 +1,412 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+//! Sockets under load, against the `wayfinder` binary of this build run as
+//! its own process (so its RSS is the server's alone):
+//!
+//! 1. opens `SOCKETS` graphql-ws sockets (an API key's `connection_init`,
+//!    one `orgEvents` subscription each, of another org than the turns'),
+//!    `RAMP` at a time, from 200
+//!    loopback source addresses (under the per-address socket cap), and
+//!    prints the server's RSS per socket and the CPU it spent;
+//! 2. while they are held, runs `TURNS` turns without an LLM at an
+//!    open-loop `RATE` per second: `startTurn` over HTTP, then `chatTurn` on
+//!    a held public socket, timed from `startTurn` sent to `COMPLETED`
+//!    received; every turn is checked (no GraphQL `errors`, sequence numbers
+//!    1, 2, 3… with no gap, `ANSWERED` with the right article cited, then
+//!    `COMPLETED`) and a wrong one fails the bench;
+//! 3. closes the sockets and prints the RSS once they are gone.
+//!
+//! Run: `cargo bench -p wayfinder-api --bench sockets` (a small default:
+//! 500 sockets, 50 turns). The README's figures:
+//! `ulimit -n 20000; SOCKETS=19000 TURNS=300 RATE=50 cargo bench -p wayfinder-api --bench sockets`
+//! (the server needs a descriptor per socket: 20,000 is this machine's hard
+//! limit). `DATABASE_URL` and `REDIS_URL` pass through to the server.
+
+mod common;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::gql;
+use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
+use serde_json::{Value, json};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, client_async,
+    tungstenite::{Message, client::IntoClientRequest},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wayfinder");
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// CPU seconds (user + system) the server has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server stat");
+    let after = &stat[stat.rfind(')').expect("stat") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The server process; killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn command(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("WAYFINDER_DATA_DIR", dir)
+        .env("WAYFINDER_DEMO", "false")
+        .env("WAYFINDER_PUBLIC_RATE_LIMIT", "0")
+        .env("WAYFINDER_WIDGET_RATE_LIMIT", "0")
+        .env("WAYFINDER_API_KEY_RATE_LIMIT", "0")
+        .env("LLM_PROVIDER", "none")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn text(v: Value) -> Message {
+    Message::text(v.to_string())
+}
+
+/// Reads until a protocol message of type `ty` (answering pings).
+async fn until(ws: &mut Socket, ty: &str) -> Value {
+    while let Some(msg) = ws.next().await {
+        let Ok(Message::Text(raw)) = msg else {
+            continue;
+        };
+        let m: Value = serde_json::from_str(&raw).expect("server message");
+        match m["type"].as_str() {
+            Some(t) if t == ty => return m,
+            Some("ping") => ws.send(text(json!({"type": "pong"}))).await.expect("pong"),
+            Some("error") => panic!("operation refused: {m}"),
+            _ => {}
+        }
+    }
+    panic!("socket closed while waiting for {ty}");
+}
+
+/// A graphql-ws socket from source address `from`, acknowledged.
+async fn connect(addr: SocketAddr, from: Ipv4Addr, init: Value) -> Socket {
+    let tcp = TcpSocket::new_v4().expect("socket");
+    tcp.bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .expect("bind");
+    let stream = tcp.connect(addr).await.expect("connect");
+    let mut req = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut ws, _) = client_async(req, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("upgrade");
+    ws.send(text(json!({"type": "connection_init", "payload": init})))
+        .await
+        .expect("init");
+    until(&mut ws, "connection_ack").await;
+    ws
+}
+
+#[tokio::main]
+async fn main() {
+    let sockets = setting("SOCKETS", 500);
+    let ramp = setting("RAMP", 200).max(1);
+    let turns = setting("TURNS", 50);
+    let rate = setting("RATE", 50).max(1);
+
+    let dir = std::env::temp_dir().join(format!(
+        "wayfinder-sockets-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Two orgs: the turns run in one; the held sockets follow the other's
+    // events (idle widgets and dashboards of other customers), so a turn's
+    // outbox event is not fanned out to every held socket.
+    let org_key = |name: &str| {
+        let out = command(&dir)
+            .args([
+                "org",
+                "create",
+                "--name",
+                name,
+                "--plan",
+                "PRO",
+                "--owner-email",
+                "bench@example.com",
+                "--json",
+            ])
+            .output()
+            .expect("org create");
+        let created: Value = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .expect("org create --json");
+        created["apiKey"].as_str().expect("apiKey").to_string()
+    };
+    let key = org_key("Bench");
+    let held_key = org_key("Held");
+
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let server = Server(
+        command(&dir)
+            .args(["serve", "--addr", &addr.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
+    let pid = server.0.id();
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/graphql");
+    for _ in 0..100 {
+        if client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A knowledge base, a bot and its widget for the turns.
+    let kb = common::knowledge_base(&client, &url, &key).await;
+    let article = gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createKbArticle(input: {knowledgeBaseId: $kb, title: "Resetting your password", body: "Open the sign-in page and click Forgot password. The link stays valid for one hour."}) { id } }"#, json!({ "kb": kb })).await["data"]["createKbArticle"]["id"].clone();
+    gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createKbArticle(input: {knowledgeBaseId: $kb, title: "Downloading invoices", body: "Invoices are under Billing, one PDF per month."}) { id } }"#, json!({ "kb": kb })).await;
+    let bot = gql(&client, &url, Some(&key), r#"mutation($kb: UUID!) { createBot(input: {name: "Bench", knowledgeBaseIds: [$kb]}) { id } }"#, json!({ "kb": kb })).await["data"]["createBot"]["id"].clone();
+    let widget = gql(
+        &client,
+        &url,
+        Some(&key),
+        r#"mutation($b: UUID!) { createChatWidget(input: {botId: $b}) { id } }"#,
+        json!({ "b": bot }),
+    )
+    .await["data"]["createChatWidget"]["id"]
+        .clone();
+
+    // 1. Hold the sockets.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = rss_kib(pid);
+    let cpu_before = cpu_secs(pid);
+    let opened = Instant::now();
+    let mut held: Vec<Socket> = Vec::with_capacity(sockets);
+    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { orgEvents { kind } }"}});
+    while held.len() < sockets {
+        let batch: FuturesUnordered<_> = (held.len()..sockets.min(held.len() + ramp))
+            .map(|i| {
+                let (key, subscribe) = (held_key.clone(), subscribe.clone());
+                async move {
+                    let from =
+                        Ipv4Addr::new(127, 0, 1 + (i % 200 / 100) as u8, 1 + (i % 100) as u8);
+                    let mut ws = connect(addr, from, json!({ "apiKey": key })).await;
+                    ws.send(text(subscribe)).await.expect("subscribe");
+                    ws
+                }
+            })
+            .collect();
+        held.extend(batch.collect::<Vec<_>>().await);
+    }
+    let ramp_secs = opened.elapsed().as_secs_f64();
+    // Every subscription is running once the server counts them all.
+    for _ in 0..100 {
+        let metrics = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let subs = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("wayfinder_subscriptions "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if subs >= sockets {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_held = rss_kib(pid);
+    let cpu_ramp = cpu_secs(pid) - cpu_before;
+
+    // 2. Turns while the sockets are held: open loop, each on its own task.
+    let visitor = connect(addr, Ipv4Addr::new(127, 0, 2, 1), json!({})).await;
+    let (mut sink, mut source) = visitor.split();
+    let waiting: std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<Value>>,
+        >,
+    > = Default::default();
+    let router = {
+        let waiting = waiting.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = source.next().await {
+                let Message::Text(raw) = msg else { continue };
+                let m: Value = serde_json::from_str(&raw).expect("server message");
+                if let Some(id) = m["id"].as_str()
+                    && let Some(tx) = waiting.lock().unwrap().get(id)
+                {
+                    let _ = tx.send(m);
+                }
+            }
+        })
+    };
+    let (sub_tx, mut sub_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let writer = tokio::spawn(async move {
+        while let Some(m) = sub_rx.recv().await {
+            sink.send(text(m)).await.expect("send");
+        }
+    });
+    let one = |i: usize| {
+        let (client, url, widget, article) =
+            (client.clone(), url.clone(), widget.clone(), article.clone());
+        let (waiting, sub_tx) = (waiting.clone(), sub_tx.clone());
+        async move {
+            let t0 = Instant::now();
+            let started = gql(&client, &url, None, "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionToken } }", json!({ "i": { "widgetId": widget, "message": format!("how do I reset my password ({i})") } })).await;
+            let s = &started["data"]["startTurn"];
+            let id = s["turnId"].as_str().expect("turnId").to_string();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            waiting.lock().unwrap().insert(id.clone(), tx);
+            sub_tx.send(json!({"id": id, "type": "subscribe", "payload": {"query": "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { seq status text citations { articleId } } }", "variables": {"t": id, "s": s["sessionToken"]}}})).expect("writer");
+            let mut events = Vec::new();
+            let elapsed = loop {
+                let m = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                    .await
+                    .expect("turn within 30 s")
+                    .expect("router");
+                assert_eq!(m["type"], "next", "turn {id}: {m}");
+                assert!(m["payload"].get("errors").is_none(), "turn {id}: {m}");
+                let ev = m["payload"]["data"]["chatTurn"].clone();
+                let done = ev["status"] == "COMPLETED";
+                events.push(ev);
+                if done {
+                    break t0.elapsed();
+                }
+            };
+            waiting.lock().unwrap().remove(&id);
+            // What was timed must be a right answer.
+            let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+            assert_eq!(
+                seqs,
+                (1..=seqs.len() as i64).collect::<Vec<_>>(),
+                "turn {id}: gap or duplicate"
+            );
+            let answered = events
+                .iter()
+                .find(|e| e["status"] == "ANSWERED")
+                .unwrap_or_else(|| panic!("turn {id} was not answered: {events:?}"));
+            assert!(
+                answered["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Forgot password")),
+                "turn {id}: {answered}"
+            );
+            assert!(
+                answered["citations"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["articleId"] == article)),
+                "turn {id} does not cite the password article: {answered}"
+            );
+            elapsed
+        }
+    };
+    for i in 0..5 {
+        one(i).await; // warm up
+    }
+    let cpu_turns_before = cpu_secs(pid);
+    let begun = Instant::now();
+    let mut running = Vec::with_capacity(turns);
+    for i in 0..turns {
+        let due = begun + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        running.push(tokio::spawn(one(i)));
+    }
+    let mut times = Vec::with_capacity(turns);
+    for r in running {
+        times.push(r.await.expect("turn"));
+    }
+    let cpu_turns = cpu_secs(pid) - cpu_turns_before;
+    let turn_secs = begun.elapsed().as_secs_f64();
+    times.sort();
+    writer.abort();
+    router.abort();
+
+    // 3. Let go of everything.
+    for mut ws in held.drain(..) {
+        let _ = ws.close(None).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_after = rss_kib(pid);
+
+    println!(
+        "{sockets} graphql-ws sockets with one orgEvents subscription each, {ramp} at a time; {turns} turns without an LLM at {rate}/s while they are held (server: {})",
+        if std::env::var("DATABASE_URL").is_ok() {
+            "DATABASE_URL"
+        } else {
+            "SQLite"
+        }
+    );
+    println!("| RSS before | held | per socket | after close | ramp | CPU (ramp) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {:.1} MB | {:.1} MB | {:.2} KB | {:.1} MB | {ramp_secs:.1} s | {cpu_ramp:.1} s |",
+        rss_before as f64 / 1024.0,
+        rss_held as f64 / 1024.0,
+        (rss_held.saturating_sub(rss_before)) as f64 / sockets.max(1) as f64,
+        rss_after as f64 / 1024.0,
+    );
+    println!("| turns | p50 | p99 | max | CPU per turn | checked |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {turns} in {turn_secs:.1} s | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} ms | {turns}/{turns} right |",
+        ms(common::percentile(&times, 0.50)),
+        ms(common::percentile(&times, 0.99)),
+        ms(common::percentile(&times, 1.0)),
+        cpu_turns * 1e3 / turns.max(1) as f64,
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
