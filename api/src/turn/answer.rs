@@ -177,6 +177,7 @@ mod tests {
             score: 1.0,
             snippet: String::new(),
             passages: vec![],
+            on_topic: true,
         }
     }
 

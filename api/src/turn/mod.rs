@@ -375,7 +375,8 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
         vec![]
     } else {
         match retrieval::search(st, turn.org.id, &kb_ids, &turn.message, RETRIEVE, mode).await {
-            Ok(h) => h,
+            // Nearest but unrelated articles are no answer: the bot falls back.
+            Ok(h) => h.into_iter().filter(|h| h.on_topic).collect(),
             Err(err) => {
                 tracing::warn!(%err, "retrieval failed");
                 vec![]

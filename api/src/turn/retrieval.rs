@@ -68,11 +68,12 @@ pub const PASSAGES_PER_HIT: usize = 3;
 const SYNONYM_WEIGHT: f32 = 0.5;
 
 /// Cosine below which a passage is not about the question at all. Every
-/// passage has some cosine with every question; without a floor a question
-/// the knowledge base cannot answer would still "find" its nearest article,
-/// and the bot would answer from it instead of falling back. For
-/// all-MiniLM-L6-v2, unrelated sentences sit around 0.0–0.2 and paraphrases
-/// above 0.5.
+/// passage has some cosine with every question; a question the knowledge
+/// base cannot answer still "finds" its nearest article. Such hits keep
+/// their rank (a dashboard's search shows them, and dropping them cost
+/// nDCG on the labelled set) but are not [`Hit::on_topic`], so a bot falls
+/// back instead of answering from them. For all-MiniLM-L6-v2, unrelated
+/// sentences sit around 0.0–0.2 and paraphrases above 0.5.
 const MIN_COSINE: f32 = 0.3;
 
 /// Hybrid: share of the fused score that comes from meaning (the rest from words).
@@ -101,6 +102,9 @@ pub struct Hit {
     pub snippet: String,
     /// Its best passages, best first, at most [`PASSAGES_PER_HIT`].
     pub passages: Vec<HitPassage>,
+    /// Whether it is about the question at all: a keyword match, or a passage
+    /// within [`MIN_COSINE`] of it. A bot answers only from such hits.
+    pub on_topic: bool,
 }
 
 impl Hit {
@@ -289,6 +293,8 @@ struct Ranked {
     score: f64,
     /// Best passages by meaning: (position, cosine), best first.
     passages: Vec<(u16, f32)>,
+    /// See [`Hit::on_topic`].
+    on_topic: bool,
 }
 
 /// Candidates of one ranking: article → (knowledge base, score, best passages).
@@ -330,9 +336,6 @@ fn rank(
             };
             let mut best: HashMap<u32, Vec<(u16, f32)>> = HashMap::new();
             v.scan(q, |slot, pos, cos| {
-                if cos < MIN_COSINE {
-                    return;
-                }
                 let e = best.entry(slot).or_default();
                 e.push((pos, cos));
                 if e.len() > PASSAGES_PER_HIT * 4 {
@@ -370,6 +373,7 @@ fn rank(
                 article_id: id,
                 knowledge_base_id: kb,
                 score,
+                on_topic: close_enough(&p),
                 passages: p,
             })
             .collect()
@@ -407,6 +411,13 @@ fn keep_best(scored: &mut Scored, n: usize) {
     }
 }
 
+/// Whether a ranking's passages make its article on topic: keyword
+/// candidates carry none (a keyword match is on topic), semantic ones need a
+/// passage within [`MIN_COSINE`].
+fn close_enough(passages: &[(u16, f32)]) -> bool {
+    passages.first().is_none_or(|p| p.1 >= MIN_COSINE)
+}
+
 /// Hybrid fusion per article: [`SEMANTIC_SHARE`] of the best passage's
 /// cosine plus the rest of the keyword score scaled so the best keyword hit
 /// is 1. An article only one ranking found gets that ranking's part alone
@@ -427,6 +438,7 @@ fn fuse(by_words: &Scored, by_meaning: &Scored) -> Vec<Ranked> {
                 article_id: *id,
                 knowledge_base_id: *kb,
                 score: SEMANTIC_SHARE * cos,
+                on_topic: close_enough(p),
                 passages: p.clone(),
             },
         );
@@ -434,12 +446,16 @@ fn fuse(by_words: &Scored, by_meaning: &Scored) -> Vec<Ranked> {
     for (id, (kb, s, _)) in by_words {
         let part = (1.0 - SEMANTIC_SHARE) * s / max_words;
         out.entry(*id)
-            .and_modify(|r| r.score += part)
+            .and_modify(|r| {
+                r.score += part;
+                r.on_topic = true;
+            })
             .or_insert_with(|| Ranked {
                 article_id: *id,
                 knowledge_base_id: *kb,
                 score: part,
                 passages: vec![],
+                on_topic: true,
             });
     }
     out.into_values().collect()
@@ -534,6 +550,7 @@ async fn hits(
             title: article.title,
             body: article.body,
             score: r.score,
+            on_topic: r.on_topic,
             passages,
         });
     }
@@ -595,6 +612,7 @@ async fn substring(
         .map(|c| Hit {
             snippet: snippet::excerpt(&c.body, &all_terms),
             passages: keyword_passages(&c.body, &all_terms),
+            on_topic: true,
             article_id: c.id,
             knowledge_base_id: c.knowledge_base_id,
             title: c.title,
@@ -774,6 +792,7 @@ mod tests {
             score: 1.0,
             snippet: String::new(),
             passages: vec![p(3, "third", 0.9), p(1, "first", 0.8), p(7, "late", 0.1)],
+            on_topic: true,
         };
         assert_eq!(hit.context(14), "first\n\nthird");
         assert_eq!(hit.context(1000).len(), 500);
