@@ -16,7 +16,10 @@
 //! batch. The job wakes when articles change on this replica, and polls
 //! every [`POLL`] for changes made elsewhere (another replica, the CLI).
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use entity::{kb_article, kb_passage};
@@ -129,9 +132,18 @@ pub async fn embed_pending(st: &State, embedder: &dyn Embedder) -> Result<usize,
     let now = Utc::now();
     let txn = service::begin_write(&st.db).await?;
     let mut written = 0;
-    let mut touched: HashMap<(Uuid, Uuid), ()> = HashMap::new();
+    // One revision per knowledge base and round: its index reloads every article stamped with it.
+    let mut revisions: HashMap<Uuid, i64> = HashMap::new();
+    let mut touched: HashSet<(Uuid, Uuid)> = HashSet::new();
     for (i, a) in batch.iter().enumerate() {
-        let revision = service::kb::bump_revision(&txn, a.knowledge_base_id).await?;
+        let revision = match revisions.get(&a.knowledge_base_id) {
+            Some(r) => *r,
+            None => {
+                let r = service::kb::bump_revision(&txn, a.knowledge_base_id).await?;
+                revisions.insert(a.knowledge_base_id, r);
+                r
+            }
+        };
         let applied = Entity::update_many()
             .col_expr(Column::EmbeddingModel, Expr::value(model.clone()))
             .col_expr(Column::Revision, Expr::value(revision))
@@ -166,10 +178,10 @@ pub async fn embed_pending(st: &State, embedder: &dyn Embedder) -> Result<usize,
             kb_passage::Entity::insert_many(rows).exec(&txn).await?;
         }
         written += 1;
-        touched.insert((a.org_id, a.knowledge_base_id), ());
+        touched.insert((a.org_id, a.knowledge_base_id));
     }
     let mut events = Vec::new();
-    for (org_id, kb) in touched.into_keys() {
+    for (org_id, kb) in touched {
         let (embedded, total) = coverage(&txn, kb, &model).await?;
         events.push(
             event::record(

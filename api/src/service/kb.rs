@@ -165,12 +165,63 @@ pub async fn list_articles(
     paginate(&st.db, select, page).await
 }
 
-fn title(field: &str, v: &str) -> Result<String, AppError> {
+/// An article title, checked (1 to 300 characters, no control characters).
+pub(super) fn title(field: &str, v: &str) -> Result<String, AppError> {
     domain::text(field, v, 1, 300)
 }
 
-fn body(field: &str, v: &str) -> Result<String, AppError> {
+/// An article body, checked (at most [`domain::ARTICLE_BODY_MAX`] characters, no control characters).
+pub(super) fn body(field: &str, v: &str) -> Result<String, AppError> {
     domain::text(field, v, 0, domain::ARTICLE_BODY_MAX)
+}
+
+/// A new article's fields, already checked.
+pub(super) struct NewArticle {
+    pub org_id: Uuid,
+    pub knowledge_base_id: Uuid,
+    pub title: String,
+    pub body: String,
+    pub published: bool,
+    pub source_path: Option<String>,
+}
+
+/// Inserts `a` in `txn`, stamped with its knowledge base's increased revision.
+pub(super) async fn insert_article(
+    txn: &impl ConnectionTrait,
+    a: NewArticle,
+) -> Result<kb_article::Model, AppError> {
+    let now = Utc::now();
+    let revision = bump_revision(txn, a.knowledge_base_id).await?;
+    Ok(kb_article::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(a.org_id),
+        knowledge_base_id: Set(a.knowledge_base_id),
+        title: Set(a.title),
+        body: Set(a.body),
+        published: Set(a.published),
+        revision: Set(revision),
+        embedding_model: Set(None),
+        source_path: Set(a.source_path),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(txn)
+    .await?)
+}
+
+/// The text of the article `am` will write changed: its passages describe
+/// the old text, so they go, and the background job computes new ones.
+pub(super) async fn forget_vectors(
+    txn: &impl ConnectionTrait,
+    am: &mut kb_article::ActiveModel,
+    id: Uuid,
+) -> Result<(), AppError> {
+    am.embedding_model = Set(None);
+    entity::kb_passage::Entity::delete_many()
+        .filter(entity::kb_passage::Column::ArticleId.eq(id))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// A new article in one of the caller's knowledge bases.
@@ -189,22 +240,17 @@ pub async fn create_article(
         "input.knowledgeBaseId",
     )
     .await?;
-    let now = Utc::now();
-    let revision = bump_revision(&txn, input.knowledge_base_id).await?;
-    let model = kb_article::ActiveModel {
-        id: Set(new_id()),
-        org_id: Set(scope.org_id()),
-        knowledge_base_id: Set(input.knowledge_base_id),
-        title: Set(title),
-        body: Set(body),
-        published: Set(input.published.unwrap_or(true)),
-        revision: Set(revision),
-        embedding_model: Set(None),
-        source_path: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
+    let model = insert_article(
+        &txn,
+        NewArticle {
+            org_id: scope.org_id(),
+            knowledge_base_id: input.knowledge_base_id,
+            title,
+            body,
+            published: input.published.unwrap_or(true),
+            source_path: None,
+        },
+    )
     .await?;
     event::commit_with_event::<kb_article::Entity>(st, txn, scope.org_id(), "created", model.id)
         .await?;
@@ -245,12 +291,7 @@ pub async fn update_article(
     }
     am.revision = Set(bump_revision(&txn, new_kb).await?);
     if text_changed {
-        // The old passages describe the old text: gone now, recomputed in the background.
-        am.embedding_model = Set(None);
-        entity::kb_passage::Entity::delete_many()
-            .filter(entity::kb_passage::Column::ArticleId.eq(input.id))
-            .exec(&txn)
-            .await?;
+        forget_vectors(&txn, &mut am, input.id).await?;
     }
     am.updated_at = Set(Utc::now());
     let model = am.update(&txn).await?;

@@ -18,11 +18,11 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use entity::{kb_article, kb_passage, knowledge_base};
+use entity::{kb_article, knowledge_base};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::{event, new_id};
+use super::event;
 use crate::{domain, error::AppError, state::State};
 
 /// Most files one import reads.
@@ -315,6 +315,9 @@ pub async fn upsert(
     file: &ImportedFile,
 ) -> Result<Outcome, AppError> {
     use kb_article::{Column, Entity};
+    // The same checks as an article written through the API.
+    let title = super::kb::title("title", &file.title)?;
+    let body = super::kb::body("body", &file.body)?;
     let txn = super::begin_write(&st.db).await?;
     let existing = Entity::find()
         .filter(Column::OrgId.eq(org_id))
@@ -322,44 +325,31 @@ pub async fn upsert(
         .filter(Column::SourcePath.eq(file.source_path.as_str()))
         .one(&txn)
         .await?;
-    let now = Utc::now();
     let (outcome, id) = match existing {
-        Some(a) if a.title == file.title && a.body == file.body => return Ok(Outcome::Unchanged),
+        Some(a) if a.title == title && a.body == body => return Ok(Outcome::Unchanged),
         Some(a) => {
             let id = a.id;
             let revision = super::kb::bump_revision(&txn, kb).await?;
             let mut am: kb_article::ActiveModel = a.into();
-            am.title = Set(file.title.clone());
-            am.body = Set(file.body.clone());
+            am.title = Set(title);
+            am.body = Set(body);
             am.revision = Set(revision);
-            am.embedding_model = Set(None);
-            am.updated_at = Set(now);
+            am.updated_at = Set(Utc::now());
+            super::kb::forget_vectors(&txn, &mut am, id).await?;
             am.update(&txn).await?;
-            kb_passage::Entity::delete_many()
-                .filter(kb_passage::Column::ArticleId.eq(id))
-                .exec(&txn)
-                .await?;
             (Outcome::Updated, id)
         }
         None => {
-            let revision = super::kb::bump_revision(&txn, kb).await?;
-            let id = new_id();
-            kb_article::ActiveModel {
-                id: Set(id),
-                org_id: Set(org_id),
-                knowledge_base_id: Set(kb),
-                title: Set(file.title.clone()),
-                body: Set(file.body.clone()),
-                published: Set(true),
-                revision: Set(revision),
-                embedding_model: Set(None),
-                source_path: Set(Some(file.source_path.clone())),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
-            (Outcome::Created, id)
+            let new = super::kb::NewArticle {
+                org_id,
+                knowledge_base_id: kb,
+                title,
+                body,
+                published: true,
+                source_path: Some(file.source_path.clone()),
+            };
+            let model = super::kb::insert_article(&txn, new).await?;
+            (Outcome::Created, model.id)
         }
     };
     let verb = if outcome == Outcome::Created {
@@ -368,6 +358,7 @@ pub async fn upsert(
         "updated"
     };
     event::commit_with_event::<kb_article::Entity>(st, txn, org_id, verb, id).await?;
+    st.retriever.articles_changed();
     Ok(outcome)
 }
 

@@ -196,19 +196,14 @@ async fn by_meaning(
         let texts: Vec<String> = chunk.iter().map(|a| a.text.clone()).collect();
         vectors.extend(embedder.embed(&texts).await?);
     }
-    let mut leaders: Vec<usize> = Vec::new();
-    let mut out = Vec::with_capacity(asked.len());
-    for (i, v) in vectors.iter().enumerate() {
-        let found = leaders.iter().position(|&l| {
-            let cos: f32 = vectors[l].iter().zip(v).map(|(a, b)| a * b).sum();
-            cos >= SAME_MEANING
-        });
-        out.push(found.unwrap_or_else(|| {
-            leaders.push(i);
-            leaders.len() - 1
-        }));
-    }
-    Ok(out)
+    Ok(leader_groups(vectors.len(), |leader, i| {
+        let cos: f32 = vectors[leader]
+            .iter()
+            .zip(&vectors[i])
+            .map(|(a, b)| a * b)
+            .sum();
+        cos >= SAME_MEANING
+    }))
 }
 
 /// Group number per question, by shared stemmed words with each group's first question.
@@ -222,18 +217,28 @@ fn by_words(asked: &[Asked]) -> Vec<usize> {
             t.into_iter().collect()
         })
         .collect();
+    leader_groups(sets.len(), |leader, i| {
+        let (a, b) = (&sets[leader], &sets[i]);
+        let union = a.union(b).count();
+        union > 0 && a.intersection(b).count() as f64 / union as f64 >= SAME_WORDS
+    })
+}
+
+/// Greedy grouping of `n` items in order: each joins the first group whose
+/// first item (its leader) it is `alike` to, else starts a group. Returns
+/// the group number of each item.
+fn leader_groups(n: usize, alike: impl Fn(usize, usize) -> bool) -> Vec<usize> {
     let mut leaders: Vec<usize> = Vec::new();
-    let mut out = Vec::with_capacity(asked.len());
-    for (i, s) in sets.iter().enumerate() {
-        let found = leaders.iter().position(|&l| {
-            let other = &sets[l];
-            let union = s.union(other).count();
-            union > 0 && s.intersection(other).count() as f64 / union as f64 >= SAME_WORDS
-        });
-        out.push(found.unwrap_or_else(|| {
-            leaders.push(i);
-            leaders.len() - 1
-        }));
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let group = match leaders.iter().position(|&l| alike(l, i)) {
+            Some(g) => g,
+            None => {
+                leaders.push(i);
+                leaders.len() - 1
+            }
+        };
+        out.push(group);
     }
     out
 }
