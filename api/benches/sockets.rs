@@ -25,126 +25,19 @@
 mod common;
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    process::{Child, Command, Stdio},
+    net::{Ipv4Addr, SocketAddr},
     time::{Duration, Instant},
 };
 
-use common::gql;
+use common::{
+    gql,
+    process::{
+        Socket, command, connect, cpu_secs, free_port, ms, org_key, rss_kib, serve, setting, text,
+    },
+};
 use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
 use serde_json::{Value, json};
-use tokio::net::TcpSocket;
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream, client_async,
-    tungstenite::{Message, client::IntoClientRequest},
-};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wayfinder");
-
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The server's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-/// CPU seconds (user + system) the server has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server stat");
-    let after = &stat[stat.rfind(')').expect("stat") + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// The server process; killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn command(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env("WAYFINDER_DATA_DIR", dir)
-        .env("WAYFINDER_DEMO", "false")
-        .env("WAYFINDER_PUBLIC_RATE_LIMIT", "0")
-        .env("WAYFINDER_WIDGET_RATE_LIMIT", "0")
-        .env("WAYFINDER_API_KEY_RATE_LIMIT", "0")
-        .env("LLM_PROVIDER", "none")
-        .env("RUST_LOG", "warn");
-    cmd
-}
-
-fn text(v: Value) -> Message {
-    Message::text(v.to_string())
-}
-
-/// Reads until a protocol message of type `ty` (answering pings).
-async fn until(ws: &mut Socket, ty: &str) -> Value {
-    while let Some(msg) = ws.next().await {
-        let Ok(Message::Text(raw)) = msg else {
-            continue;
-        };
-        let m: Value = serde_json::from_str(&raw).expect("server message");
-        match m["type"].as_str() {
-            Some(t) if t == ty => return m,
-            Some("ping") => ws.send(text(json!({"type": "pong"}))).await.expect("pong"),
-            Some("error") => panic!("operation refused: {m}"),
-            _ => {}
-        }
-    }
-    panic!("socket closed while waiting for {ty}");
-}
-
-/// A graphql-ws socket from source address `from`, acknowledged.
-async fn connect(addr: SocketAddr, from: Ipv4Addr, init: Value) -> Socket {
-    let tcp = TcpSocket::new_v4().expect("socket");
-    tcp.bind(SocketAddr::new(IpAddr::V4(from), 0))
-        .expect("bind");
-    let stream = tcp.connect(addr).await.expect("connect");
-    let mut req = format!("ws://{addr}/graphql")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    let (mut ws, _) = client_async(req, MaybeTlsStream::Plain(stream))
-        .await
-        .expect("upgrade");
-    ws.send(text(json!({"type": "connection_init", "payload": init})))
-        .await
-        .expect("init");
-    until(&mut ws, "connection_ack").await;
-    ws
-}
+use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::main]
 async fn main() {
@@ -161,53 +54,15 @@ async fn main() {
     // Two orgs: the turns run in one; the held sockets follow the other's
     // events (idle widgets and dashboards of other customers), so a turn's
     // outbox event is not fanned out to every held socket.
-    let org_key = |name: &str| {
-        let out = command(&dir)
-            .args([
-                "org",
-                "create",
-                "--name",
-                name,
-                "--plan",
-                "PRO",
-                "--owner-email",
-                "bench@example.com",
-                "--json",
-            ])
-            .output()
-            .expect("org create");
-        let created: Value = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .expect("org create --json");
-        created["apiKey"].as_str().expect("apiKey").to_string()
-    };
-    let key = org_key("Bench");
-    let held_key = org_key("Held");
+    let key = org_key(|| command(&dir), "Bench");
+    let held_key = org_key(|| command(&dir), "Held");
 
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let server = Server(
-        command(&dir)
-            .args(["serve", "--addr", &addr.to_string()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("serve"),
-    );
-    let pid = server.0.id();
     let client = reqwest::Client::new();
+    let server = serve(command(&dir), addr, &client).await;
+    let pid = server.0.id();
     let url = format!("http://{addr}/graphql");
-    for _ in 0..100 {
-        if client
-            .get(format!("http://{addr}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // A knowledge base, a bot and its widget for the turns.
     let kb = common::knowledge_base(&client, &url, &key).await;

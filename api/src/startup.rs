@@ -125,6 +125,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         shutdown: tokio::sync::watch::channel(false).0,
         revoked_keys: tokio::sync::broadcast::channel(256).0,
         sockets_per_ip,
+        published: Default::default(),
     }))
 }
 
@@ -183,6 +184,7 @@ impl App {
             Duration::from_secs(5),
             Duration::from_secs(5),
         ));
+        let marks = tokio::spawn(event::mark_published_forever(self.state.clone()));
         let mailer = tokio::spawn(crate::service::notify::send_forever(
             self.state.clone(),
             Duration::from_millis(500),
@@ -227,6 +229,9 @@ impl App {
             }
         };
         relay.abort();
+        marks.abort();
+        // What was published but not yet marked: marked now, so the next start does not republish it.
+        self.state.published.flush(&self.state.db).await;
         mailer.abort();
         webhooks.abort();
         revocations.abort();

@@ -41,4 +41,6 @@ pub struct State {
     pub revoked_keys: tokio::sync::broadcast::Sender<uuid::Uuid>,
     /// Open graphql-ws sockets per client address, for the per-address cap.
     pub sockets_per_ip: crate::http::ws::SocketsPerIp,
+    /// Events published on the bus whose published mark is not yet written.
+    pub published: crate::service::event::PublishedMarks,
 }

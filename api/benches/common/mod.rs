@@ -1,5 +1,7 @@
 //! What the benchmarks share: a GraphQL call over HTTP and percentiles.
 
+pub mod process;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -2,8 +2,15 @@
 //! it announces, published on the bus after commit, and marked published. A
 //! relay republishes what a crash left unpublished, so no committed change goes
 //! unannounced.
+//!
+//! Marks are batched ([`PublishedMarks`]): one `UPDATE` a second for every
+//! event published in it, not one per event, so a chat turn does not pay a
+//! write for its `turn.completed`. The relay waits longer than a batch before
+//! it republishes, so a pending mark is not mistaken for a lost event; a crash
+//! before the batch is written means those events are published again, which
+//! the bus already allows (delivery is at least once).
 
-use std::time::Duration;
+use std::{sync::Mutex, time::Duration};
 
 use chrono::{DateTime, Utc};
 use entity::event;
@@ -75,14 +82,77 @@ pub async fn publish(st: &State, events: &[event::Model]) {
         tracing::warn!(%err, "could not queue webhook deliveries; the relay retries");
         return;
     }
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    if let Err(err) = event::Entity::update_many()
-        .col_expr(event::Column::PublishedAt, Expr::value(Utc::now()))
-        .filter(event::Column::Id.is_in(ids))
-        .exec(&st.db)
-        .await
-    {
-        tracing::warn!(%err, "could not mark events published");
+    st.published.add(events.iter().map(|e| e.id));
+}
+
+/// Most ids one marking `UPDATE` names (bounded statement size).
+const MARK_CHUNK: usize = 500;
+
+/// How long a published event waits for its mark, at most (while running).
+pub const MARK_EVERY: Duration = Duration::from_secs(1);
+
+/// Ids of events published and not yet marked so in the database; see the module docs.
+#[derive(Debug, Default)]
+pub struct PublishedMarks {
+    pending: Mutex<Vec<Uuid>>,
+    /// Marking statements run so far (tests subtract them from a turn's writes).
+    statements: std::sync::atomic::AtomicU64,
+}
+
+impl PublishedMarks {
+    fn add(&self, ids: impl Iterator<Item = Uuid>) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.extend(ids);
+        }
+    }
+
+    /// Ids waiting for their mark.
+    pub fn len(&self) -> usize {
+        self.pending.lock().map_or(0, |p| p.len())
+    }
+
+    /// Marking statements run since start.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether no mark is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Marks everything pending as published: one `UPDATE` per
+    /// [`MARK_CHUNK`] ids. Ids whose `UPDATE` fails go back in the queue.
+    pub async fn flush(&self, db: &impl ConnectionTrait) {
+        let ids = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return,
+        };
+        for chunk in ids.chunks(MARK_CHUNK) {
+            self.statements
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(err) = event::Entity::update_many()
+                .col_expr(event::Column::PublishedAt, Expr::value(Utc::now()))
+                .filter(event::Column::Id.is_in(chunk.iter().copied()))
+                .exec(db)
+                .await
+            {
+                tracing::warn!(%err, count = chunk.len(), "could not mark events published; retrying");
+                self.add(chunk.iter().copied());
+            }
+        }
+    }
+}
+
+/// Writes the pending published marks every [`MARK_EVERY`], forever.
+pub async fn mark_published_forever(st: std::sync::Arc<State>) {
+    let mut tick = tokio::time::interval(MARK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !st.published.is_empty() {
+            st.published.flush(&st.db).await;
+        }
     }
 }
 

@@ -334,26 +334,7 @@ fn rank(
             let Some(v) = &ix.vectors else {
                 return vec![];
             };
-            let mut best: HashMap<u32, Vec<(u16, f32)>> = HashMap::new();
-            v.scan(q, |slot, pos, cos| {
-                let e = best.entry(slot).or_default();
-                e.push((pos, cos));
-                if e.len() > PASSAGES_PER_HIT * 4 {
-                    e.sort_by(|a, b| b.1.total_cmp(&a.1));
-                    e.truncate(PASSAGES_PER_HIT);
-                }
-            });
-            let mut hits: Vec<(u32, Vec<(u16, f32)>)> = best
-                .into_iter()
-                .map(|(slot, mut p)| {
-                    p.sort_by(|a, b| b.1.total_cmp(&a.1));
-                    p.truncate(PASSAGES_PER_HIT);
-                    (slot, p)
-                })
-                .collect();
-            top(&mut hits, CANDIDATES, |h| {
-                h.1.first().map_or(f32::MIN, |p| p.1)
-            });
+            let hits = v.nearest(q, CANDIDATES, PASSAGES_PER_HIT);
             hits.into_iter()
                 .filter_map(|(slot, p)| {
                     let a = ix.articles.get(slot as usize)?.as_ref()?;

@@ -145,12 +145,33 @@ impl PassageVectors {
         self.len() == 0
     }
 
-    /// Every live passage's cosine with `query`: (slot, position, cosine).
-    pub fn scan(&self, query: &Quantized, mut each: impl FnMut(u32, u16, f32)) {
-        if query.values.len() != self.dim || self.dim == 0 {
-            return;
+    /// The `articles` article slots whose best passage is nearest `query`,
+    /// each with its `passages` nearest passages (position, cosine), best
+    /// first; articles unordered.
+    ///
+    /// Dense arrays instead of maps: one cosine per row, one best cosine per
+    /// slot, then a second pass over the rows for the chosen slots only, so
+    /// the scan costs a multiply-add per component and nothing per row that
+    /// allocates or hashes.
+    pub fn nearest(
+        &self,
+        query: &Quantized,
+        articles: usize,
+        passages: usize,
+    ) -> Vec<(u32, Vec<(u16, f32)>)> {
+        if query.values.len() != self.dim || self.dim == 0 || articles == 0 || passages == 0 {
+            return vec![];
         }
-        for (i, (row, &(slot, pos))) in self
+        let slots = self
+            .rows
+            .iter()
+            .filter(|r| r.0 != DEAD)
+            .map(|r| r.0 as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut best = vec![f32::NEG_INFINITY; slots];
+        let mut cosines = vec![f32::NEG_INFINITY; self.rows.len()];
+        for (i, (row, &(slot, _))) in self
             .values
             .chunks_exact(self.dim)
             .zip(&self.rows)
@@ -160,8 +181,43 @@ impl PassageVectors {
                 continue;
             }
             let cos = dot(row, &query.values) as f32 * self.scales[i] * query.scale;
-            each(slot, pos, cos);
+            cosines[i] = cos;
+            let b = &mut best[slot as usize];
+            if cos > *b {
+                *b = cos;
+            }
         }
+        let mut chosen: Vec<(u32, f32)> = best
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_finite())
+            .map(|(slot, b)| (slot as u32, *b))
+            .collect();
+        if chosen.len() > articles {
+            chosen.select_nth_unstable_by(articles - 1, |a, b| b.1.total_cmp(&a.1));
+            chosen.truncate(articles);
+        }
+        // Slot → its place in `out` (u32::MAX: not chosen).
+        let mut place = vec![u32::MAX; slots];
+        for (k, (slot, _)) in chosen.iter().enumerate() {
+            place[*slot as usize] = k as u32;
+        }
+        let mut out: Vec<(u32, Vec<(u16, f32)>)> =
+            chosen.iter().map(|(slot, _)| (*slot, Vec::new())).collect();
+        for (&(slot, pos), &cos) in self.rows.iter().zip(&cosines) {
+            if slot == DEAD {
+                continue;
+            }
+            let k = place[slot as usize];
+            if k != u32::MAX {
+                out[k as usize].1.push((pos, cos));
+            }
+        }
+        for (_, p) in &mut out {
+            p.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            p.truncate(passages);
+        }
+        out
     }
 
     /// Approximate heap bytes held.
@@ -194,13 +250,50 @@ mod tests {
         let exact: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         let mut ix = PassageVectors::new(384);
         ix.push(0, 0, &quantize(&a));
-        let mut got = None;
-        ix.scan(&quantize(&b), |_, _, c| got = Some(c));
-        let got = got.unwrap_or(f32::NAN);
+        let cos = |q: &[f32]| {
+            ix.nearest(&quantize(q), 1, 1)
+                .first()
+                .and_then(|h| h.1.first())
+                .map_or(f32::NAN, |p| p.1)
+        };
+        let got = cos(&b);
         assert!((got - exact).abs() < 0.01, "{got} vs {exact}");
-        let mut own = None;
-        ix.scan(&quantize(&a), |_, _, c| own = Some(c));
-        assert!((own.unwrap_or(0.0) - 1.0).abs() < 0.01);
+        assert!((cos(&a) - 1.0).abs() < 0.01);
+    }
+
+    /// `ix.nearest(q, articles, passages)` as (slot, positions), by slot.
+    fn positions(
+        ix: &PassageVectors,
+        q: &[f32],
+        articles: usize,
+        passages: usize,
+    ) -> Vec<(u32, Vec<u16>)> {
+        let mut got: Vec<(u32, Vec<u16>)> = ix
+            .nearest(&quantize(q), articles, passages)
+            .into_iter()
+            .map(|(s, p)| (s, p.into_iter().map(|x| x.0).collect()))
+            .collect();
+        got.sort_by_key(|g| g.0);
+        got
+    }
+
+    #[test]
+    fn nearest_keeps_the_best_articles_with_their_best_passages() {
+        let mut ix = PassageVectors::new(2);
+        ix.push(0, 0, &quantize(&[0.0, 1.0]));
+        ix.push(0, 1, &quantize(&[0.8, 0.6]));
+        ix.push(1, 0, &quantize(&[1.0, 0.0]));
+        ix.push(1, 1, &quantize(&[0.6, 0.8]));
+        ix.push(1, 2, &quantize(&[0.0, 1.0]));
+        ix.push(2, 0, &quantize(&[-1.0, 0.0]));
+        ix.remove_where(|s| s == 2);
+        assert_eq!(
+            positions(&ix, &[1.0, 0.0], 5, 2),
+            vec![(0, vec![1, 0]), (1, vec![0, 1])]
+        );
+        assert_eq!(positions(&ix, &[1.0, 0.0], 1, 3), vec![(1, vec![0, 1, 2])]);
+        let best = ix.nearest(&quantize(&[1.0, 0.0]), 1, 1);
+        assert!((best[0].1[0].1 - 1.0).abs() < 0.01);
     }
 
     #[test]
@@ -211,13 +304,9 @@ mod tests {
         ix.push(1, 1, &quantize(&[0.6, 0.8]));
         ix.remove_where(|s| s == 0);
         assert_eq!(ix.len(), 2);
-        let mut seen = vec![];
-        ix.scan(&quantize(&[1.0, 0.0]), |s, p, _| seen.push((s, p)));
-        assert_eq!(seen, vec![(1, 0), (1, 1)]);
+        assert_eq!(positions(&ix, &[1.0, 0.0], 5, 5), vec![(1, vec![1, 0])]);
         let c = ix.compacted(&[None, Some(0)]);
         assert_eq!(c.dead_fraction(), 0.0);
-        let mut seen = vec![];
-        c.scan(&quantize(&[1.0, 0.0]), |s, p, _| seen.push((s, p)));
-        assert_eq!(seen, vec![(0, 0), (0, 1)]);
+        assert_eq!(positions(&c, &[1.0, 0.0], 5, 5), vec![(0, vec![1, 0])]);
     }
 }

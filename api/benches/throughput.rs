@@ -1,0 +1,266 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+//! Two replicas and the HTTP path, against the `wayfinder` binary of this
+//! build run as processes of their own:
+//!
+//! 1. **Fan-out.** Replicas A and B share one PostgreSQL database (a fresh
+//!    one, dropped at the end) and one Redis (a key prefix of their own).
+//!    A dashboard socket on each follows `orgEvents`; the bench changes
+//!    knowledge bases through A at an open-loop `EVENT_RATE` per second
+//!    (`EVENTS` changes, each answered without GraphQL `errors`), and times
+//!    every event from its arrival on A's socket to its arrival on B's: the
+//!    cost of crossing replicas through Redis. Every event A saw must reach
+//!    B, once; the count lost is printed and must be zero.
+//! 2. **HTTP.** `{ __typename }` over HTTP to replica A from `CONNECTIONS`
+//!    keep-alive connections for `SECONDS`: requests per second, each
+//!    response checked (200, `{"data":{"__typename":"Query"}}`, no `errors`).
+//!
+//! Run: `cargo bench -p wayfinder-api --bench throughput`. `PG_ADMIN_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`) creates the
+//! database; `REDIS_URL` defaults to `redis://127.0.0.1:6379`.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use common::{
+    gql,
+    process::{Socket, command, connect, free_port, ms, org_key, serve, setting, text},
+};
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Knowledge bases the changes rotate over (one row would serialise them on its lock).
+const KBS: usize = 16;
+
+/// Arrival time of each event id on one socket.
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Follows `orgEvents` on `ws`, recording when each event id arrives (a
+/// second arrival of one id is a duplicate and fails the bench).
+fn follow(mut ws: Socket) -> (Arrivals, tokio::task::JoinHandle<()>) {
+    let seen: Arrivals = Default::default();
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            ws.send(text(json!({"id": "e", "type": "subscribe", "payload": {"query": "subscription { orgEvents { id kind } }"}})))
+                .await
+                .expect("subscribe");
+            while let Some(Ok(msg)) = ws.next().await {
+                let Message::Text(raw) = msg else { continue };
+                let m: Value = serde_json::from_str(&raw).expect("server message");
+                match m["type"].as_str() {
+                    Some("next") => {
+                        assert!(m["payload"].get("errors").is_none(), "event: {m}");
+                        let id = m["payload"]["data"]["orgEvents"]["id"]
+                            .as_str()
+                            .expect("event id")
+                            .to_string();
+                        let again = seen.lock().unwrap().insert(id.clone(), Instant::now());
+                        assert!(again.is_none(), "event {id} arrived twice");
+                    }
+                    Some("ping") => ws.send(text(json!({"type": "pong"}))).await.expect("pong"),
+                    Some("error" | "complete") => panic!("subscription ended: {m}"),
+                    _ => {}
+                }
+            }
+        })
+    };
+    (seen, task)
+}
+
+fn quantiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    v.sort();
+    (
+        ms(common::percentile(&v, 0.5)),
+        ms(common::percentile(&v, 0.99)),
+        ms(common::percentile(&v, 1.0)),
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let events = setting("EVENTS", 3000);
+    let rate = setting("EVENT_RATE", 1000).max(1);
+    let connections = setting("CONNECTIONS", 32).max(1);
+    let seconds = setting("SECONDS", 5).max(1);
+    let admin = std::env::var("PG_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+
+    // A fresh database and key prefix, shared by both replicas.
+    let name = format!("wayfinder_bench_{}", uuid::Uuid::new_v4().simple());
+    let pg = Database::connect(&admin).await.expect("PostgreSQL");
+    pg.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let database_url = format!("{base}/{name}");
+    let dir = std::env::temp_dir().join(format!("wayfinder-throughput-{name}"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let replica = || {
+        let mut cmd = command(&dir);
+        cmd.env("DATABASE_URL", &database_url)
+            .env("REDIS_URL", &redis)
+            .env("REDIS_PREFIX", format!("{name}:"));
+        cmd
+    };
+    let key = org_key(replica, "Bench");
+    let client = reqwest::Client::new();
+    let (a, b): (SocketAddr, SocketAddr) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let server_a = serve(replica(), a, &client).await;
+    let server_b = serve(replica(), b, &client).await;
+    let url_a = format!("http://{a}/graphql");
+
+    let mut kbs = Vec::with_capacity(KBS);
+    for _ in 0..KBS {
+        kbs.push(common::knowledge_base(&client, &url_a, &key).await);
+    }
+    let from = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    let (on_a, follow_a) = follow(connect(a, from, json!({ "apiKey": key })).await);
+    let (on_b, follow_b) = follow(connect(b, from, json!({ "apiKey": key })).await);
+    // Both subscriptions are live once a first change reaches both.
+    let warm = Instant::now();
+    loop {
+        gql(&client, &url_a, Some(&key), "mutation($id: UUID!) { updateKnowledgeBase(input: {id: $id, description: \"warm\"}) { id } }", json!({ "id": kbs[0] })).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (na, nb) = (on_a.lock().unwrap().len(), on_b.lock().unwrap().len());
+        if na > 0 && nb > 0 {
+            break;
+        }
+        assert!(
+            warm.elapsed() < Duration::from_secs(20),
+            "subscriptions never went live"
+        );
+    }
+    on_a.lock().unwrap().clear();
+    on_b.lock().unwrap().clear();
+
+    // 1. Changes through A at an open-loop rate.
+    let begun = Instant::now();
+    let mut sent = Vec::with_capacity(events);
+    for i in 0..events {
+        let due = begun + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, url, key, kb) = (
+            client.clone(),
+            url_a.clone(),
+            key.clone(),
+            kbs[i % KBS].clone(),
+        );
+        sent.push(tokio::spawn(async move {
+            gql(&client, &url, Some(&key), "mutation($id: UUID!, $d: String) { updateKnowledgeBase(input: {id: $id, description: $d}) { id } }", json!({ "id": kb, "d": format!("change {i}") })).await;
+        }));
+    }
+    for s in sent {
+        s.await.expect("change");
+    }
+    let send_secs = begun.elapsed().as_secs_f64();
+    // Let B catch up with what A saw.
+    let drain = Instant::now();
+    while drain.elapsed() < Duration::from_secs(10) {
+        let (na, nb) = (on_a.lock().unwrap().len(), on_b.lock().unwrap().len());
+        if na >= events && nb >= na {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    follow_a.abort();
+    follow_b.abort();
+    let (seen_a, seen_b) = (on_a.lock().unwrap().clone(), on_b.lock().unwrap().clone());
+    let mut lags = Vec::with_capacity(seen_a.len());
+    let mut lost = 0usize;
+    for (id, at_a) in &seen_a {
+        match seen_b.get(id) {
+            Some(at_b) => lags.push(at_b.saturating_duration_since(*at_a)),
+            None => lost += 1,
+        }
+    }
+    let (p50, p99, max) = quantiles(lags);
+
+    // 2. `{ __typename }` over HTTP from a fixed number of connections.
+    let expected = json!({"data": {"__typename": "Query"}});
+    let stop = Instant::now() + Duration::from_secs(seconds as u64);
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            // One client per worker: one keep-alive connection each.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
+            let (url, expected) = (url_a.clone(), expected.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut times = Vec::new();
+                while Instant::now() < stop {
+                    let t0 = Instant::now();
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"query":"{ __typename }"}"#)
+                        .send()
+                        .await
+                        .expect("request");
+                    assert_eq!(resp.status(), 200);
+                    let v: Value = resp.json().await.expect("json");
+                    assert_eq!(v, expected, "a wrong answer to {{ __typename }}");
+                    times.push(t0.elapsed());
+                    done += 1;
+                }
+                (done, times)
+            })
+        })
+        .collect();
+    let http_begun = Instant::now();
+    let mut requests = 0u64;
+    let mut times = Vec::new();
+    for w in workers {
+        let (n, t) = w.await.expect("worker");
+        requests += n;
+        times.extend(t);
+    }
+    let http_secs = http_begun.elapsed().as_secs_f64();
+    let (h50, h99, _) = quantiles(times);
+
+    println!(
+        "Two replicas on PostgreSQL and Redis; {events} knowledge-base changes through A at {rate}/s (sent in {send_secs:.1} s, {:.0}/s)",
+        events as f64 / send_secs
+    );
+    println!("| events seen on A | on B | lost | fan-out A → B p50 | p99 | max |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {lost} | {p50:.2} ms | {p99:.2} ms | {max:.2} ms |",
+        seen_a.len(),
+        seen_b.len()
+    );
+    println!("`{{ __typename }}` over HTTP, {connections} connections, {seconds} s");
+    println!("| requests | per second | p50 | p99 |");
+    println!("|---:|---:|---:|---:|");
+    println!(
+        "| {requests} | {:.0} | {h50:.2} ms | {h99:.2} ms |",
+        requests as f64 / http_secs
+    );
+
+    drop(server_a);
+    drop(server_b);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = pg
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    assert_eq!(seen_a.len(), events, "A's dashboard missed events");
+    assert_eq!(lost, 0, "events A saw never reached B");
+}
