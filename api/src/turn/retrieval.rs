@@ -221,27 +221,43 @@ pub async fn search(
     }
     let terms = terms::Terms::parse(query);
     let semantic = matches!(mode, RetrievalMode::Semantic | RetrievalMode::Hybrid);
-    let query_vector = match (&st.retriever.embedder, semantic) {
-        (Some(e), true) => match e.embed(&[query.to_string()]).await {
+    let embedder = st.retriever.embedder.as_ref().filter(|_| semantic);
+    if embedder.is_none() && terms.is_empty() {
+        return Ok(vec![]);
+    }
+    // Words are ranked while the question is embedded (on the blocking
+    // pool): the embedding is most of a hybrid search's time.
+    let by_words_first = mode != RetrievalMode::Semantic || embedder.is_none();
+    let embedding = async {
+        let e = embedder?;
+        match e.embed(&[query.to_string()]).await {
             Ok(mut v) => v.pop().map(|v| vectors::quantize(&v)),
             Err(err) => {
                 tracing::warn!(%err, "query embedding failed; ranking by keywords");
                 None
             }
-        },
-        _ => None,
+        }
     };
-    let keyword = mode != RetrievalMode::Semantic || query_vector.is_none();
-    if query_vector.is_none() && terms.is_empty() {
-        return Ok(vec![]);
+    let words = async {
+        let held = st
+            .retriever
+            .index
+            .get(&st.db, org_id, knowledge_base_ids)
+            .await?;
+        let by_words = if by_words_first {
+            keyword_candidates(&held, &query_terms(&terms))
+        } else {
+            Scored::new()
+        };
+        Ok::<_, AppError>((held, by_words))
+    };
+    let (query_vector, words) = tokio::join!(embedding, words);
+    let (held, mut by_words) = words?;
+    if query_vector.is_none() && !by_words_first {
+        // Semantic mode, and the embedding failed: ranked by words after all.
+        by_words = keyword_candidates(&held, &query_terms(&terms));
     }
-    let held = st
-        .retriever
-        .index
-        .get(&st.db, org_id, knowledge_base_ids)
-        .await?;
-    let query_terms = if keyword { query_terms(&terms) } else { vec![] };
-    let ranked = rank(&held, &query_terms, query_vector.as_ref(), limit);
+    let ranked = rank(&held, by_words, query_vector.as_ref(), limit);
     hits(
         &st.db,
         org_id,
@@ -300,34 +316,41 @@ struct Ranked {
 /// Candidates of one ranking: article → (knowledge base, score, best passages).
 type Scored = HashMap<Uuid, (Uuid, f64, Vec<(u16, f32)>)>;
 
-/// Ranks the held indexes: keyword candidates when `terms` is not empty,
-/// semantic ones when `query` is given, fused when both; the best `limit`.
+/// The best [`CANDIDATES`] articles of the held indexes by words (none when
+/// `terms` is empty), with statistics summed over all of them.
+fn keyword_candidates(held: &index::Held, terms: &[bm25::QueryTerm]) -> Scored {
+    let mut by_words: Scored = HashMap::new();
+    if terms.is_empty() {
+        return by_words;
+    }
+    let mut stats = bm25::Stats::default();
+    for s in held.each(|_, ix| ix.bm25.stats(terms)) {
+        stats.add(&s);
+    }
+    for found in held.each(|kb, ix| {
+        let mut hits = ix.bm25.score(terms, &stats);
+        top(&mut hits, CANDIDATES, |h| h.1);
+        hits.into_iter()
+            .filter_map(|(slot, score)| {
+                let a = ix.articles.get(slot as usize)?.as_ref()?;
+                Some((a.id, (kb, f64::from(score), vec![])))
+            })
+            .collect::<Vec<_>>()
+    }) {
+        by_words.extend(found);
+    }
+    keep_best(&mut by_words, CANDIDATES);
+    by_words
+}
+
+/// Ranks the held indexes: the keyword candidates `by_words`, semantic ones
+/// when `query` is given, fused when both; the best `limit`.
 fn rank(
     held: &index::Held,
-    terms: &[bm25::QueryTerm],
+    by_words: Scored,
     query: Option<&vectors::Quantized>,
     limit: usize,
 ) -> Vec<Ranked> {
-    let mut by_words: Scored = HashMap::new();
-    if !terms.is_empty() {
-        let mut stats = bm25::Stats::default();
-        for s in held.each(|_, ix| ix.bm25.stats(terms)) {
-            stats.add(&s);
-        }
-        for found in held.each(|kb, ix| {
-            let mut hits = ix.bm25.score(terms, &stats);
-            top(&mut hits, CANDIDATES, |h| h.1);
-            hits.into_iter()
-                .filter_map(|(slot, score)| {
-                    let a = ix.articles.get(slot as usize)?.as_ref()?;
-                    Some((a.id, (kb, f64::from(score), vec![])))
-                })
-                .collect::<Vec<_>>()
-        }) {
-            by_words.extend(found);
-        }
-        keep_best(&mut by_words, CANDIDATES);
-    }
     let mut by_meaning: Scored = HashMap::new();
     if let Some(q) = query {
         for found in held.each(|kb, ix| {
