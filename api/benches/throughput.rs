@@ -17,6 +17,8 @@
 //! 2. **HTTP.** `{ __typename }` over HTTP to replica A from `CONNECTIONS`
 //!    keep-alive connections for `SECONDS`: requests per second, each
 //!    response checked (200, `{"data":{"__typename":"Query"}}`, no `errors`).
+//!    `HTTP_URL` points this part at another server instead (a reference
+//!    such as Apollo Server, timed by the same client in the same run).
 //!
 //! Run: `cargo bench -p wayfinder-api --bench throughput`. `PG_ADMIN_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`) creates the
@@ -199,6 +201,8 @@ async fn main() {
 
     // 2. `{ __typename }` over HTTP from a fixed number of connections.
     let expected = json!({"data": {"__typename": "Query"}});
+    // HTTP_URL: another server to time with the same client (a reference).
+    let http_url = std::env::var("HTTP_URL").unwrap_or_else(|_| url_a.clone());
     // One client per worker: one keep-alive connection each (built before the clock starts).
     let clients: Vec<reqwest::Client> = (0..connections)
         .map(|_| {
@@ -213,7 +217,7 @@ async fn main() {
     let workers: Vec<_> = clients
         .into_iter()
         .map(|client| {
-            let (url, expected) = (url_a.clone(), expected.clone());
+            let (url, expected) = (http_url.clone(), expected.clone());
             tokio::spawn(async move {
                 let mut done = 0u64;
                 let mut times = Vec::new();
@@ -262,7 +266,7 @@ async fn main() {
         "| B (fan-out from A) | {} | {lost} | {b50:.2} ms | {b99:.2} ms | {bmax:.2} ms |",
         seen_b.len()
     );
-    println!("`{{ __typename }}` over HTTP, {connections} connections, {seconds} s");
+    println!("`{{ __typename }}` over HTTP to {http_url}, {connections} connections, {seconds} s");
     println!("| requests | per second | p50 | p99 |");
     println!("|---:|---:|---:|---:|");
     println!(

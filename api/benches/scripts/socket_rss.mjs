@@ -39,7 +39,8 @@ for (let i = 0; i < n; i += 100) {
 await sleep(2000);
 const held = rss();
 for (const ws of sockets) ws.close();
-await sleep(4000);
+// AFTER_MS: how long to wait after closing before reading RSS again (default 4 s).
+await sleep(Number(process.env.AFTER_MS || 4000));
 const after = rss();
 console.log(JSON.stringify({ sockets: n, rss_before_kb: before, rss_held_kb: held, rss_after_kb: after,
   per_socket_kb: ((held - before) / n).toFixed(2) }));
