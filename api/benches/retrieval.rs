@@ -73,6 +73,10 @@ const TWENTY_WORDS: &[&str] = &[
 ];
 
 fn main() -> BenchResult<()> {
+    if std::env::var_os("EMBEDDING_MODEL_DIR").is_some() {
+        // As the server does: candle's thread count fixed before any thread starts.
+        wayfinder::embeddings::local::set_thread_count_env();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

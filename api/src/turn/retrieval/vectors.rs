@@ -73,6 +73,12 @@ pub struct PassageVectors {
     dead: usize,
 }
 
+/// Rows per block of a scan.
+const SCAN_BLOCK: usize = 4096;
+
+/// Rows from which a scan runs on several cores (below, a thread hand-off costs more than it saves).
+const PARALLEL_FROM: usize = 16_384;
+
 /// Sentinel slot of a removed row.
 const DEAD: u32 = u32::MAX;
 
@@ -149,10 +155,10 @@ impl PassageVectors {
     /// each with its `passages` nearest passages (position, cosine), best
     /// first; articles unordered.
     ///
-    /// Dense arrays instead of maps: one cosine per row, one best cosine per
-    /// slot, then a second pass over the rows for the chosen slots only, so
-    /// the scan costs a multiply-add per component and nothing per row that
-    /// allocates or hashes.
+    /// Dense arrays instead of maps: one cosine per row (computed on every
+    /// core for a long scan), one best cosine per slot, then a pass over the
+    /// rows for the chosen slots only, so the scan costs a multiply-add per
+    /// component and nothing per row that allocates or hashes.
     pub fn nearest(
         &self,
         query: &Quantized,
@@ -169,22 +175,33 @@ impl PassageVectors {
             .map(|r| r.0 as usize + 1)
             .max()
             .unwrap_or(0);
-        let mut best = vec![f32::NEG_INFINITY; slots];
+        // The dot products, in blocks spread over the cores when the scan is
+        // long enough to pay for it (rayon's pool, shared with candle).
         let mut cosines = vec![f32::NEG_INFINITY; self.rows.len()];
-        for (i, (row, &(slot, _))) in self
-            .values
-            .chunks_exact(self.dim)
-            .zip(&self.rows)
-            .enumerate()
-        {
-            if slot == DEAD {
-                continue;
+        let block = |(b, out): (usize, &mut [f32])| {
+            let first = b * SCAN_BLOCK;
+            for (k, cos) in out.iter_mut().enumerate() {
+                let i = first + k;
+                if self.rows[i].0 == DEAD {
+                    continue;
+                }
+                let row = &self.values[i * self.dim..(i + 1) * self.dim];
+                *cos = dot(row, &query.values) as f32 * self.scales[i] * query.scale;
             }
-            let cos = dot(row, &query.values) as f32 * self.scales[i] * query.scale;
-            cosines[i] = cos;
-            let b = &mut best[slot as usize];
-            if cos > *b {
-                *b = cos;
+        };
+        if self.rows.len() >= PARALLEL_FROM {
+            use rayon::prelude::*;
+            cosines
+                .par_chunks_mut(SCAN_BLOCK)
+                .enumerate()
+                .for_each(block);
+        } else {
+            cosines.chunks_mut(SCAN_BLOCK).enumerate().for_each(block);
+        }
+        let mut best = vec![f32::NEG_INFINITY; slots];
+        for (&(slot, _), &cos) in self.rows.iter().zip(&cosines) {
+            if slot != DEAD && cos > best[slot as usize] {
+                best[slot as usize] = cos;
             }
         }
         let mut chosen: Vec<(u32, f32)> = best
@@ -294,6 +311,35 @@ mod tests {
         assert_eq!(positions(&ix, &[1.0, 0.0], 1, 3), vec![(1, vec![0, 1, 2])]);
         let best = ix.nearest(&quantize(&[1.0, 0.0]), 1, 1);
         assert!((best[0].1[0].1 - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_long_scan_on_several_cores_ranks_like_one_by_one() {
+        // Past PARALLEL_FROM rows, so the blocks run on rayon's pool.
+        let n = PARALLEL_FROM as u32 + 5_000;
+        let mut ix = PassageVectors::new(4);
+        let mut expected: Vec<(u32, f32)> = Vec::new();
+        let q = unit(&[1.0, 0.2, 0.0, -0.1]);
+        for slot in 0..n {
+            let v = unit(&[
+                ((slot * 7919) % 101) as f32 - 50.0,
+                ((slot * 104_729) % 89) as f32 - 44.0,
+                ((slot * 31) % 13) as f32 - 6.0,
+                1.0,
+            ]);
+            let quantized = quantize(&v);
+            let cos = dot(&quantized.values, &quantize(&q).values) as f32
+                * quantized.scale
+                * quantize(&q).scale;
+            expected.push((slot, cos));
+            ix.push(slot, 0, &quantized);
+        }
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut got = ix.nearest(&quantize(&q), 10, 1);
+        got.sort_by(|a, b| b.1[0].1.total_cmp(&a.1[0].1).then(a.0.cmp(&b.0)));
+        let got: Vec<u32> = got.iter().map(|g| g.0).collect();
+        let want: Vec<u32> = expected.iter().take(10).map(|e| e.0).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
