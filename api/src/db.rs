@@ -14,6 +14,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
+    if sqlite {
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+        });
+    }
     let mut db = Database::connect(opts).await?;
     db.set_metric_callback(|info| {
         if is_write(&info.statement.sql) {

@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = wayfinder::cli::Cli::parse();
     // Before the runtime starts any thread (see the function's docs).
@@ -20,6 +24,10 @@ fn main() -> std::process::ExitCode {
     };
     runtime.block_on(async move {
         wayfinder::telemetry::init(&cli.config.log_format);
+        #[cfg(feature = "jemalloc")]
+        if let Err(err) = tikv_jemalloc_ctl::background_thread::write(true) {
+            tracing::warn!(%err, "jemalloc's background purging is off: freed memory returns to the system only as the allocator works");
+        }
         let mut stdout = std::io::stdout();
         match wayfinder::cli::run(cli, &mut stdout).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
