@@ -39,6 +39,9 @@ use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// Visitor sockets the turns' `chatTurn` subscriptions are spread over.
+const VISITOR_SOCKETS: usize = 8;
+
 #[tokio::main]
 async fn main() {
     let sockets = setting("SOCKETS", 500);
@@ -127,16 +130,21 @@ async fn main() {
     let cpu_ramp = cpu_secs(pid) - cpu_before;
 
     // 2. Turns while the sockets are held: open loop, each on its own task.
-    let visitor = connect(addr, Ipv4Addr::new(127, 0, 2, 1), json!({})).await;
-    let (mut sink, mut source) = visitor.split();
+    // Visitor sockets, each turn's `chatTurn` on one of them in turn (a socket
+    // holds at most 32 subscriptions, so a stall cannot fail the bench).
     let waiting: std::sync::Arc<
         std::sync::Mutex<
             std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<Value>>,
         >,
     > = Default::default();
-    let router = {
+    let mut routers = Vec::new();
+    let mut writers = Vec::new();
+    let mut senders = Vec::new();
+    for v in 0..VISITOR_SOCKETS {
+        let visitor = connect(addr, Ipv4Addr::new(127, 0, 2, 1 + v as u8), json!({})).await;
+        let (mut sink, mut source) = visitor.split();
         let waiting = waiting.clone();
-        tokio::spawn(async move {
+        routers.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = source.next().await {
                 let Message::Text(raw) = msg else { continue };
                 let m: Value = serde_json::from_str(&raw).expect("server message");
@@ -146,21 +154,24 @@ async fn main() {
                     let _ = tx.send(m);
                 }
             }
-        })
-    };
-    let (sub_tx, mut sub_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let writer = tokio::spawn(async move {
-        while let Some(m) = sub_rx.recv().await {
-            sink.send(text(m)).await.expect("send");
-        }
-    });
+        }));
+        let (sub_tx, mut sub_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        writers.push(tokio::spawn(async move {
+            while let Some(m) = sub_rx.recv().await {
+                sink.send(text(m)).await.expect("send");
+            }
+        }));
+        senders.push(sub_tx);
+    }
     let one = |i: usize| {
         let (client, url, widget, article) =
             (client.clone(), url.clone(), widget.clone(), article.clone());
-        let (waiting, sub_tx) = (waiting.clone(), sub_tx.clone());
+        let (waiting, sub_tx) = (waiting.clone(), senders[i % VISITOR_SOCKETS].clone());
         async move {
             let t0 = Instant::now();
+            let began = t0;
             let started = gql(&client, &url, None, "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionToken } }", json!({ "i": { "widgetId": widget, "message": format!("how do I reset my password ({i})") } })).await;
+            let answered_in = t0.elapsed();
             let s = &started["data"]["startTurn"];
             let id = s["turnId"].as_str().expect("turnId").to_string();
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -205,7 +216,7 @@ async fn main() {
                     .is_some_and(|c| c.iter().any(|c| c["articleId"] == article)),
                 "turn {id} does not cite the password article: {answered}"
             );
-            elapsed
+            (elapsed, answered_in, began)
         }
     };
     for i in 0..5 {
@@ -220,14 +231,19 @@ async fn main() {
         running.push(tokio::spawn(one(i)));
     }
     let mut times = Vec::with_capacity(turns);
-    for r in running {
-        times.push(r.await.expect("turn"));
+    let mut slowest = Vec::with_capacity(turns);
+    for (i, r) in running.into_iter().enumerate() {
+        let (total, answered_in, began) = r.await.expect("turn");
+        times.push(total);
+        slowest.push((total, i, answered_in, began.duration_since(begun)));
     }
+    slowest.sort_by(|a, b| b.0.cmp(&a.0));
     let cpu_turns = cpu_secs(pid) - cpu_turns_before;
     let turn_secs = begun.elapsed().as_secs_f64();
     times.sort();
-    writer.abort();
-    router.abort();
+    for task in writers.iter().chain(&routers) {
+        task.abort();
+    }
 
     // 3. Let go of everything.
     for mut ws in held.drain(..) {
@@ -262,6 +278,19 @@ async fn main() {
         ms(common::percentile(&times, 1.0)),
         cpu_turns * 1e3 / turns.max(1) as f64,
     );
+    let slow: Vec<String> = slowest
+        .iter()
+        .take(5)
+        .map(|(total, i, answered, at)| {
+            format!(
+                "#{i} at +{:.2} s: {:.1} ms (startTurn answered in {:.1} ms)",
+                at.as_secs_f64(),
+                ms(*total),
+                ms(*answered)
+            )
+        })
+        .collect();
+    println!("slowest turns: {}", slow.join("; "));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

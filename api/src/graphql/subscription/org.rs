@@ -90,7 +90,9 @@ impl OrgFollow {
                 }
                 return Some((OrgEvent::from(ev), self));
             }
-            match tokio::time::timeout(super::chat::recheck_after(&self.st), self.rx.recv()).await {
+            match tokio::time::timeout(super::chat::long_recheck_after(&self.st), self.rx.recv())
+                .await
+            {
                 Ok(Delivery::Message(raw)) => {
                     if let Ok(ev) = serde_json::from_str::<BusEvent>(&raw) {
                         self.offer(ev);
