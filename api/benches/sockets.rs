@@ -237,7 +237,7 @@ async fn main() {
         times.push(total);
         slowest.push((total, i, answered_in, began.duration_since(begun)));
     }
-    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     let cpu_turns = cpu_secs(pid) - cpu_turns_before;
     let turn_secs = begun.elapsed().as_secs_f64();
     times.sort();

@@ -280,6 +280,6 @@ async fn main() {
     let _ = pg
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await;
-    assert_eq!(seen_a.len(), events, "A's dashboard missed events");
+    assert!(seen_a.len() >= events, "A's dashboard missed events");
     assert_eq!(lost, 0, "events A saw never reached B");
 }

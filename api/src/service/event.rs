@@ -180,17 +180,23 @@ pub async fn relay(st: std::sync::Arc<State>, every: Duration, grace: Duration) 
     }
 }
 
-/// `org_id`'s events created at or after `since`, oldest first, at most
-/// `limit` (live subscriptions re-read what the bus may have dropped).
+/// `org_id`'s events created at or after `since` (and, given `after`, with
+/// a later id), oldest first, at most `limit` (live subscriptions re-read
+/// what the bus may have dropped, page by page).
 pub async fn created_since(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     since: DateTime<Utc>,
+    after: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<event::Model>, AppError> {
-    Ok(event::Entity::find()
+    let mut select = event::Entity::find()
         .filter(event::Column::OrgId.eq(org_id))
-        .filter(event::Column::CreatedAt.gte(since))
+        .filter(event::Column::CreatedAt.gte(since));
+    if let Some(after) = after {
+        select = select.filter(event::Column::Id.gt(after));
+    }
+    Ok(select
         .order_by_asc(event::Column::Id)
         .limit(limit)
         .all(db)

@@ -27,11 +27,13 @@ use crate::{
 
 /// How far before the newest delivered event a re-read starts.
 const FILL_OVERLAP: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
-/// Events one re-read returns at most.
+/// Events one page of a re-read returns at most.
 const FILL_LIMIT: u64 = 500;
-/// Delivered ids remembered to skip duplicates: far more than one re-read
-/// window holds, and a fixed cost per subscription.
-const SEEN_KEPT: usize = 2_048;
+/// Pages one re-read reads at most (a bounded cost per gap).
+const FILL_PAGES: usize = 20;
+/// Delivered ids remembered to skip duplicates: more than one re-read window
+/// holds at a few hundred events a second, and a fixed cost per subscription.
+const SEEN_KEPT: usize = 8_192;
 
 struct OrgFollow {
     st: AppState,
@@ -64,21 +66,27 @@ impl OrgFollow {
     }
 
     async fn fill(&mut self) {
-        match event::created_since(
-            &self.st.db,
-            self.org_id,
-            self.newest - FILL_OVERLAP,
-            FILL_LIMIT,
-        )
-        .await
-        {
-            Ok(rows) => {
-                let since = self.since;
-                for row in rows.iter().filter(|r| r.created_at >= since) {
-                    self.offer(BusEvent::from(row));
+        // Page by page: at a high event rate the overlap window alone holds
+        // more than a page of events already delivered (seen at 1,000/s).
+        let from = self.newest - FILL_OVERLAP;
+        let mut after = None;
+        for _ in 0..FILL_PAGES {
+            match event::created_since(&self.st.db, self.org_id, from, after, FILL_LIMIT).await {
+                Ok(rows) => {
+                    let since = self.since;
+                    for row in rows.iter().filter(|r| r.created_at >= since) {
+                        self.offer(BusEvent::from(row));
+                    }
+                    if (rows.len() as u64) < FILL_LIMIT {
+                        return;
+                    }
+                    after = rows.last().map(|r| r.id);
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "orgEvents could not read the store");
+                    return;
                 }
             }
-            Err(err) => tracing::warn!(%err, "orgEvents could not read the store"),
         }
     }
 
