@@ -384,20 +384,45 @@ async fn content_drift_is_flagged_after_a_remap(backend: Backend) {
     .await;
     assert_eq!(wait_mapped(&app, &site).await["mapVersion"], 2);
 
+    // The health check runs after the mapping completes: wait until each
+    // flow's health is of the new map (bounded), then look.
     let q = "query($id: UUID!) { flow(id: $id) { health { checked ok brokenSteps mapVersion } } }";
-    let h = app.gql_ok(q, json!({ "id": fragile })).await["flow"]["health"].clone();
+    let health_of = |id: Value| {
+        let app = &app;
+        async move {
+            for _ in 0..100 {
+                let h = app.gql_ok(q, json!({ "id": id })).await["flow"]["health"].clone();
+                if h["mapVersion"] == 2 {
+                    return h;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("flow {id}: health never checked against map version 2");
+        }
+    };
+    let h = health_of(fragile.clone()).await;
     assert_eq!(
         h,
         json!({ "checked": true, "ok": false, "brokenSteps": [0], "mapVersion": 2 })
     );
-    let h = app.gql_ok(q, json!({ "id": stable })).await["flow"]["health"].clone();
+    let h = health_of(stable.clone()).await;
     assert_eq!(h["ok"], true, "{h}");
-    let events = app
-        .gql_ok(
-            r#"{ events(kind: "content.broken") { nodes { payload } } }"#,
-            json!({}),
-        )
-        .await;
+    let mut events = json!({});
+    for _ in 0..100 {
+        events = app
+            .gql_ok(
+                r#"{ events(kind: "content.broken") { nodes { payload } } }"#,
+                json!({}),
+            )
+            .await;
+        if !events["events"]["nodes"]
+            .as_array()
+            .is_none_or(|n| n.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let nodes = events["events"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1, "{nodes:?}");
     assert_eq!(nodes[0]["payload"]["id"], fragile);
