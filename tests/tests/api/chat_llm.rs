@@ -353,16 +353,23 @@ async fn credits_never_go_below_zero_and_the_ledger_adds_up(backend: Backend) {
         mails[0].from
     );
     assert!(mails[0].data.contains("credits have run out"));
-    let n = app
-        .gql_ok(
-            "{ notifications { nodes { status attempts kind } } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(
-        n["notifications"]["nodes"],
-        json!([{ "status": "SENT", "attempts": 1, "kind": "credits.insufficient" }])
-    );
+    // The mailer marks the notification SENT just after the sink took the
+    // mail: wait for the mark (bounded) before reading it.
+    let sent = json!([{ "status": "SENT", "attempts": 1, "kind": "credits.insufficient" }]);
+    let mut n = json!({});
+    for _ in 0..50 {
+        n = app
+            .gql_ok(
+                "{ notifications { nodes { status attempts kind } } }",
+                json!({}),
+            )
+            .await;
+        if n["notifications"]["nodes"] == sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(n["notifications"]["nodes"], sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
