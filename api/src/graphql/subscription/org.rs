@@ -3,7 +3,7 @@
 //! Outbox events carry no sequence number (they come from every replica's
 //! changes), so a subscription finds what it missed by time instead: when it
 //! may have missed messages (it lagged, or the bus reconnected after a Redis
-//! outage) and after a while without any (10 s, half a second while Redis is down), it re-reads the org's
+//! outage) and after a while without any (60–120 s, half a second while Redis is down), it re-reads the org's
 //! stored events from a little before the newest one it has seen
 //! ([`FILL_OVERLAP`]: clocks of replicas and commit order disagree by
 //! milliseconds) and skips the ids it already delivered. Each event reaches
