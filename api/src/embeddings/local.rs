@@ -1,5 +1,6 @@
 //! The in-process provider: a BERT-family sentence-transformers model
-//! (all-MiniLM-L6-v2 by default) run with candle on the CPU.
+//! (all-MiniLM-L6-v2 by default) run on the CPU by our encoder
+//! ([`super::bert`]) on candle tensors.
 //!
 //! The model folder is what sentence-transformers saves: `config.json`
 //! (the BERT shape), `tokenizer.json`, `model.safetensors`, and optionally
@@ -19,12 +20,15 @@ use std::{
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use super::{EmbedError, EmbedFuture, Embedder, MAX_BATCH, normalize};
+use super::{
+    EmbedError, EmbedFuture, Embedder, MAX_BATCH,
+    bert::{BertConfig, BertEncoder},
+    normalize,
+};
 
 /// Longest input when the folder does not say (`sentence_bert_config.json`).
 const DEFAULT_MAX_TOKENS: usize = 256;
@@ -51,7 +55,7 @@ struct SentenceBertConfig {
 }
 
 struct Inner {
-    model: BertModel,
+    model: BertEncoder,
     tokenizer: Tokenizer,
     pooling: Pooling,
 }
@@ -150,7 +154,7 @@ impl LocalEmbedder {
         let digest = Sha256::digest(&weights);
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| format!("EMBEDDING_MODEL_DIR={shown}: model.safetensors: {e}"))?;
-        let model = BertModel::load(vb, &config).map_err(|e| {
+        let model = BertEncoder::load(vb, &config).map_err(|e| {
             format!("EMBEDDING_MODEL_DIR={shown}: model.safetensors does not fit config.json: {e}")
         })?;
         let label = folder_label(dir);
@@ -212,11 +216,7 @@ impl Inner {
         let device = Device::Cpu;
         let ids = Tensor::from_vec(ids, (n, len), &device).map_err(|e| err(&e))?;
         let mask = Tensor::from_vec(mask, (n, len), &device).map_err(|e| err(&e))?;
-        let types = ids.zeros_like().map_err(|e| err(&e))?;
-        let hidden = self
-            .model
-            .forward(&ids, &types, Some(&mask))
-            .map_err(|e| err(&e))?;
+        let hidden = self.model.forward(&ids, &mask).map_err(|e| err(&e))?;
         let pooled = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1)),
             Pooling::Mean => mask

@@ -13,6 +13,7 @@
 //! [`passages`] cuts articles into the pieces that are embedded, and
 //! [`indexer`] computes and stores their vectors in the background.
 
+pub mod bert;
 pub mod indexer;
 pub mod local;
 pub mod passages;

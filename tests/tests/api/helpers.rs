@@ -299,7 +299,15 @@ impl WsClient {
             "sec-websocket-protocol",
             "graphql-transport-ws".parse().unwrap(),
         );
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        // Small buffers (they grow for a larger message), as the server's:
+        // tungstenite's defaults are 128 KiB each, which would make the
+        // clients' memory hide the server's in the memory test.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
+            .await
+            .unwrap();
         ws.send(Message::text(
             json!({ "type": "connection_init", "payload": payload }).to_string(),
         ))

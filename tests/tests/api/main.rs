@@ -4,6 +4,10 @@
 //! random port over its own database (SQLite and PostgreSQL), talking real
 //! HTTP and graphql-ws.
 
+// As the server binary does: the memory test reads jemalloc's figures.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod fake_llm;
 mod helpers;
 
@@ -20,6 +24,7 @@ mod guidance_turn;
 mod identity;
 mod limits;
 mod llm_providers;
+mod memory;
 mod metrics;
 mod operations;
 mod operator;
