@@ -200,7 +200,6 @@ async fn main() {
     let (b50, b99, bmax) = quantiles(seen_b.values().copied().collect());
 
     // 2. `{ __typename }` over HTTP from a fixed number of connections.
-    let expected = json!({"data": {"__typename": "Query"}});
     // HTTP_URL: another server to time with the same client (a reference).
     let http_url = std::env::var("HTTP_URL").unwrap_or_else(|_| url_a.clone());
     // One client per worker: one keep-alive connection each (built before the clock starts).
@@ -214,39 +213,7 @@ async fn main() {
         .collect();
     let http_begun = Instant::now();
     let stop = http_begun + Duration::from_secs(seconds as u64);
-    let workers: Vec<_> = clients
-        .into_iter()
-        .map(|client| {
-            let (url, expected) = (http_url.clone(), expected.clone());
-            tokio::spawn(async move {
-                let mut done = 0u64;
-                let mut times = Vec::new();
-                while Instant::now() < stop {
-                    let t0 = Instant::now();
-                    let resp = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(r#"{"query":"{ __typename }"}"#)
-                        .send()
-                        .await
-                        .expect("request");
-                    assert_eq!(resp.status(), 200);
-                    let v: Value = resp.json().await.expect("json");
-                    assert_eq!(v, expected, "a wrong answer to {{ __typename }}");
-                    times.push(t0.elapsed());
-                    done += 1;
-                }
-                (done, times)
-            })
-        })
-        .collect();
-    let mut requests = 0u64;
-    let mut times = Vec::new();
-    for w in workers {
-        let (n, t) = w.await.expect("worker");
-        requests += n;
-        times.extend(t);
-    }
+    let (requests, times) = common::typename_load(clients, &http_url, stop).await;
     let http_secs = http_begun.elapsed().as_secs_f64();
     let (h50, h99, _) = quantiles(times);
 

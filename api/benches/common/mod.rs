@@ -1,4 +1,5 @@
 //! What the benchmarks share: a GraphQL call over HTTP and percentiles.
+#![allow(dead_code)] // each bench uses some of it
 
 pub mod process;
 
@@ -50,4 +51,50 @@ pub async fn knowledge_base(client: &reqwest::Client, url: &str, key: &str) -> V
     )
     .await["data"]["createKnowledgeBase"]["id"]
         .clone()
+}
+
+/// `{ __typename }` over HTTP to `url` from each client (one keep-alive
+/// connection each) until `stop`, every answer checked: status 200 and
+/// exactly `{"data":{"__typename":"Query"}}`. Returns the requests made and
+/// each one's time.
+pub async fn typename_load(
+    clients: Vec<reqwest::Client>,
+    url: &str,
+    stop: std::time::Instant,
+) -> (u64, Vec<Duration>) {
+    let expected = json!({"data": {"__typename": "Query"}});
+    let workers: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let (url, expected) = (url.to_string(), expected.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut times = Vec::new();
+                while std::time::Instant::now() < stop {
+                    let t0 = std::time::Instant::now();
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"query":"{ __typename }"}"#)
+                        .send()
+                        .await
+                        .expect("request");
+                    assert_eq!(resp.status(), 200);
+                    let v: Value = resp.json().await.expect("json");
+                    assert_eq!(v, expected, "a wrong answer to {{ __typename }}");
+                    times.push(t0.elapsed());
+                    done += 1;
+                }
+                (done, times)
+            })
+        })
+        .collect();
+    let mut requests = 0u64;
+    let mut times = Vec::new();
+    for w in workers {
+        let (n, t) = w.await.expect("worker");
+        requests += n;
+        times.extend(t);
+    }
+    (requests, times)
 }

@@ -35,8 +35,49 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Which of the router's layers are on. The server runs with [`Layers::ALL`];
+/// the `http_layers` bench turns them off one at a time to time what each costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layers {
+    /// A panicking handler answers a JSON 500 instead of dropping the connection.
+    pub catch_panic: bool,
+    /// Request bodies over `body_limit` are refused.
+    pub body_limit: bool,
+    pub cors: bool,
+    /// Requests over `request_timeout_secs` answer 408.
+    pub timeout: bool,
+    /// `x-request-id` set (a UUID) and echoed.
+    pub request_id: bool,
+    /// A tracing span per request.
+    pub trace: bool,
+}
+
+impl Layers {
+    pub const ALL: Self = Self {
+        catch_panic: true,
+        body_limit: true,
+        cors: true,
+        timeout: true,
+        request_id: true,
+        trace: true,
+    };
+    pub const NONE: Self = Self {
+        catch_panic: false,
+        body_limit: false,
+        cors: false,
+        timeout: false,
+        request_id: false,
+        trace: false,
+    };
+}
+
 /// Every route, with limits, CORS, request ids and tracing.
 pub fn router(st: AppState) -> Router {
+    router_with(st, Layers::ALL)
+}
+
+/// Every route, with the layers `on` names.
+pub fn router_with(st: AppState, on: Layers) -> Router {
     let body_limit = st.config.body_limit;
     let request_timeout = Duration::from_secs(st.config.request_timeout_secs.max(1));
     let cors = CorsLayer::new()
@@ -48,7 +89,7 @@ pub fn router(st: AppState) -> Router {
             HeaderName::from_static("x-api-key"),
         ])
         .max_age(Duration::from_secs(3600));
-    Router::new()
+    let mut router = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -56,27 +97,42 @@ pub fn router(st: AppState) -> Router {
         .merge(assets::routes())
         .merge(rest::routes())
         .merge(recorder::routes())
-        .with_state(st)
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(cors)
-        .layer(TimeoutLayer::with_status_code(
+        .with_state(st);
+    // Innermost first.
+    if on.catch_panic {
+        router = router.layer(CatchPanicLayer::custom(panicked));
+    }
+    if on.body_limit {
+        router = router
+            .layer(DefaultBodyLimit::max(body_limit))
+            .layer(RequestBodyLimitLayer::new(body_limit));
+    }
+    if on.cors {
+        router = router.layer(cors);
+    }
+    if on.timeout {
+        router = router.layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             request_timeout,
-        ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let request_id = req
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
-            }),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        ));
+    }
+    if on.request_id {
+        router = router.layer(PropagateRequestIdLayer::new(REQUEST_ID));
+    }
+    if on.trace {
+        router = router.layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
+        }));
+    }
+    if on.request_id {
+        router = router.layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    }
+    router
 }
 
 /// A handler that panicked answers a JSON `INTERNAL` error (in both the
