@@ -55,19 +55,43 @@ pub enum Subject {
     ApiKey(Uuid),
 }
 
+/// The budget a subject counts against, as a small copyable key: what the
+/// in-memory store hashes (no string is built per request) and what names
+/// the Redis key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Bucket {
+    V4(std::net::Ipv4Addr),
+    /// The /64 prefix of an IPv6 address.
+    V6([u16; 4]),
+    Widget(Uuid),
+    ApiKey(Uuid),
+}
+
 impl Subject {
-    fn key(&self) -> String {
+    fn bucket(&self) -> Bucket {
         match self {
-            Subject::Ip(IpAddr::V4(ip)) => format!("ip:{ip}"),
+            Subject::Ip(IpAddr::V4(ip)) => Bucket::V4(*ip),
             Subject::Ip(IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
-                Some(v4) => format!("ip:{v4}"),
+                Some(v4) => Bucket::V4(v4),
                 None => {
                     let s = ip.segments();
-                    format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                    Bucket::V6([s[0], s[1], s[2], s[3]])
                 }
             },
-            Subject::Widget(id) => format!("w:{id}"),
-            Subject::ApiKey(id) => format!("k:{id}"),
+            Subject::Widget(id) => Bucket::Widget(*id),
+            Subject::ApiKey(id) => Bucket::ApiKey(*id),
+        }
+    }
+}
+
+impl Bucket {
+    /// The name in Redis (after the deployment's prefix and `rl:`).
+    fn name(&self) -> String {
+        match self {
+            Bucket::V4(ip) => format!("ip:{ip}"),
+            Bucket::V6(s) => format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]),
+            Bucket::Widget(id) => format!("w:{id}"),
+            Bucket::ApiKey(id) => format!("k:{id}"),
         }
     }
 }
@@ -130,12 +154,12 @@ impl RateLimiter {
         }
         let interval = (MICROS_PER_MINUTE / u64::from(per_minute)).max(1);
         let tolerance = interval.saturating_mul(u64::from(per_minute));
-        let key = subject.key();
+        let key = subject.bucket();
         let verdict = match &self.redis {
             Some((conn, prefix, script)) => {
                 let mut conn = conn.clone();
                 let counted: redis::RedisResult<(i64, i64)> = script
-                    .key(format!("{prefix}rl:{key}"))
+                    .key(format!("{prefix}rl:{}", key.name()))
                     .arg(interval)
                     .arg(tolerance)
                     .arg(cost)
@@ -147,13 +171,13 @@ impl RateLimiter {
                     Err(err) => {
                         tracing::warn!(%err, "rate limit unavailable in redis; counting locally");
                         self.local
-                            .take(&key, cost, interval, tolerance, now_micros())
+                            .take(key, cost, interval, tolerance, now_micros())
                     }
                 }
             }
             None => self
                 .local
-                .take(&key, cost, interval, tolerance, now_micros()),
+                .take(key, cost, interval, tolerance, now_micros()),
         };
         if verdict.is_err() {
             let subject = match subject {
@@ -182,8 +206,8 @@ fn now_micros() -> u64 {
 /// Two generations of theoretical arrival times.
 #[derive(Default)]
 struct Generations {
-    current: HashMap<String, u64>,
-    previous: HashMap<String, u64>,
+    current: HashMap<Bucket, u64>,
+    previous: HashMap<Bucket, u64>,
 }
 
 /// The in-memory budgets: sharded, bounded, no scans.
@@ -203,7 +227,7 @@ impl LocalBuckets {
     /// GCRA on one key: `Err(µs until it fits)` when it does not.
     fn take(
         &self,
-        key: &str,
+        key: Bucket,
         cost: u32,
         interval: u64,
         tolerance: u64,
@@ -215,8 +239,8 @@ impl LocalBuckets {
             let mut g = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
             let tat = g
                 .current
-                .get(key)
-                .or_else(|| g.previous.get(key))
+                .get(&key)
+                .or_else(|| g.previous.get(&key))
                 .copied()
                 .unwrap_or(now)
                 .max(now);
@@ -225,14 +249,14 @@ impl LocalBuckets {
             if ahead > tolerance {
                 return Err(ahead - tolerance);
             }
-            retired = if g.current.len() >= LOCAL_KEYS_PER_SHARD && !g.current.contains_key(key) {
+            retired = if g.current.len() >= LOCAL_KEYS_PER_SHARD && !g.current.contains_key(&key) {
                 let full = std::mem::take(&mut g.current);
                 Some(std::mem::replace(&mut g.previous, full))
             } else {
                 None
             };
-            g.previous.remove(key);
-            g.current.insert(key.to_string(), new);
+            g.previous.remove(&key);
+            g.current.insert(key, new);
         }
         // The retired generation is freed here, outside the lock.
         drop(retired);
@@ -257,19 +281,23 @@ mod tests {
 
     const MINUTE: u64 = MICROS_PER_MINUTE;
 
+    fn k(n: u128) -> Bucket {
+        Bucket::Widget(Uuid::from_u128(n))
+    }
+
     #[test]
     fn a_burst_then_the_rate() {
         let b = LocalBuckets::new();
         let (interval, tolerance) = (MINUTE / 6, MINUTE);
         let t0 = 1_000 * MINUTE;
         for _ in 0..6 {
-            assert!(b.take("a", 1, interval, tolerance, t0).is_ok());
+            assert!(b.take(k(1), 1, interval, tolerance, t0).is_ok());
         }
-        let wait = b.take("a", 1, interval, tolerance, t0).unwrap_err();
+        let wait = b.take(k(1), 1, interval, tolerance, t0).unwrap_err();
         assert_eq!(wait, interval, "one more unit fits one interval later");
-        assert!(b.take("a", 1, interval, tolerance, t0 + interval).is_ok());
+        assert!(b.take(k(1), 1, interval, tolerance, t0 + interval).is_ok());
         // Other keys have budgets of their own.
-        assert!(b.take("b", 6, interval, tolerance, t0).is_ok());
+        assert!(b.take(k(2), 6, interval, tolerance, t0).is_ok());
     }
 
     #[test]
@@ -277,16 +305,16 @@ mod tests {
         let b = LocalBuckets::new();
         let (interval, tolerance) = (MINUTE / 10, MINUTE);
         let t0 = 5 * MINUTE;
-        assert!(b.take("a", 8, interval, tolerance, t0).is_ok());
-        assert!(b.take("a", 3, interval, tolerance, t0).is_err());
-        assert!(b.take("a", 2, interval, tolerance, t0).is_ok());
+        assert!(b.take(k(1), 8, interval, tolerance, t0).is_ok());
+        assert!(b.take(k(1), 3, interval, tolerance, t0).is_err());
+        assert!(b.take(k(1), 2, interval, tolerance, t0).is_ok());
     }
 
     #[test]
     fn memory_stays_bounded() {
         let b = LocalBuckets::new();
         for i in 0..(SHARDS * LOCAL_KEYS_PER_SHARD * 3) {
-            let _ = b.take(&format!("k{i}"), 1, 1, 10, 100);
+            let _ = b.take(k(i as u128), 1, 1, 10, 100);
         }
         assert!(b.keys() <= SHARDS * LOCAL_KEYS_PER_SHARD * 2);
     }
@@ -298,9 +326,11 @@ mod tests {
             .parse()
             .unwrap_or(IpAddr::from([0u8; 16]));
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
-        assert_eq!(Subject::Ip(a).key(), Subject::Ip(b).key());
-        assert_ne!(Subject::Ip(a).key(), Subject::Ip(c).key());
+        assert_eq!(Subject::Ip(a).bucket(), Subject::Ip(b).bucket());
+        assert_ne!(Subject::Ip(a).bucket(), Subject::Ip(c).bucket());
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap_or(IpAddr::from([0u8; 16]));
-        assert_eq!(Subject::Ip(mapped).key(), "ip:10.1.2.3");
+        assert_eq!(Subject::Ip(mapped).bucket().name(), "ip:10.1.2.3");
+        // Redis keys keep their names.
+        assert_eq!(Subject::Ip(a).bucket().name(), "ip6:2001:db8:1:2::/64");
     }
 }
