@@ -262,9 +262,9 @@ impl BertEncoder {
         let x = x.broadcast_add(&self.positions.narrow(0, 0, len)?)?;
         let mut x = self.embedding_norm.forward(&x.reshape((n * len, h))?)?;
         // Padding gets a large negative score, so softmax gives it nothing.
-        let padded = mask.to_dtype(DType::F32)?.min_all()?.to_scalar::<f32>()? < 1.0;
+        let m = mask.to_dtype(DType::F32)?;
+        let padded = m.min_all()?.to_scalar::<f32>()? < 1.0;
         let bias = if padded {
-            let m = mask.to_dtype(DType::F32)?;
             Some(((m - 1.0)? * 1e9)?.reshape((n, 1, 1, len))?)
         } else {
             None

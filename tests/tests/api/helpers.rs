@@ -226,6 +226,18 @@ impl TestApp {
         }
     }
 
+    /// The `/metrics` exposition as text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a GraphQL operation with `key` (or none); returns the JSON answer.
     pub async fn gql_as(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
         let mut req = self

@@ -67,16 +67,9 @@ async fn event_reaches_all(app: &TestApp, sockets: &mut [WsClient]) {
 }
 
 async fn open_sockets(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
+    app.metrics_text()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("wayfinder_open_sockets "))
         .and_then(|v| v.trim().parse().ok())
         .expect("wayfinder_open_sockets")

@@ -109,15 +109,7 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     );
 
     // The LLM call is in the metrics, with its model and tokens.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics
             .lines()
