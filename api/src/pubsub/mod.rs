@@ -14,6 +14,13 @@
 //! have missed something ([`Delivery::Gap`]: it lagged, or the bus lost its
 //! connection and came back) and re-reads the store, so a dropped message is
 //! never a lost one.
+//!
+//! The bus also keeps short-lived values by key ([`Bus::stash`]): what a
+//! running turn has published but not stored yet (its held answer chunks),
+//! so a subscriber on any replica that missed them live can read them
+//! without the turn writing them to the database mid-stream. Each replica
+//! keeps its own stashes in memory too, so a reader on the same replica (and
+//! every reader of the embedded default) needs no network.
 
 mod memory;
 mod redis;
@@ -23,11 +30,13 @@ pub use redis::{RedisBus, ping as redis_ping};
 
 use std::{
     collections::HashMap,
+    future::Future,
+    pin::Pin,
     sync::{
         Arc, Mutex, Weak,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -53,6 +62,75 @@ pub trait Bus: Send + Sync + 'static {
     /// Whether messages from other replicas reach this one right now (always
     /// true in-process; with Redis, while its subscription connection is up).
     fn connected(&self) -> bool;
+    /// Keeps `value` under `key` for every replica for about `ttl` (replacing
+    /// what was there). Never blocks, never fails the caller: a stash that
+    /// does not reach other replicas only makes them wait for the store.
+    fn stash(&self, key: &str, value: String, ttl: Duration);
+    /// What was stashed under `key` and has not expired or been removed.
+    fn unstash<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+    /// Removes the stash under `key` (its content is stored now).
+    fn clear_stash(&self, key: &str);
+}
+
+/// This replica's stashes: key → (expiry, value). Expired entries are
+/// dropped by a sweep at most once a second, so a put stays O(1).
+#[derive(Default)]
+pub struct LocalStash {
+    inner: Mutex<LocalStashInner>,
+}
+
+#[derive(Default)]
+struct LocalStashInner {
+    entries: HashMap<String, (Instant, String)>,
+    swept: Option<Instant>,
+}
+
+/// How often [`LocalStash`] sweeps expired entries.
+const STASH_SWEEP: Duration = Duration::from_secs(1);
+
+impl LocalStash {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LocalStashInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `value` under `key` until `ttl` from now.
+    pub fn put(&self, key: &str, value: String, ttl: Duration) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= STASH_SWEEP)
+        {
+            inner.entries.retain(|_, (until, _)| *until > now);
+            inner.swept = Some(now);
+        }
+        inner.entries.insert(key.to_string(), (now + ttl, value));
+    }
+
+    /// The value under `key`, unless it expired.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let inner = self.lock();
+        let (until, value) = inner.entries.get(key)?;
+        (*until > Instant::now()).then(|| value.clone())
+    }
+
+    /// Forgets `key`.
+    pub fn remove(&self, key: &str) {
+        self.lock().entries.remove(key);
+    }
+
+    /// Entries held, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The topic of an org's outbox events.
@@ -355,6 +433,23 @@ mod tests {
         assert_eq!(a.recv().await, Delivery::Gap);
         fanout.deliver("t", Arc::from("after"));
         assert_eq!(a.recv().await, Delivery::Message(Arc::from("after")));
+    }
+
+    #[test]
+    fn stashes_expire_and_are_swept() {
+        let stash = LocalStash::default();
+        stash.put("a", "1".into(), Duration::from_secs(60));
+        stash.put("gone", "2".into(), Duration::ZERO);
+        assert_eq!(stash.get("a").as_deref(), Some("1"));
+        assert_eq!(stash.get("gone"), None, "expired");
+        stash.put("a", "3".into(), Duration::from_secs(60));
+        assert_eq!(stash.get("a").as_deref(), Some("3"), "replaced");
+        stash.remove("a");
+        assert_eq!(stash.get("a"), None);
+        // The next sweep (a second after the last) drops the expired entry.
+        stash.lock().swept = Some(Instant::now() - STASH_SWEEP);
+        stash.put("b", "4".into(), Duration::from_secs(60));
+        assert_eq!(stash.len(), 1);
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //!
 //! Publishing pushes onto a bounded queue drained by one writer task, so a
 //! slow or absent Redis never blocks a request (messages beyond the queue are
-//! dropped and logged; subscribers recover them from the database).
+//! dropped and logged; subscribers recover them from the database). Stashes
+//! go through the same queue (`SET … PX`, `DEL`), so a stash and the
+//! messages published around it reach Redis in the order they were made.
 //!
 //! One pub/sub connection per replica carries exactly the channels of the
 //! topics this replica's clients follow: the local fan-out reports a topic's
@@ -13,13 +15,13 @@
 //! subscribes the current set again, and then tells every local subscriber
 //! that it may have missed messages (they re-read the store).
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use redis::{AsyncCommands, aio::ConnectionManager};
 use tokio::sync::mpsc;
 
-use super::{Bus, Fanout, Interest, Subscription};
+use super::{Bus, Fanout, Interest, LocalStash, Subscription};
 
 /// Messages waiting for the writer task; beyond this, publish drops and logs.
 const OUTBOX_CAPACITY: usize = 10_000;
@@ -28,11 +30,36 @@ const OUTBOX_CAPACITY: usize = 10_000;
 /// command stays a reasonable size with tens of thousands of topics.
 const RESUBSCRIBE_CHUNK: usize = 1_000;
 
+/// How long a read of another replica's stash may take before the reader
+/// goes on without it (it finds the same content in the store later).
+const UNSTASH_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// What the writer task sends to Redis, in order.
+enum Out {
+    Publish {
+        channel: String,
+        message: String,
+    },
+    Stash {
+        key: String,
+        value: String,
+        ttl: Duration,
+    },
+    Clear {
+        key: String,
+    },
+}
+
 /// A bus shared by every replica pointing at the same Redis and prefix.
 pub struct RedisBus {
     fanout: Arc<Fanout>,
     prefix: String,
-    outbox: mpsc::Sender<(String, String)>,
+    outbox: mpsc::Sender<Out>,
+    /// This replica's own stashes, read before Redis (and all there is of
+    /// them while Redis is down).
+    local: LocalStash,
+    /// For reading other replicas' stashes.
+    reader: ConnectionManager,
 }
 
 impl RedisBus {
@@ -42,13 +69,23 @@ impl RedisBus {
         let first = client.get_async_pubsub().await?;
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
         let fanout = Arc::new(Fanout::with_interest(interest_tx));
-        let (outbox, mut queue) = mpsc::channel::<(String, String)>(OUTBOX_CAPACITY);
+        let (outbox, mut queue) = mpsc::channel::<Out>(OUTBOX_CAPACITY);
+        let reader = publisher.clone();
 
         tokio::spawn(async move {
-            while let Some((channel, message)) = queue.recv().await {
-                let sent: redis::RedisResult<()> = publisher.publish(&channel, message).await;
+            while let Some(out) = queue.recv().await {
+                let (what, sent): (&str, redis::RedisResult<()>) = match out {
+                    Out::Publish { channel, message } => {
+                        ("publish", publisher.publish(&channel, message).await)
+                    }
+                    Out::Stash { key, value, ttl } => {
+                        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                        ("stash", publisher.pset_ex(&key, value, ms).await)
+                    }
+                    Out::Clear { key } => ("clear stash", publisher.del(&key).await),
+                };
                 if let Err(err) = sent {
-                    tracing::warn!(%err, channel, "redis publish failed");
+                    tracing::warn!(%err, what, "redis write failed");
                 }
             }
         });
@@ -65,7 +102,21 @@ impl RedisBus {
             fanout,
             prefix,
             outbox,
+            local: LocalStash::default(),
+            reader,
         })
+    }
+
+    fn send(&self, out: Out) {
+        if self.outbox.try_send(out).is_err() {
+            tracing::warn!(
+                "redis publish queue full; message dropped (subscribers replay from the database)"
+            );
+        }
+    }
+
+    fn stash_key(&self, key: &str) -> String {
+        format!("{}stash:{key}", self.prefix)
     }
 }
 
@@ -152,12 +203,7 @@ async fn listen(
 impl Bus for RedisBus {
     fn publish(&self, topic: &str, message: String) {
         let channel = format!("{}{topic}", self.prefix);
-        if self.outbox.try_send((channel, message)).is_err() {
-            tracing::warn!(
-                topic,
-                "redis publish queue full; message dropped (subscribers replay from the database)"
-            );
-        }
+        self.send(Out::Publish { channel, message });
     }
 
     fn subscribe(&self, topic: &str) -> Subscription {
@@ -170,6 +216,46 @@ impl Bus for RedisBus {
 
     fn connected(&self) -> bool {
         self.fanout.connected()
+    }
+
+    fn stash(&self, key: &str, value: String, ttl: Duration) {
+        self.local.put(key, value.clone(), ttl);
+        self.send(Out::Stash {
+            key: self.stash_key(key),
+            value,
+            ttl,
+        });
+    }
+
+    fn unstash<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(value) = self.local.get(key) {
+                return Some(value);
+            }
+            if !self.connected() {
+                return None;
+            }
+            let mut conn = self.reader.clone();
+            let read = conn.get::<_, Option<String>>(self.stash_key(key));
+            match tokio::time::timeout(UNSTASH_TIMEOUT, read).await {
+                Ok(Ok(value)) => value,
+                Ok(Err(err)) => {
+                    tracing::warn!(%err, "redis stash read failed");
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+    }
+
+    fn clear_stash(&self, key: &str) {
+        self.local.remove(key);
+        self.send(Out::Clear {
+            key: self.stash_key(key),
+        });
     }
 }
 

@@ -7,13 +7,15 @@
 //! dozens of rows on the one SQLite writer. They get their sequence numbers
 //! and are published at once, but the [`Emitter`] holds them in memory and
 //! stores them as **one** coalesced row (the chunks in `payload.parts`, the
-//! row's `seq` the first chunk's) just before the turn's next stored event,
-//! or, while the stream goes on, at most [`MAX_CHECKPOINTS`] times when the
-//! oldest held chunk is [`CHECKPOINT_AFTER`] old. [`TurnEvent::from_stored`]
-//! expands such a row back into the chunks with their own sequence numbers,
-//! so a replay is the same stream as the live one, and a subscriber that
-//! missed live chunks (another replica joining mid-answer, a lag, a Redis
-//! outage) finds them in the store by the next checkpoint or the answer.
+//! row's `seq` the first chunk's) with the turn's next stored event.
+//! [`TurnEvent::from_stored`] expands such a row back into the chunks with
+//! their own sequence numbers, so a replay is the same stream as the live
+//! one. While the stream goes on, the held chunks are stashed on the bus
+//! every [`STASH_EVERY`] (one value per turn, replaced, not one per chunk;
+//! no database write), so a subscriber that missed live chunks (another
+//! replica joining mid-answer, a lag) finds them in the store and the stash
+//! ([`stashed_chunks`]); through a Redis outage, other replicas find them
+//! in the store with the answer.
 
 use std::{sync::Arc, time::Duration};
 
@@ -140,6 +142,33 @@ pub struct TurnEvent {
 }
 
 impl TurnEvent {
+    /// A streamed chunk of an answer.
+    pub fn chunk(
+        seq: i32,
+        turn_id: Uuid,
+        session_id: Uuid,
+        message_id: Uuid,
+        delta: String,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            seq,
+            turn_id,
+            session_id,
+            message_id,
+            status: TurnStatus::AnswerDelta,
+            text: String::new(),
+            delta: Some(delta),
+            citations: vec![],
+            content: None,
+            navigate_to: None,
+            handoff_offered: false,
+            model: None,
+            tokens_used: 0,
+            created_at,
+        }
+    }
+
     /// The events of a stored message: one, or a coalesced row's chunks.
     pub fn from_stored(m: &chat_message::Model) -> Result<Vec<Self>, AppError> {
         let mut first = Self::from_message(m)?;
@@ -183,13 +212,61 @@ impl TurnEvent {
     }
 }
 
-/// While an answer streams, held chunks are stored once the oldest is this
-/// old, so a subscriber that missed them live waits at most about this long.
-pub const CHECKPOINT_AFTER: Duration = Duration::from_secs(1);
-/// Mid-stream stores per turn at most: with the first event, the final
-/// coalesced chunks, the answer and `COMPLETED`, a turn writes at most 7
-/// event rows whatever its length.
-pub const MAX_CHECKPOINTS: u32 = 2;
+/// While an answer streams, the held chunks are stashed on the bus (not
+/// stored) once the last stash is this old, so a subscriber that missed
+/// chunks live waits at most about this long for them.
+pub const STASH_EVERY: Duration = Duration::from_millis(250);
+/// How long a stash outlives a turn that never stores its chunks (the
+/// process died mid-answer): as long as a `chatTurn` follows a turn.
+const STASH_TTL: Duration = Duration::from_secs(600);
+
+/// The bus key of a turn's stashed chunks.
+pub fn chunks_key(turn_id: Uuid) -> String {
+    format!("chunks:{turn_id}")
+}
+
+/// A running turn's chunks published but not stored yet, as stashed on the
+/// bus: compact (no per-chunk envelope), expanded by [`ChunkStash::events`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChunkStash {
+    #[serde(rename = "m")]
+    message_id: Uuid,
+    #[serde(rename = "s")]
+    session_id: Uuid,
+    #[serde(rename = "f")]
+    first_seq: i32,
+    #[serde(rename = "p")]
+    parts: Vec<String>,
+    #[serde(rename = "t")]
+    at: DateTime<Utc>,
+}
+
+impl ChunkStash {
+    /// The stashed chunks as the events they were published as.
+    pub fn events(self, turn_id: Uuid) -> Vec<TurnEvent> {
+        let (message_id, session_id, at) = (self.message_id, self.session_id, self.at);
+        self.parts
+            .into_iter()
+            .zip(self.first_seq..)
+            .map(|(delta, seq)| TurnEvent::chunk(seq, turn_id, session_id, message_id, delta, at))
+            .collect()
+    }
+}
+
+/// The chunks turn `turn_id` has published and not stored yet, as far as
+/// they were stashed (none when nothing is, or the bus cannot say).
+pub async fn stashed_chunks(st: &State, turn_id: Uuid) -> Vec<TurnEvent> {
+    let Some(raw) = st.bus.unstash(&chunks_key(turn_id)).await else {
+        return vec![];
+    };
+    match serde_json::from_str::<ChunkStash>(&raw) {
+        Ok(stash) => stash.events(turn_id),
+        Err(err) => {
+            tracing::warn!(%err, %turn_id, "undecodable chunk stash");
+            vec![]
+        }
+    }
+}
 
 /// Chunks published but not stored yet.
 struct Held {
@@ -198,17 +275,27 @@ struct Held {
     message_id: Uuid,
     first_seq: i32,
     parts: Vec<String>,
-    since: Instant,
+    /// When the held chunks were last stashed (or the first was held).
+    stashed_at: Instant,
+    /// Whether a stash of them is on the bus.
+    stashed: bool,
 }
 
 /// Stores and publishes the events of one turn, numbering them.
+///
+/// What it writes, whatever the answer's length: each stored event is one
+/// `INSERT`, the held chunks go in with the next one, and an event emitted
+/// with [`Emitter::emit_with_next`] waits for the next one too, so an
+/// answer, its chunks and `COMPLETED` are one statement.
 pub struct Emitter {
     st: Arc<State>,
     pub session: chat_session::Model,
     pub turn_id: Uuid,
     next_seq: i32,
     held: Option<Held>,
-    checkpoints: u32,
+    /// Events numbered but neither stored nor published yet: they go with
+    /// the next stored event, in order.
+    deferred: Vec<(i32, NewEvent)>,
 }
 
 impl Emitter {
@@ -220,12 +307,14 @@ impl Emitter {
             turn_id,
             next_seq: 1,
             held: None,
-            checkpoints: 0,
+            deferred: vec![],
         }
     }
 
-    /// Stores the event, then publishes it on the turn and session topics
-    /// (an `ANSWER_DELTA` is published at once and stored coalesced later).
+    /// Stores the event (with the held chunks and deferred events before
+    /// it), then publishes the deferred events and it on the turn and
+    /// session topics. An `ANSWER_DELTA` is published at once and stored
+    /// coalesced later.
     pub async fn emit(
         &mut self,
         status: TurnStatus,
@@ -238,9 +327,48 @@ impl Emitter {
         if status == TurnStatus::AnswerDelta {
             return self.emit_delta(payload.delta.unwrap_or_default()).await;
         }
-        let seq = self.next_seq;
+        self.emit_with_next(status, role, text, payload, model, tokens_used)?;
+        self.flush().await
+    }
+
+    /// Stores the held chunks and the deferred events in one statement, then
+    /// publishes the deferred events (the chunks were published one by one
+    /// already); returns the last one.
+    async fn flush(&mut self) -> Result<TurnEvent, AppError> {
+        let mut rows = self.held_row()?.into_iter().collect::<Vec<_>>();
+        let deferred = self.deferred.len();
+        rows.append(&mut self.deferred);
+        let stored = store_events(&self.st.db, &self.session, self.turn_id, rows).await?;
+        if let Some(held) = self.held.take()
+            && held.stashed
+        {
+            self.st.bus.clear_stash(&chunks_key(self.turn_id));
+        }
+        let mut last = None;
+        for m in &stored[stored.len() - deferred..] {
+            let event = TurnEvent::from_message(m)?;
+            self.publish(&event);
+            last = Some(event);
+        }
+        last.ok_or_else(|| AppError::internal("no event stored"))
+    }
+
+    /// Numbers the event and keeps it to be stored and published with the
+    /// next stored event (for an answer right before `COMPLETED`: one
+    /// statement for both, and nothing published that is not stored yet, so
+    /// a vote on it always finds it). Returns its message id.
+    pub fn emit_with_next(
+        &mut self,
+        status: TurnStatus,
+        role: &'static str,
+        text: impl Into<String>,
+        payload: EventPayload,
+        model: Option<String>,
+        tokens_used: i32,
+    ) -> Result<Uuid, AppError> {
+        let id = crate::service::new_id();
         let new = NewEvent {
-            id: None,
+            id: Some(id),
             status,
             role,
             text: text.into(),
@@ -248,53 +376,61 @@ impl Emitter {
             model,
             tokens_used,
         };
-        // Held chunks go in with this event, in one statement.
-        let mut rows = self.held_row()?.into_iter().collect::<Vec<_>>();
-        rows.push((seq, new));
-        let stored = store_events(&self.st.db, &self.session, self.turn_id, rows).await?;
-        self.held = None;
-        let stored = stored
-            .last()
-            .ok_or_else(|| AppError::internal("no event stored"))?;
+        let seq = self.take_seq();
+        self.deferred.push((seq, new));
+        Ok(id)
+    }
+
+    fn take_seq(&mut self) -> i32 {
+        let seq = self.next_seq;
         self.next_seq += 1;
-        let event = TurnEvent::from_message(stored)?;
-        self.publish(&event);
-        Ok(event)
+        seq
     }
 
     /// Publishes a chunk and holds it for the coalesced row.
     async fn emit_delta(&mut self, delta: String) -> Result<TurnEvent, AppError> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        if !self.deferred.is_empty() {
+            return Err(AppError::internal("a chunk after a deferred event"));
+        }
+        let seq = self.take_seq();
         let held = self.held.get_or_insert_with(|| Held {
             message_id: crate::service::new_id(),
             first_seq: seq,
             parts: vec![],
-            since: Instant::now(),
+            stashed_at: Instant::now(),
+            stashed: false,
         });
         held.parts.push(delta.clone());
-        let event = TurnEvent {
+        let event = TurnEvent::chunk(
             seq,
-            turn_id: self.turn_id,
-            session_id: self.session.id,
-            message_id: held.message_id,
-            status: TurnStatus::AnswerDelta,
-            text: String::new(),
-            delta: Some(delta),
-            citations: vec![],
-            content: None,
-            navigate_to: None,
-            handoff_offered: false,
-            model: None,
-            tokens_used: 0,
-            created_at: Utc::now(),
-        };
-        let due = held.since.elapsed() >= CHECKPOINT_AFTER;
-        self.publish(&event);
-        if due && self.checkpoints < MAX_CHECKPOINTS {
-            self.checkpoints += 1;
-            self.store_held().await?;
+            self.turn_id,
+            self.session.id,
+            held.message_id,
+            delta,
+            Utc::now(),
+        );
+        // Stash before publishing: a subscriber that sees this chunk skip
+        // ahead and reads the stash finds everything up to it.
+        if held.stashed_at.elapsed() >= STASH_EVERY {
+            let stash = ChunkStash {
+                message_id: held.message_id,
+                session_id: self.session.id,
+                first_seq: held.first_seq,
+                parts: held.parts.clone(),
+                at: event.created_at,
+            };
+            match serde_json::to_string(&stash) {
+                Ok(json) => {
+                    self.st
+                        .bus
+                        .stash(&chunks_key(self.turn_id), json, STASH_TTL);
+                    held.stashed = true;
+                }
+                Err(err) => tracing::error!(%err, "chunk stash not serialisable"),
+            }
+            held.stashed_at = Instant::now();
         }
+        self.publish(&event);
         Ok(event)
     }
 
@@ -320,16 +456,6 @@ impl Emitter {
                 tokens_used: 0,
             },
         )))
-    }
-
-    /// Stores the held chunks as one row (a mid-stream checkpoint).
-    async fn store_held(&mut self) -> Result<(), AppError> {
-        let Some(row) = self.held_row()? else {
-            return Ok(());
-        };
-        store_events(&self.st.db, &self.session, self.turn_id, vec![row]).await?;
-        self.held = None;
-        Ok(())
     }
 
     fn publish(&self, event: &TurnEvent) {

@@ -462,17 +462,16 @@ async fn answered(
         citations: citations.clone(),
         ..Default::default()
     };
-    let ev = turn
-        .emitter
-        .emit(
-            TurnStatus::Answered,
-            "bot",
-            text.clone(),
-            payload,
-            model.clone(),
-            tokens,
-        )
-        .await?;
+    // Stored and published with `COMPLETED`, which follows at once: one
+    // statement for the chunks, the answer and the end of the turn.
+    let message_id = turn.emitter.emit_with_next(
+        TurnStatus::Answered,
+        "bot",
+        text.clone(),
+        payload,
+        model.clone(),
+        tokens,
+    )?;
     Ok(TurnOutcome {
         status: TurnStatus::Answered,
         text,
@@ -480,7 +479,7 @@ async fn answered(
         content: None,
         navigate_to: None,
         handoff_offered: false,
-        message_id: Some(ev.message_id),
+        message_id: Some(message_id),
         model,
     })
 }

@@ -89,6 +89,13 @@ pub enum Behaviour {
     /// Headers and the stream's opening (`message_start`, a role-only chunk…)
     /// at once; the first delta only after this long; then the default reply.
     SlowFirstToken(Duration),
+    /// Like `Reply` (usage [`FAKE_PROMPT_TOKENS`] and one completion token
+    /// per chunk), each chunk this long after the one before: an answer
+    /// that is still streaming while a test looks at it.
+    Paced {
+        chunks: Vec<String>,
+        every: Duration,
+    },
     /// Accepts the request and never answers (not even headers).
     Hang,
     /// Headers, the stream's opening and one delta `"Partial "` at once,
@@ -152,6 +159,9 @@ impl std::fmt::Debug for Behaviour {
             Self::BreakStream => write!(f, "BreakStream"),
             Self::BreakAfter(chunks) => write!(f, "BreakAfter({chunks:?})"),
             Self::SlowFirstToken(d) => write!(f, "SlowFirstToken({d:?})"),
+            Self::Paced { chunks, every } => {
+                write!(f, "Paced({} chunks, every {every:?})", chunks.len())
+            }
             Self::Hang => write!(f, "Hang"),
             Self::StallAfterFirstChunk => write!(f, "StallAfterFirstChunk"),
         }
@@ -433,6 +443,10 @@ async fn respond(kind: ProviderKind, behaviour: Behaviour, request: &Value) -> R
             let chunks = ["Hello".to_owned(), " world".to_owned()];
             wire.stream(&chunks, Some((FAKE_PROMPT_TOKENS, 2)), delay, End::Complete)
         }
+        Behaviour::Paced { chunks, every } => {
+            let usage = (FAKE_PROMPT_TOKENS, chunks.len() as u32);
+            wire.paced_stream(&chunks, Some(usage), Duration::ZERO, every, End::Complete)
+        }
         Behaviour::Hang => std::future::pending::<Response>().await,
         Behaviour::StallAfterFirstChunk => {
             wire.stream(&["Partial ".to_owned()], None, Duration::ZERO, End::Stall)
@@ -494,6 +508,18 @@ impl Wire {
         first_delay: Duration,
         end: End,
     ) -> Response {
+        self.paced_stream(chunks, usage, first_delay, Duration::ZERO, end)
+    }
+
+    /// [`Wire::stream`] with `every` before each chunk after the first.
+    fn paced_stream(
+        &self,
+        chunks: &[String],
+        usage: Option<(u32, u32)>,
+        first_delay: Duration,
+        every: Duration,
+        end: End,
+    ) -> Response {
         let (prompt_tokens, completion_tokens) = usage.unwrap_or((FAKE_PROMPT_TOKENS, 0));
         let mut frames: Vec<(Duration, Result<String, std::io::Error>)> = self
             .opening(prompt_tokens)
@@ -501,7 +527,7 @@ impl Wire {
             .map(|f| (Duration::ZERO, Ok(f)))
             .collect();
         for (i, chunk) in chunks.iter().enumerate() {
-            let delay = if i == 0 { first_delay } else { Duration::ZERO };
+            let delay = if i == 0 { first_delay } else { every };
             frames.push((delay, Ok(self.delta(chunk))));
         }
         match end {

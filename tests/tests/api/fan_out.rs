@@ -10,7 +10,14 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{chat_turn::ARTICLES, chat_turn::widget_with_kb, helpers::*};
+use wayfinder::llm::ProviderKind;
+
+use crate::{
+    chat_turn::{ARTICLES, widget_with_kb},
+    fake_llm::{Behaviour, FakeLlm},
+    helpers::*,
+    writes::{assert_joined_mid_stream, follow_timed},
+};
 
 /// A `redis-server` of this test's own on a free port; killed on drop.
 struct OwnRedis {
@@ -280,4 +287,100 @@ async fn redis_subscriptions_follow_local_subscribers() {
         got.is_empty(),
         "unsubscribed with the last local subscriber: {got:?}"
     );
+}
+
+/// The keys under `prefix` matching `pattern`.
+async fn keys(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    pattern: &str,
+) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}{pattern}"))
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_answer_reaches_a_late_subscriber_on_another_replica_from_the_stash() {
+    // Arrange: replicas A and B on one PostgreSQL database and Redis; A's
+    // LLM streams 300 chunks, one every 4 ms.
+    let prefix = format!("wftest:{}:", uuid::Uuid::new_v4().simple());
+    let fake = FakeLlm::start(ProviderKind::OpenAi).await;
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let mut config = test_config(&db);
+    fake.configure(&mut config);
+    config.redis_url = Some(redis_url());
+    config.redis_prefix = prefix.clone();
+    let b_db = TestDatabase::borrowed(&db);
+    let a = spawn_on(db, config.clone(), Backend::Postgres).await;
+    let b = spawn_on(b_db, config, Backend::Postgres).await;
+    a.grant_credits(100_000).await;
+    let (widget, _, _) = widget_with_kb(&a, ARTICLES).await;
+    let chunks: Vec<String> = (0..300).map(|i| format!("step {i} [1]\n")).collect();
+    fake.set_behaviour(Behaviour::Paced {
+        chunks,
+        every: Duration::from_millis(4),
+    });
+
+    // Act: a turn on A, followed on A from the start and on B (`chatTurn`
+    // and `sessionEvents`) from half-way through the answer.
+    let started = a
+        .gql_as(
+            None,
+            START,
+            json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } }),
+        )
+        .await;
+    let s = started["data"]["startTurn"].clone();
+    let (live, (late, dashboard)) = tokio::join!(
+        follow_timed(&a.ws_url, &s["turnId"], &s["sessionToken"]),
+        async {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let mut dashboard = WsClient::connect(&b.ws_url, json!({ "apiKey": a.api_key })).await;
+            dashboard
+                .subscribe("s", SESSION_EVENTS, json!({ "s": s["sessionId"] }))
+                .await;
+            let late = follow_timed(&b.ws_url, &s["turnId"], &s["sessionToken"]).await;
+            (late, dashboard)
+        }
+    );
+
+    // Assert: B's `chatTurn` got the same stream, the missed chunks while
+    // the answer still streamed.
+    let live: Vec<Value> = live.into_iter().map(|(_, e)| e).collect();
+    assert!(live.len() > 300, "{live:?}");
+    assert_joined_mid_stream(&late, &live);
+    // B's `sessionEvents` got every event of the turn once, in order.
+    let mut dashboard = dashboard;
+    let mut seqs = vec![];
+    while seqs.len() < live.len() {
+        let Some(msg) = dashboard.next(Duration::from_secs(10)).await else {
+            panic!("sessionEvents stalled after {seqs:?}");
+        };
+        assert_eq!(msg["type"], "next", "{msg}");
+        seqs.push(
+            msg["payload"]["data"]["sessionEvents"]["seq"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(seqs, (1..=live.len() as i64).collect::<Vec<_>>());
+    assert!(
+        dashboard.next(Duration::from_millis(300)).await.is_none(),
+        "no duplicate"
+    );
+    // The stash is gone once the answer is stored.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut left = vec![];
+    for _ in 0..50 {
+        left = keys(&mut conn, &prefix, "stash:*").await;
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -2,7 +2,7 @@
 //! chunks reach the socket one by one, are stored coalesced, and a replay of
 //! the finished turn is the same stream.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -30,8 +30,60 @@ async fn follow(app: &TestApp, turn: &Value, token: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// Every event of a turn through `chatTurn`, each with when it arrived.
+pub async fn follow_timed(ws_url: &str, turn: &Value, token: &Value) -> Vec<(Instant, Value)> {
+    let mut ws = WsClient::connect(ws_url, json!({})).await;
+    ws.subscribe("t", CHAT_TURN, json!({ "t": turn, "s": token }))
+        .await;
+    let mut out = vec![];
+    loop {
+        let msg = ws
+            .next(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("timed out; got so far {out:?}"));
+        match msg["type"].as_str() {
+            Some("next") => out.push((Instant::now(), msg["payload"]["data"]["chatTurn"].clone())),
+            Some("complete") => return out,
+            _ => panic!("unexpected {msg}"),
+        }
+    }
+}
+
+/// A subscriber that joined a running answer: it got every event once and
+/// in order, the chunks it missed while the answer still streamed (from the
+/// stash, not from a stored row), and the same stream as one that was there
+/// from the start.
+pub fn assert_joined_mid_stream(late: &[(Instant, Value)], live: &[Value]) {
+    let key = |e: &Value| {
+        (
+            e["seq"].clone(),
+            e["status"].clone(),
+            e["delta"].clone(),
+            e["messageId"].clone(),
+        )
+    };
+    let events: Vec<&Value> = late.iter().map(|(_, e)| e).collect();
+    assert_eq!(
+        events.iter().map(|e| key(e)).collect::<Vec<_>>(),
+        live.iter().map(key).collect::<Vec<_>>(),
+        "the late subscriber saw the same stream"
+    );
+    let at = |status: &str| {
+        late.iter()
+            .find(|(_, e)| e["status"] == status)
+            .map(|(t, _)| *t)
+            .unwrap()
+    };
+    let streaming = at("ANSWERED").duration_since(at("ANSWER_DELTA"));
+    assert!(
+        streaming >= Duration::from_millis(200),
+        "the missed chunks came while the answer streamed, not with it: {streaming:?}"
+    );
+}
+
 async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backend) {
-    // Arrange: an LLM (OpenAI's wire format) answering in 300 chunks.
+    // Arrange: an LLM (OpenAI's wire format) answering in 300 chunks, one
+    // every 4 ms.
     let fake = FakeLlm::start(ProviderKind::OpenAi).await;
     let app = spawn_app_with(backend, |c| {
         fake.configure(c);
@@ -44,10 +96,12 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
         .map(|i| format!("password step {i} [1]\n"))
         .collect();
     let answer: String = chunks.concat();
-    let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
-    fake.set_behaviour(Behaviour::reply(&refs, 50, 300));
+    fake.set_behaviour(Behaviour::Paced {
+        chunks: chunks.clone(),
+        every: Duration::from_millis(4),
+    });
 
-    // Act
+    // Act: one subscriber from the start, one that joins half-way.
     let marks = &app.state.published;
     let (writes_before, marks_before) = (
         wayfinder::metrics::metrics().db_writes.get(),
@@ -61,7 +115,23 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
         )
         .await;
     let s = &started["data"]["startTurn"];
-    let live = follow(&app, &s["turnId"], &s["sessionToken"]).await;
+    let turn_id: uuid::Uuid = s["turnId"].as_str().unwrap().parse().unwrap();
+    let rows_of_turn = || async {
+        entity::chat_message::Entity::find()
+            .filter(entity::chat_message::Column::TurnId.eq(turn_id))
+            .count(&app.state.db)
+            .await
+            .unwrap()
+    };
+    let (live, late) = tokio::join!(follow(&app, &s["turnId"], &s["sessionToken"]), async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            rows_of_turn().await,
+            1,
+            "mid-answer only ANALYZING is stored"
+        );
+        follow_timed(&app.ws_url, &s["turnId"], &s["sessionToken"]).await
+    });
 
     // Assert: every chunk live, in order, then the answer.
     let seqs: Vec<i64> = live.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
@@ -80,31 +150,27 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     );
     let answered = live.iter().find(|e| e["status"] == "ANSWERED").unwrap();
     assert_eq!(answered["text"], answer.trim());
+    assert_joined_mid_stream(&late, &live);
 
     // Every database write of the turn, whatever the answer's length: the
     // new visitor and session (2), the message (1), the credit reservation
-    // (2) and settlement (2), the chunks with the answer (1), `COMPLETED`
-    // (1), the outbox event (1); a stream longer than a second adds up to
-    // two checkpoints. The event's published mark is one `UPDATE` a second
-    // shared by every event of that second, not counted against the turn.
+    // (2) and settlement (2), the chunks with the answer and `COMPLETED` (1),
+    // the outbox event (1). The event's published mark is one `UPDATE` a
+    // second shared by every event of that second, not counted against the
+    // turn.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let writes = wayfinder::metrics::metrics().db_writes.get()
         - writes_before
         - (marks.statements() - marks_before);
     assert!(
-        writes <= 10 + wayfinder::turn::events::MAX_CHECKPOINTS as u64,
+        writes <= 9,
         "a streamed turn of 300 chunks made {writes} database writes"
     );
 
     // A handful of rows for the whole turn, whatever the answer's length.
-    let turn_id: uuid::Uuid = s["turnId"].as_str().unwrap().parse().unwrap();
-    let rows = entity::chat_message::Entity::find()
-        .filter(entity::chat_message::Column::TurnId.eq(turn_id))
-        .count(&app.state.db)
-        .await
-        .unwrap();
-    assert!(
-        rows <= 4,
+    let rows = rows_of_turn().await;
+    assert_eq!(
+        rows, 4,
         "ANALYZING, the coalesced chunks, ANSWERED, COMPLETED: got {rows} rows"
     );
 
@@ -140,7 +206,7 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
         live.iter().map(key).collect::<Vec<_>>()
     );
 
-    // The visitor's next turn in the same conversation: at most 8 writes.
+    // The visitor's next turn in the same conversation: at most 7 writes.
     let (writes_before, marks_before) = (
         wayfinder::metrics::metrics().db_writes.get(),
         marks.statements(),
@@ -163,7 +229,7 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
         - writes_before
         - (marks.statements() - marks_before);
     assert!(
-        writes <= 8 + wayfinder::turn::events::MAX_CHECKPOINTS as u64,
+        writes <= 7,
         "a follow-up streamed turn made {writes} database writes"
     );
 }

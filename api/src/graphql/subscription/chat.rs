@@ -29,7 +29,7 @@ use crate::{
     pubsub::{Delivery, Subscription},
     service::chat,
     state::AppState,
-    turn::events::{TurnEvent, session_topic, turn_topic},
+    turn::events::{TurnEvent, session_topic, stashed_chunks, turn_topic},
 };
 
 // Re-reading the store (`fill`) is boxed wherever a stream awaits it: its
@@ -135,9 +135,9 @@ struct TurnFollow {
     started: tokio::time::Instant,
 }
 
-/// While live chunks wait behind a gap, how often the store is re-read:
-/// missed chunks are stored at the next checkpoint or with the answer, so
-/// reading it for every chunk would only load the database.
+/// While live chunks wait behind a gap, how often the store (and the stash)
+/// is re-read: missed chunks are stashed every `STASH_EVERY` and stored with
+/// the answer, so reading for every chunk would only load the database.
 const GAP_RECHECK: Duration = Duration::from_millis(250);
 
 impl TurnFollow {
@@ -148,15 +148,33 @@ impl TurnFollow {
     async fn fill(&mut self) {
         self.filled_at = Some(tokio::time::Instant::now());
         // From the start: a coalesced row begins before the chunks it holds.
+        let mut finished = false;
         match chat::turn_events(&self.st.db, self.turn_id, 0).await {
             Ok(rows) => {
                 for ev in events(rows) {
+                    finished |= ev.status == TurnStatus::Completed;
                     if ev.seq > self.tail() {
                         self.pending.push_back(ev);
                     }
                 }
             }
             Err(err) => tracing::warn!(%err, "chatTurn could not read the store"),
+        }
+        if finished {
+            self.release_ahead();
+        } else {
+            self.add_stashed().await;
+        }
+    }
+
+    /// Adds a running turn's chunks not stored yet (they follow the store's
+    /// last event) from the bus's stash.
+    async fn add_stashed(&mut self) {
+        let tail = self.tail();
+        for ev in stashed_chunks(&self.st, self.turn_id).await {
+            if ev.seq > tail {
+                self.ahead.entry(ev.seq).or_insert(ev);
+            }
         }
         self.release_ahead();
     }
@@ -263,8 +281,10 @@ impl SessionFollow {
         true
     }
 
-    /// Re-reads the session's recent events and queues what is new.
-    async fn fill(&mut self) {
+    /// Re-reads the session's recent events and queues what is new, with
+    /// the stashed chunks of `running` (the turn whose live event skipped
+    /// ahead) after them.
+    async fn fill(&mut self, running: Option<Uuid>) {
         match chat::recent_session_events(&self.st.db, self.session_id, SESSION_REPLAY).await {
             Ok(rows) => {
                 for ev in events(rows) {
@@ -272,6 +292,15 @@ impl SessionFollow {
                 }
             }
             Err(err) => tracing::warn!(%err, "sessionEvents could not read the store"),
+        }
+        if let Some(turn_id) = running {
+            // Only chunks that follow on from what is queued: the stash
+            // begins right after the turn's last stored event.
+            for ev in stashed_chunks(&self.st, turn_id).await {
+                if !self.offer(ev, true) {
+                    break;
+                }
+            }
         }
     }
 
@@ -282,13 +311,17 @@ impl SessionFollow {
             }
             match tokio::time::timeout(long_recheck_after(&self.st), self.rx.recv()).await {
                 Ok(Delivery::Message(raw)) => {
-                    if let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw)
-                        && !self.offer(ev, true)
-                    {
-                        Box::pin(self.fill()).await;
+                    if let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw) {
+                        let turn_id = ev.turn_id;
+                        if !self.offer(ev.clone(), true) {
+                            Box::pin(self.fill(Some(turn_id))).await;
+                            // It follows on now, unless chunks before it are
+                            // neither stored nor stashed yet.
+                            self.offer(ev, true);
+                        }
                     }
                 }
-                Ok(Delivery::Gap) | Err(_) => Box::pin(self.fill()).await,
+                Ok(Delivery::Gap) | Err(_) => Box::pin(self.fill(None)).await,
                 Ok(Delivery::Closed) => return None,
             }
         }
@@ -323,8 +356,9 @@ impl ChatSubscription {
                 })?;
             let mut rx = st.bus.subscribe(&turn_topic(turn_id));
             rx.ready(BUS_READY_WAIT).await;
+            // The replay: the store, then a running answer's stashed chunks.
             let pending = events(chat::turn_events(&st.db, turn_id, 0).await?);
-            let follow = TurnFollow {
+            let mut follow = TurnFollow {
                 st,
                 rx,
                 turn_id,
@@ -335,6 +369,13 @@ impl ChatSubscription {
                 done: false,
                 started: tokio::time::Instant::now(),
             };
+            if follow
+                .pending
+                .back()
+                .is_none_or(|e| e.status != TurnStatus::Completed)
+            {
+                follow.add_stashed().await;
+            }
             Ok::<_, GqlError>(stream::unfold(follow, TurnFollow::next))
         })
         .await
