@@ -409,13 +409,7 @@ mod tests {
     fn agrees_with_the_reference_bert_on_the_real_model() {
         use candle_transformers::models::bert::{BertModel, Config};
         use tokenizers::{PaddingParams, Tokenizer};
-        let dir = std::env::var_os("EMBEDDING_MODEL_DIR").map(std::path::PathBuf::from);
-        let Some(dir) = dir.filter(|d| d.join("model.safetensors").exists()) else {
-            assert!(
-                std::env::var("WAYFINDER_EMBEDDING_TESTS").as_deref() != Ok("1"),
-                "WAYFINDER_EMBEDDING_TESTS=1 but EMBEDDING_MODEL_DIR holds no model"
-            );
-            eprintln!("EMBEDDING_MODEL_DIR not set: skipped");
+        let Some(dir) = crate::embeddings::test_model_dir() else {
             return;
         };
         let config_json = std::fs::read(dir.join("config.json")).unwrap();

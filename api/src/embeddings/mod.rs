@@ -103,3 +103,19 @@ pub async fn from_config(config: &Config) -> Result<Option<Arc<dyn Embedder>>, S
         )),
     }
 }
+
+/// The real model's folder for tests (`EMBEDDING_MODEL_DIR`), or `None` to
+/// skip them; with `WAYFINDER_EMBEDDING_TESTS=1` a missing model fails.
+#[cfg(test)]
+pub fn test_model_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("EMBEDDING_MODEL_DIR").map(std::path::PathBuf::from);
+    let dir = dir.filter(|d| d.join("model.safetensors").exists());
+    if dir.is_none() {
+        assert!(
+            std::env::var("WAYFINDER_EMBEDDING_TESTS").as_deref() != Ok("1"),
+            "WAYFINDER_EMBEDDING_TESTS=1 but EMBEDDING_MODEL_DIR holds no model"
+        );
+        eprintln!("EMBEDDING_MODEL_DIR not set: skipped");
+    }
+    dir
+}

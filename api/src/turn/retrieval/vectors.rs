@@ -14,6 +14,17 @@
 //! that separate a right passage from a wrong one. The query is quantised
 //! the same way, and the inner loop is a plain `i8 × i8 → i32` sum the
 //! compiler vectorises.
+//!
+//! Past [`PREFILTER_FROM`] rows, a scan of every row's 8-bit values (38 MB
+//! at 100k passages) costs more in memory traffic than in arithmetic, and
+//! right after a query embedding (which sweeps the model's weights through
+//! the cache) it reads all of it from memory. So each row also keeps its
+//! components' signs (one bit each, 48 bytes a row): the scan scores every
+//! row by the query's components weighted by those signs (`Σ qᵢ·sign(pᵢ)`,
+//! looked up a byte at a time in a table built per query), and only the
+//! best [`RESCORED`] rows get their exact 8-bit cosine. The ranking that
+//! comes out is the exact one over those rows; a passage the signs rank
+//! below thousands of others is not one a visitor needs.
 
 /// A passage vector, quantised.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +72,52 @@ fn dot(a: &[i8], b: &[i8]) -> i32 {
     sum
 }
 
+/// Runs `block` on each [`SCAN_BLOCK`] of `out` (with its index), on every
+/// core when `out` is long enough to pay for it (rayon's pool, shared with
+/// candle).
+fn by_blocks<T: Send>(out: &mut [T], block: impl Fn((usize, &mut [T])) + Send + Sync) {
+    if out.len() >= PARALLEL_FROM {
+        use rayon::prelude::*;
+        out.par_chunks_mut(SCAN_BLOCK).enumerate().for_each(block);
+    } else {
+        out.chunks_mut(SCAN_BLOCK).enumerate().for_each(block);
+    }
+}
+
+/// The sign scan's score of each live row of a block: the table entries its
+/// sign bytes pick, summed (`out` left as it is for removed rows). `W`
+/// sign bytes a row, known when compiled so the lookups unroll.
+fn sign_scores<const W: usize>(
+    signs: &[u8],
+    rows: &[(u32, u16)],
+    table: &[[i16; 256]; W],
+    out: &mut [i32],
+) {
+    for ((score, row), (slot, _)) in out.iter_mut().zip(signs.chunks_exact(W)).zip(rows) {
+        if *slot != DEAD {
+            let mut sum = 0i32;
+            for j in 0..W {
+                sum += i32::from(table[j][usize::from(row[j])]);
+            }
+            *score = sum;
+        }
+    }
+}
+
+/// [`sign_scores`] for any width.
+fn sign_scores_any(signs: &[u8], rows: &[(u32, u16)], table: &[[i16; 256]], out: &mut [i32]) {
+    let width = table.len();
+    for ((score, row), (slot, _)) in out.iter_mut().zip(signs.chunks_exact(width)).zip(rows) {
+        if *slot != DEAD {
+            *score = row
+                .iter()
+                .zip(table)
+                .map(|(&byte, t)| i32::from(t[usize::from(byte)]))
+                .sum();
+        }
+    }
+}
+
 /// See the module docs. Rows belong to article slots; a removed article's
 /// rows stay until the owner rebuilds ([`PassageVectors::dead_fraction`]).
 #[derive(Debug)]
@@ -68,6 +125,9 @@ pub struct PassageVectors {
     dim: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
+    /// Per row, `dim.div_ceil(8)` bytes: bit `k % 8` of byte `k / 8` is
+    /// set when component `k` is positive.
+    signs: Vec<u8>,
     /// Per row: the article slot (`u32::MAX` once removed) and the passage's position in it.
     rows: Vec<(u32, u16)>,
     dead: usize,
@@ -79,6 +139,23 @@ const SCAN_BLOCK: usize = 4096;
 /// Rows from which a scan runs on several cores (below, a thread hand-off costs more than it saves).
 const PARALLEL_FROM: usize = 16_384;
 
+/// Rows from which a scan ranks by signs first (see the module docs);
+/// below it every row gets its exact cosine.
+pub const PREFILTER_FROM: usize = 32_768;
+
+/// Rows whose exact cosine is computed after the sign scan (at least: the
+/// rows tied with the last one by the histogram below come too).
+pub const RESCORED: usize = 4_096;
+
+/// Bins of the histogram that picks the rows to rescore.
+const HISTOGRAM_BINS: usize = 4_096;
+
+/// Rescored rows per block (spread over the cores).
+const RESCORE_BLOCK: usize = 1_024;
+
+/// Components per sign byte.
+const BYTE: usize = 8;
+
 /// Sentinel slot of a removed row.
 const DEAD: u32 = u32::MAX;
 
@@ -88,9 +165,14 @@ impl PassageVectors {
             dim,
             values: Vec::new(),
             scales: Vec::new(),
+            signs: Vec::new(),
             rows: Vec::new(),
             dead: 0,
         }
+    }
+
+    fn sign_bytes(&self) -> usize {
+        self.dim.div_ceil(BYTE)
     }
 
     /// Dimension of every vector held.
@@ -105,6 +187,13 @@ impl PassageVectors {
         }
         self.values.extend_from_slice(&v.values);
         self.scales.push(v.scale);
+        for chunk in v.values.chunks(BYTE) {
+            let byte = chunk
+                .iter()
+                .enumerate()
+                .fold(0u8, |b, (k, &x)| b | (u8::from(x > 0) << k));
+            self.signs.push(byte);
+        }
         self.rows.push((slot, position));
     }
 
@@ -135,6 +224,8 @@ impl PassageVectors {
                 out.values
                     .extend_from_slice(&self.values[i * self.dim..(i + 1) * self.dim]);
                 out.scales.push(self.scales[i]);
+                let w = self.sign_bytes();
+                out.signs.extend_from_slice(&self.signs[i * w..(i + 1) * w]);
                 out.rows.push((*new, pos));
             }
         }
@@ -175,33 +266,16 @@ impl PassageVectors {
             .map(|r| r.0 as usize + 1)
             .max()
             .unwrap_or(0);
-        // The dot products, in blocks spread over the cores when the scan is
-        // long enough to pay for it (rayon's pool, shared with candle).
-        let mut cosines = vec![f32::NEG_INFINITY; self.rows.len()];
-        let block = |(b, out): (usize, &mut [f32])| {
-            let first = b * SCAN_BLOCK;
-            for (k, cos) in out.iter_mut().enumerate() {
-                let i = first + k;
-                if self.rows[i].0 == DEAD {
-                    continue;
-                }
-                let row = &self.values[i * self.dim..(i + 1) * self.dim];
-                *cos = dot(row, &query.values) as f32 * self.scales[i] * query.scale;
-            }
-        };
-        if self.rows.len() >= PARALLEL_FROM {
-            use rayon::prelude::*;
-            cosines
-                .par_chunks_mut(SCAN_BLOCK)
-                .enumerate()
-                .for_each(block);
+        let scored = if self.rows.len() >= PREFILTER_FROM {
+            self.prefiltered(query)
         } else {
-            cosines.chunks_mut(SCAN_BLOCK).enumerate().for_each(block);
-        }
+            self.exact(query)
+        };
         let mut best = vec![f32::NEG_INFINITY; slots];
-        for (&(slot, _), &cos) in self.rows.iter().zip(&cosines) {
-            if slot != DEAD && cos > best[slot as usize] {
-                best[slot as usize] = cos;
+        for &(i, cos) in &scored {
+            let slot = self.rows[i as usize].0 as usize;
+            if cos > best[slot] {
+                best[slot] = cos;
             }
         }
         let mut chosen: Vec<(u32, f32)> = best
@@ -221,10 +295,8 @@ impl PassageVectors {
         }
         let mut out: Vec<(u32, Vec<(u16, f32)>)> =
             chosen.iter().map(|(slot, _)| (*slot, Vec::new())).collect();
-        for (&(slot, pos), &cos) in self.rows.iter().zip(&cosines) {
-            if slot == DEAD {
-                continue;
-            }
+        for &(i, cos) in &scored {
+            let (slot, pos) = self.rows[i as usize];
             let k = place[slot as usize];
             if k != u32::MAX {
                 out[k as usize].1.push((pos, cos));
@@ -239,7 +311,115 @@ impl PassageVectors {
 
     /// Approximate heap bytes held.
     pub fn bytes(&self) -> usize {
-        self.values.capacity() + self.scales.capacity() * 4 + self.rows.capacity() * 8
+        self.values.capacity()
+            + self.scales.capacity() * 4
+            + self.signs.capacity()
+            + self.rows.capacity() * 8
+    }
+
+    /// The exact cosine of row `i` (live).
+    fn cosine(&self, i: usize, query: &Quantized) -> f32 {
+        let row = &self.values[i * self.dim..(i + 1) * self.dim];
+        dot(row, &query.values) as f32 * self.scales[i] * query.scale
+    }
+
+    /// Every live row with its exact cosine.
+    pub(crate) fn exact(&self, query: &Quantized) -> Vec<(u32, f32)> {
+        let mut cosines = vec![f32::NEG_INFINITY; self.rows.len()];
+        let block = |(b, out): (usize, &mut [f32])| {
+            let first = b * SCAN_BLOCK;
+            for (k, cos) in out.iter_mut().enumerate() {
+                if self.rows[first + k].0 != DEAD {
+                    *cos = self.cosine(first + k, query);
+                }
+            }
+        };
+        by_blocks(&mut cosines, block);
+        cosines
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.rows[*i].0 != DEAD)
+            .map(|(i, cos)| (i as u32, cos))
+            .collect()
+    }
+
+    /// The [`RESCORED`] live rows the sign scan ranks best (a few more on a
+    /// tie), with their exact cosines.
+    pub(crate) fn prefiltered(&self, query: &Quantized) -> Vec<(u32, f32)> {
+        // table[j][b]: the sum of the query's components at the set bits of
+        // byte value b in byte position j of a row's signs (a u8 indexes a
+        // 256-entry array without a bounds check).
+        let width = self.sign_bytes();
+        let mut table = vec![[0i16; 256]; width];
+        for (j, t) in table.iter_mut().enumerate() {
+            let q = |k: usize| query.values.get(BYTE * j + k).map_or(0, |&x| i16::from(x));
+            for b in 1..256usize {
+                t[b] = t[b & (b - 1)] + q(b.trailing_zeros() as usize);
+            }
+        }
+        let mut approx = vec![i32::MIN; self.rows.len()];
+        let block = |(b, out): (usize, &mut [i32])| {
+            let first = b * SCAN_BLOCK;
+            let signs = &self.signs[first * width..];
+            let rows = &self.rows[first..];
+            // all-MiniLM's 384 dimensions are 48 sign bytes: a fixed width
+            // lets the compiler unroll the lookups.
+            match <&[[i16; 256]; 48]>::try_from(table.as_slice()) {
+                Ok(fixed) => sign_scores(signs, rows, fixed, out),
+                Err(_) => sign_scores_any(signs, rows, &table, out),
+            }
+        };
+        by_blocks(&mut approx, block);
+        // The score from which a row is rescored: a histogram of the scores
+        // (one pass, no sort), walked down from the top until it holds
+        // RESCORED rows.
+        let live = approx.iter().filter(|&&a| a != i32::MIN);
+        let (lo, hi) = live.fold((i32::MAX, i32::MIN), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+        if lo > hi {
+            return vec![];
+        }
+        // Bins of a power of two in width, so a row's bin is one shift.
+        let span = (i64::from(hi) - i64::from(lo)) as u64;
+        let shift = (u64::BITS - span.leading_zeros()).saturating_sub(HISTOGRAM_BINS.ilog2());
+        let bin = |a: i32| ((i64::from(a) - i64::from(lo)) as u64 >> shift) as usize;
+        let mut counts = vec![0usize; HISTOGRAM_BINS];
+        for &a in approx.iter().filter(|&&a| a != i32::MIN) {
+            counts[bin(a)] += 1;
+        }
+        let mut kept = 0;
+        let mut from_bin = HISTOGRAM_BINS;
+        while from_bin > 0 && kept < RESCORED {
+            from_bin -= 1;
+            kept += counts[from_bin];
+        }
+        // In row order, so the rows are read front to back (which the
+        // memory's prefetcher follows), on every core for a long list.
+        let rows: Vec<u32> = approx
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| **a != i32::MIN && bin(**a) >= from_bin)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let mut scored = vec![(0u32, 0f32); rows.len()];
+        let rescore = |(b, out): (usize, &mut [(u32, f32)])| {
+            for (k, slot) in out.iter_mut().enumerate() {
+                let i = rows[b * RESCORE_BLOCK + k];
+                *slot = (i, self.cosine(i as usize, query));
+            }
+        };
+        if rows.len() >= 2 * RESCORE_BLOCK {
+            use rayon::prelude::*;
+            scored
+                .par_chunks_mut(RESCORE_BLOCK)
+                .enumerate()
+                .for_each(rescore);
+        } else {
+            scored
+                .chunks_mut(RESCORE_BLOCK)
+                .enumerate()
+                .for_each(rescore);
+        }
+        scored
     }
 }
 
@@ -340,6 +520,129 @@ mod tests {
         let got: Vec<u32> = got.iter().map(|g| g.0).collect();
         let want: Vec<u32> = expected.iter().take(10).map(|e| e.0).collect();
         assert_eq!(got, want);
+    }
+
+    /// A unit vector of `dim` pseudo-random components from `seed`.
+    fn random_unit(seed: u64, dim: usize) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..dim)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        unit(&v)
+    }
+
+    #[test]
+    fn a_sign_prefiltered_scan_finds_what_the_exact_one_finds() {
+        // Past PREFILTER_FROM rows of 384 dimensions, three passages per
+        // article; queries near a passage and queries at random.
+        let n = PREFILTER_FROM + 6_000;
+        let mut ix = PassageVectors::new(384);
+        let rows: Vec<Vec<f32>> = (0..n as u64).map(|i| random_unit(i, 384)).collect();
+        for (i, v) in rows.iter().enumerate() {
+            ix.push((i / 3) as u32, (i % 3) as u16, &quantize(v));
+        }
+        ix.remove_where(|s| s % 10 == 7);
+        for (k, near) in [(17usize, true), (20_000, true), (0, false), (1, false)] {
+            let q: Vec<f32> = if near {
+                // A passage plus as much noise again: what a paraphrase does.
+                let noise = random_unit(1_000_000 + k as u64, 384);
+                unit(
+                    &rows[k]
+                        .iter()
+                        .zip(&noise)
+                        .map(|(a, b)| a + b)
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                random_unit(2_000_000 + k as u64, 384)
+            };
+            let q = quantize(&q);
+            let top = |scored: Vec<(u32, f32)>| {
+                let mut s = scored;
+                s.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                s.into_iter().take(10).collect::<Vec<_>>()
+            };
+            let exact = top(ix.exact(&q));
+            assert_eq!(top(ix.prefiltered(&q)), exact, "query {k} (near: {near})");
+            if near {
+                assert_eq!(exact[0].0 as usize, k, "the passage itself is nearest");
+            }
+            // `nearest` takes the prefiltered path here and agrees.
+            let best = ix.nearest(&q, 1, 1);
+            assert_eq!(best[0].1[0].1, exact[0].1);
+        }
+    }
+
+    /// The sign scan on real embeddings (the benchmark's help centre and
+    /// its labelled questions through the real model; skipped without it,
+    /// unless `WAYFINDER_EMBEDDING_TESTS=1`): each of 360 lines of the help
+    /// centre and ~90 perturbed copies of each, then every third question's
+    /// ten nearest rows, prefiltered and exact.
+    #[tokio::test]
+    async fn on_real_embeddings_the_sign_scan_finds_the_exact_nearest() {
+        use crate::embeddings::{Embedder, local::LocalEmbedder};
+        let Some(dir) = crate::embeddings::test_model_dir() else {
+            return;
+        };
+        let model = LocalEmbedder::load(&dir).unwrap();
+        let model = &model;
+        let embed = |texts: Vec<String>| async move {
+            let mut out = vec![];
+            for chunk in texts.chunks(16) {
+                out.extend(model.embed(chunk).await.unwrap());
+            }
+            out
+        };
+        let faq = include_str!("../../../benches/data/faq.txt");
+        let lines: Vec<String> = faq
+            .lines()
+            .map(|l| l.trim_start_matches("title: ").trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("==="))
+            .take(360)
+            .map(str::to_string)
+            .collect();
+        let questions: Vec<String> = include_str!("../../../benches/data/questions.txt")
+            .lines()
+            .filter_map(|l| l.split_once(" | ").map(|(_, q)| q.to_string()))
+            .step_by(3)
+            .collect();
+        let (passages, queries) = (embed(lines).await, embed(questions).await);
+        let copies = PREFILTER_FROM / passages.len() + 1;
+        let mut ix = PassageVectors::new(384);
+        for (j, v) in passages.iter().enumerate() {
+            for c in 0..copies {
+                let noise = random_unit((j * copies + c) as u64, 384);
+                let w = if c == 0 { 0.0 } else { 0.5 };
+                let row = unit(
+                    &v.iter()
+                        .zip(&noise)
+                        .map(|(a, b)| a + w * b)
+                        .collect::<Vec<_>>(),
+                );
+                ix.push((j * copies + c) as u32, 0, &quantize(&row));
+            }
+        }
+        assert!(ix.len() >= PREFILTER_FROM);
+        let top = |scored: Vec<(u32, f32)>| {
+            let mut s = scored;
+            s.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            s.into_iter().take(10).map(|r| r.0).collect::<Vec<_>>()
+        };
+        let mut same = 0;
+        for q in &queries {
+            let q = quantize(q);
+            same += usize::from(top(ix.prefiltered(&q)) == top(ix.exact(&q)));
+        }
+        assert_eq!(
+            same,
+            queries.len(),
+            "questions whose ten nearest rows agree"
+        );
     }
 
     #[test]
