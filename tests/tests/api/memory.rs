@@ -121,6 +121,9 @@ async fn memory_returns_to_its_baseline_after_sockets_close() {
         // A thousand upgrades from one address in a few seconds.
         c.public_rate_limit = 0;
         c.api_key_rate_limit = 0;
+        // The sockets are read a wave at a time: one waiting its turn for
+        // more than a ping interval would not answer in time and be dropped.
+        c.ws_ping_secs = 3_600;
     })
     .await;
 
