@@ -210,6 +210,7 @@ async fn session_tokens_expire_after_the_last_turn(backend: Backend) {
         )
         .await;
     assert!(r["errors"].is_null(), "{r}");
+    let started = r["data"]["startTurn"]["turnId"].clone();
     let bumped = session_row(&app, c.session_id).await.unwrap().updated_at;
     assert!(
         bumped >= before - TimeDelta::seconds(1),
@@ -228,6 +229,16 @@ async fn session_tokens_expire_after_the_last_turn(backend: Backend) {
     ws.subscribe("t", FOLLOW_TURN, json!({ "t": c.turn_id, "s": c.token }))
         .await;
     let events = ws.collect("t", Duration::from_secs(10)).await;
+    assert_eq!(
+        events.last().unwrap()["data"]["chatTurn"]["status"],
+        "COMPLETED",
+        "{events:?}"
+    );
+    // The turn startTurn began runs on in the background: let it finish
+    // before counting what is stored.
+    ws.subscribe("u", FOLLOW_TURN, json!({ "t": started, "s": c.token }))
+        .await;
+    let events = ws.collect("u", Duration::from_secs(10)).await;
     assert_eq!(
         events.last().unwrap()["data"]["chatTurn"]["status"],
         "COMPLETED",
