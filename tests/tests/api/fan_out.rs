@@ -16,7 +16,7 @@ use crate::{
     chat_turn::{ARTICLES, widget_with_kb},
     fake_llm::{Behaviour, FakeLlm},
     helpers::*,
-    writes::{assert_joined_mid_stream, follow_timed},
+    writes::{assert_joined_mid_stream, follow, follow_timed},
 };
 
 /// A `redis-server` of this test's own on a free port; killed on drop.
@@ -334,9 +334,8 @@ async fn a_running_answer_reaches_a_late_subscriber_on_another_replica_from_the_
         )
         .await;
     let s = started["data"]["startTurn"].clone();
-    let (live, (late, dashboard)) = tokio::join!(
-        follow_timed(&a.ws_url, &s["turnId"], &s["sessionToken"]),
-        async {
+    let (live, (late, dashboard)) =
+        tokio::join!(follow(&a, &s["turnId"], &s["sessionToken"]), async {
             tokio::time::sleep(Duration::from_millis(600)).await;
             let mut dashboard = WsClient::connect(&b.ws_url, json!({ "apiKey": a.api_key })).await;
             dashboard
@@ -344,12 +343,10 @@ async fn a_running_answer_reaches_a_late_subscriber_on_another_replica_from_the_
                 .await;
             let late = follow_timed(&b.ws_url, &s["turnId"], &s["sessionToken"]).await;
             (late, dashboard)
-        }
-    );
+        });
 
     // Assert: B's `chatTurn` got the same stream, the missed chunks while
     // the answer still streamed.
-    let live: Vec<Value> = live.into_iter().map(|(_, e)| e).collect();
     assert!(live.len() > 300, "{live:?}");
     assert_joined_mid_stream(&late, &live);
     // B's `sessionEvents` got every event of the turn once, in order.

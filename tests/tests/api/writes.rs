@@ -19,14 +19,28 @@ on_both_databases!(a_long_streamed_turn_writes_a_few_rows_and_replays_whole);
 
 const CHAT_TURN: &str = "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { seq status delta text messageId } }";
 
-async fn follow(app: &TestApp, turn: &Value, token: &Value) -> Vec<Value> {
-    let mut ws = WsClient::connect(&app.ws_url, json!({})).await;
-    ws.subscribe("t", CHAT_TURN, json!({ "t": turn, "s": token }))
-        .await;
-    ws.collect("t", Duration::from_secs(10))
+/// Every event of a turn through `chatTurn`.
+pub async fn follow(app: &TestApp, turn: &Value, token: &Value) -> Vec<Value> {
+    follow_timed(&app.ws_url, turn, token)
         .await
         .into_iter()
-        .map(|p| p["data"]["chatTurn"].clone())
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// What makes two streams of a turn the same: each event's sequence
+/// number, status, chunk and message id, in order.
+fn stream_keys<'a>(events: impl IntoIterator<Item = &'a Value>) -> Vec<[Value; 4]> {
+    events
+        .into_iter()
+        .map(|e| {
+            [
+                e["seq"].clone(),
+                e["status"].clone(),
+                e["delta"].clone(),
+                e["messageId"].clone(),
+            ]
+        })
         .collect()
 }
 
@@ -54,18 +68,9 @@ pub async fn follow_timed(ws_url: &str, turn: &Value, token: &Value) -> Vec<(Ins
 /// stash, not from a stored row), and the same stream as one that was there
 /// from the start.
 pub fn assert_joined_mid_stream(late: &[(Instant, Value)], live: &[Value]) {
-    let key = |e: &Value| {
-        (
-            e["seq"].clone(),
-            e["status"].clone(),
-            e["delta"].clone(),
-            e["messageId"].clone(),
-        )
-    };
-    let events: Vec<&Value> = late.iter().map(|(_, e)| e).collect();
     assert_eq!(
-        events.iter().map(|e| key(e)).collect::<Vec<_>>(),
-        live.iter().map(key).collect::<Vec<_>>(),
+        stream_keys(late.iter().map(|(_, e)| e)),
+        stream_keys(live),
         "the late subscriber saw the same stream"
     );
     let at = |status: &str| {
@@ -193,18 +198,7 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
 
     // The finished turn replays as the same stream, chunk by chunk.
     let replay = follow(&app, &s["turnId"], &s["sessionToken"]).await;
-    let key = |e: &Value| {
-        (
-            e["seq"].clone(),
-            e["status"].clone(),
-            e["delta"].clone(),
-            e["messageId"].clone(),
-        )
-    };
-    assert_eq!(
-        replay.iter().map(key).collect::<Vec<_>>(),
-        live.iter().map(key).collect::<Vec<_>>()
-    );
+    assert_eq!(stream_keys(&replay), stream_keys(&live));
 
     // The visitor's next turn in the same conversation: at most 7 writes.
     let (writes_before, marks_before) = (

@@ -148,32 +148,32 @@ impl TurnFollow {
     async fn fill(&mut self) {
         self.filled_at = Some(tokio::time::Instant::now());
         // From the start: a coalesced row begins before the chunks it holds.
-        let mut finished = false;
         match chat::turn_events(&self.st.db, self.turn_id, 0).await {
-            Ok(rows) => {
-                for ev in events(rows) {
-                    finished |= ev.status == TurnStatus::Completed;
-                    if ev.seq > self.tail() {
-                        self.pending.push_back(ev);
-                    }
-                }
+            Ok(rows) => self.take_stored(rows).await,
+            Err(err) => {
+                tracing::warn!(%err, "chatTurn could not read the store");
+                self.release_ahead();
             }
-            Err(err) => tracing::warn!(%err, "chatTurn could not read the store"),
-        }
-        if finished {
-            self.release_ahead();
-        } else {
-            self.add_stashed().await;
         }
     }
 
-    /// Adds a running turn's chunks not stored yet (they follow the store's
-    /// last event) from the bus's stash.
-    async fn add_stashed(&mut self) {
-        let tail = self.tail();
-        for ev in stashed_chunks(&self.st, self.turn_id).await {
-            if ev.seq > tail {
-                self.ahead.entry(ev.seq).or_insert(ev);
+    /// Queues the turn's stored events that are new, then, while the turn
+    /// runs, its chunks not stored yet (they follow the store's last event)
+    /// from the bus's stash.
+    async fn take_stored(&mut self, rows: Vec<entity::chat_message::Model>) {
+        let mut finished = false;
+        for ev in events(rows) {
+            finished |= ev.status == TurnStatus::Completed;
+            if ev.seq > self.tail() {
+                self.pending.push_back(ev);
+            }
+        }
+        if !finished {
+            let tail = self.tail();
+            for ev in stashed_chunks(&self.st, self.turn_id).await {
+                if ev.seq > tail {
+                    self.ahead.entry(ev.seq).or_insert(ev);
+                }
             }
         }
         self.release_ahead();
@@ -357,25 +357,19 @@ impl ChatSubscription {
             let mut rx = st.bus.subscribe(&turn_topic(turn_id));
             rx.ready(BUS_READY_WAIT).await;
             // The replay: the store, then a running answer's stashed chunks.
-            let pending = events(chat::turn_events(&st.db, turn_id, 0).await?);
+            let stored = chat::turn_events(&st.db, turn_id, 0).await?;
             let mut follow = TurnFollow {
                 st,
                 rx,
                 turn_id,
-                pending,
+                pending: VecDeque::new(),
                 ahead: BTreeMap::new(),
                 filled_at: None,
                 last_seq: 0,
                 done: false,
                 started: tokio::time::Instant::now(),
             };
-            if follow
-                .pending
-                .back()
-                .is_none_or(|e| e.status != TurnStatus::Completed)
-            {
-                follow.add_stashed().await;
-            }
+            follow.take_stored(stored).await;
             Ok::<_, GqlError>(stream::unfold(follow, TurnFollow::next))
         })
         .await

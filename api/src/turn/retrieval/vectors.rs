@@ -72,40 +72,26 @@ fn dot(a: &[i8], b: &[i8]) -> i32 {
     sum
 }
 
-/// Runs `block` on each [`SCAN_BLOCK`] of `out` (with its index), on every
-/// core when `out` is long enough to pay for it (rayon's pool, shared with
-/// candle).
-fn by_blocks<T: Send>(out: &mut [T], block: impl Fn((usize, &mut [T])) + Send + Sync) {
-    if out.len() >= PARALLEL_FROM {
+/// Runs `block` on each `len`-long block of `out` (with its index), on
+/// every core when `out` holds at least `parallel_from` items (rayon's
+/// pool, shared with candle).
+fn by_blocks<T: Send>(
+    out: &mut [T],
+    len: usize,
+    parallel_from: usize,
+    block: impl Fn((usize, &mut [T])) + Send + Sync,
+) {
+    if out.len() >= parallel_from {
         use rayon::prelude::*;
-        out.par_chunks_mut(SCAN_BLOCK).enumerate().for_each(block);
+        out.par_chunks_mut(len).enumerate().for_each(block);
     } else {
-        out.chunks_mut(SCAN_BLOCK).enumerate().for_each(block);
+        out.chunks_mut(len).enumerate().for_each(block);
     }
 }
 
 /// The sign scan's score of each live row of a block: the table entries its
-/// sign bytes pick, summed (`out` left as it is for removed rows). `W`
-/// sign bytes a row, known when compiled so the lookups unroll.
-fn sign_scores<const W: usize>(
-    signs: &[u8],
-    rows: &[(u32, u16)],
-    table: &[[i16; 256]; W],
-    out: &mut [i32],
-) {
-    for ((score, row), (slot, _)) in out.iter_mut().zip(signs.chunks_exact(W)).zip(rows) {
-        if *slot != DEAD {
-            let mut sum = 0i32;
-            for j in 0..W {
-                sum += i32::from(table[j][usize::from(row[j])]);
-            }
-            *score = sum;
-        }
-    }
-}
-
-/// [`sign_scores`] for any width.
-fn sign_scores_any(signs: &[u8], rows: &[(u32, u16)], table: &[[i16; 256]], out: &mut [i32]) {
+/// sign bytes pick, summed (`out` left as it is for removed rows).
+fn sign_scores(signs: &[u8], rows: &[(u32, u16)], table: &[[i16; 256]], out: &mut [i32]) {
     let width = table.len();
     for ((score, row), (slot, _)) in out.iter_mut().zip(signs.chunks_exact(width)).zip(rows) {
         if *slot != DEAD {
@@ -334,7 +320,7 @@ impl PassageVectors {
                 }
             }
         };
-        by_blocks(&mut cosines, block);
+        by_blocks(&mut cosines, SCAN_BLOCK, PARALLEL_FROM, block);
         cosines
             .into_iter()
             .enumerate()
@@ -360,21 +346,19 @@ impl PassageVectors {
         let mut approx = vec![i32::MIN; self.rows.len()];
         let block = |(b, out): (usize, &mut [i32])| {
             let first = b * SCAN_BLOCK;
-            let signs = &self.signs[first * width..];
-            let rows = &self.rows[first..];
-            // all-MiniLM's 384 dimensions are 48 sign bytes: a fixed width
-            // lets the compiler unroll the lookups.
-            match <&[[i16; 256]; 48]>::try_from(table.as_slice()) {
-                Ok(fixed) => sign_scores(signs, rows, fixed, out),
-                Err(_) => sign_scores_any(signs, rows, &table, out),
-            }
+            sign_scores(
+                &self.signs[first * width..],
+                &self.rows[first..],
+                &table,
+                out,
+            );
         };
-        by_blocks(&mut approx, block);
+        by_blocks(&mut approx, SCAN_BLOCK, PARALLEL_FROM, block);
         // The score from which a row is rescored: a histogram of the scores
         // (one pass, no sort), walked down from the top until it holds
         // RESCORED rows.
-        let live = approx.iter().filter(|&&a| a != i32::MIN);
-        let (lo, hi) = live.fold((i32::MAX, i32::MIN), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+        let live = || approx.iter().copied().filter(|&a| a != i32::MIN);
+        let (lo, hi) = live().fold((i32::MAX, i32::MIN), |(lo, hi), a| (lo.min(a), hi.max(a)));
         if lo > hi {
             return vec![];
         }
@@ -383,7 +367,7 @@ impl PassageVectors {
         let shift = (u64::BITS - span.leading_zeros()).saturating_sub(HISTOGRAM_BINS.ilog2());
         let bin = |a: i32| ((i64::from(a) - i64::from(lo)) as u64 >> shift) as usize;
         let mut counts = vec![0usize; HISTOGRAM_BINS];
-        for &a in approx.iter().filter(|&&a| a != i32::MIN) {
+        for a in live() {
             counts[bin(a)] += 1;
         }
         let mut kept = 0;
@@ -407,18 +391,7 @@ impl PassageVectors {
                 *slot = (i, self.cosine(i as usize, query));
             }
         };
-        if rows.len() >= 2 * RESCORE_BLOCK {
-            use rayon::prelude::*;
-            scored
-                .par_chunks_mut(RESCORE_BLOCK)
-                .enumerate()
-                .for_each(rescore);
-        } else {
-            scored
-                .chunks_mut(RESCORE_BLOCK)
-                .enumerate()
-                .for_each(rescore);
-        }
+        by_blocks(&mut scored, RESCORE_BLOCK, 2 * RESCORE_BLOCK, rescore);
         scored
     }
 }
