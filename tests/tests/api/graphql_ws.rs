@@ -521,6 +521,52 @@ async fn org_events_receive_knowledge_base_created() {
 }
 
 #[tokio::test]
+async fn each_event_is_resolved_with_the_whole_subscribe_message() {
+    // The socket resolves every event by executing the operation again: the
+    // operation picked by name, its variables, the alias and the fragments
+    // must all carry over to each event, and a later event too.
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut ws = connect_org(&app).await;
+    let query = r#"
+        query Other { org { id } }
+        subscription Watch($kinds: [String!]) {
+            watched: orgEvents(kinds: $kinds) { ...Parts }
+        }
+        fragment Parts on OrgEvent { type: __typename kind id }
+    "#;
+    send(
+        &mut ws,
+        json!({ "type": "subscribe", "id": "w", "payload": {
+            "query": query,
+            "operationName": "Watch",
+            "variables": { "kinds": ["knowledge_base.created"] },
+        } }),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let next = next_event(&app, &mut ws, "w").await;
+        let event = &next["payload"]["data"]["watched"];
+        assert_eq!(event["type"], "OrgEvent", "{next}");
+        assert_eq!(event["kind"], "knowledge_base.created", "{next}");
+        assert!(next["payload"].get("errors").is_none(), "{next}");
+        ids.push(event["id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_ne!(ids[0], ids[1], "two events, not one twice");
+
+    // A kind outside the variable's list is not delivered: the next event
+    // seen is the knowledge base created after the bot.
+    app.gql_ok(
+        r#"mutation { createBot(input: {name: "b"}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let next = next_event(&app, &mut ws, "w").await;
+    let event = &next["payload"]["data"]["watched"];
+    assert_eq!(event["kind"], "knowledge_base.created", "{next}");
+}
+
+#[tokio::test]
 async fn postgres_smoke() {
     let app = spawn_app(Backend::Postgres).await;
     let mut ws = connect_org(&app).await;

@@ -18,9 +18,10 @@ use std::{
 };
 
 use async_graphql::{Context, Subscription};
-use futures_util::{Stream, stream};
+use futures_util::stream::{self, BoxStream};
 use uuid::Uuid;
 
+use super::live;
 use crate::{
     auth::Caller,
     domain::TurnStatus,
@@ -340,8 +341,11 @@ impl ChatSubscription {
         #[graphql(desc = "The turn, from `startTurn`.")] turn_id: Uuid,
         #[graphql(desc = "The session token from `startTurn` or `sendMessage`.")]
         session_token: Option<String>,
-    ) -> Result<impl Stream<Item = TurnEvent> + use<>, GqlError> {
-        let (st, caller) = (ctx.state()?.clone(), ctx.caller());
+    ) -> Result<BoxStream<'static, TurnEvent>, GqlError> {
+        if let Some(event) = live::delivered(ctx) {
+            return Ok(event);
+        }
+        let (st, caller, handing) = (ctx.state()?.clone(), ctx.caller(), live::Handing::of(ctx));
         // Boxed: async-graphql keeps this future's space in the
         // subscription's stream for as long as it runs.
         Box::pin(async move {
@@ -370,7 +374,7 @@ impl ChatSubscription {
                 started: tokio::time::Instant::now(),
             };
             follow.take_stored(stored).await;
-            Ok::<_, GqlError>(stream::unfold(follow, TurnFollow::next))
+            Ok::<_, GqlError>(handing.pass(stream::unfold(follow, TurnFollow::next)))
         })
         .await
     }
@@ -383,8 +387,11 @@ impl ChatSubscription {
         #[graphql(desc = "The session's token, when not using an API key.")] session_token: Option<
             String,
         >,
-    ) -> Result<impl Stream<Item = TurnEvent> + use<>, GqlError> {
-        let (st, caller) = (ctx.state()?.clone(), ctx.caller());
+    ) -> Result<BoxStream<'static, TurnEvent>, GqlError> {
+        if let Some(event) = live::delivered(ctx) {
+            return Ok(event);
+        }
+        let (st, caller, handing) = (ctx.state()?.clone(), ctx.caller(), live::Handing::of(ctx));
         Box::pin(async move {
             authorize(&st, &caller, session_id, session_token).await?;
             let mut rx = st.bus.subscribe(&session_topic(session_id));
@@ -401,7 +408,7 @@ impl ChatSubscription {
             for ev in events(rows) {
                 follow.offer(ev, false);
             }
-            Ok::<_, GqlError>(stream::unfold(follow, SessionFollow::next))
+            Ok::<_, GqlError>(handing.pass(stream::unfold(follow, SessionFollow::next)))
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! Live streams, merged into the root `Subscription`.
 
 mod chat;
+pub mod live;
 mod org;
 
 use async_graphql::MergedSubscription;

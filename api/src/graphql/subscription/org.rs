@@ -14,9 +14,10 @@ use std::collections::{HashSet, VecDeque};
 
 use async_graphql::{Context, Subscription};
 use chrono::{DateTime, Utc};
-use futures_util::{Stream, stream};
+use futures_util::stream::{self, BoxStream};
 use uuid::Uuid;
 
+use super::live;
 use crate::{
     error::GqlError,
     graphql::{ContextExt, types::OrgEvent},
@@ -125,8 +126,11 @@ impl OrgSubscription {
         #[graphql(desc = "Only events of these kinds; all when omitted.")] kinds: Option<
             Vec<String>,
         >,
-    ) -> Result<impl Stream<Item = OrgEvent> + use<>, GqlError> {
-        let (st, scope) = (ctx.state()?.clone(), ctx.scope()?);
+    ) -> Result<BoxStream<'static, OrgEvent>, GqlError> {
+        if let Some(event) = live::delivered(ctx) {
+            return Ok(event);
+        }
+        let (st, scope, handing) = (ctx.state()?.clone(), ctx.scope()?, live::Handing::of(ctx));
         let org_id = scope.org_id();
         // Boxed: async-graphql keeps this future's space in the
         // subscription's stream for as long as it runs.
@@ -144,7 +148,7 @@ impl OrgSubscription {
                 newest: Utc::now(),
                 since: Utc::now(),
             };
-            Ok(stream::unfold(follow, OrgFollow::next))
+            Ok(handing.pass(stream::unfold(follow, OrgFollow::next)))
         })
         .await
     }

@@ -11,7 +11,8 @@
 //! initialisation deadline. The operations are streams polled by that same
 //! task (no task, channel or buffer per operation: an idle socket with one
 //! subscription is one small task, the socket's buffers and the
-//! subscription's own state), so a slow client slows its own operations down
+//! subscription's own state, not async-graphql's execution of it: see
+//! [`live`]), so a slow client slows its own operations down
 //! instead of piling up memory, and nothing is sent after a client's
 //! `complete` (its stream is dropped at once). A panic in an operation ends
 //! that operation with an `error`, not the socket.
@@ -34,21 +35,25 @@
 //! with 1001.
 //!
 //! [`Schema::execute_stream`]: async_graphql::Schema::execute_stream
+//! [`live`]: crate::graphql::subscription::live
 
 mod protocol;
 pub mod sockets_per_ip;
 
 use std::{
+    any::Any,
     collections::HashMap,
     net::IpAddr,
     panic::AssertUnwindSafe,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
 use async_graphql::{
-    ErrorExtensions, Request, Response, ServerError, Value, Variables, parser::types::OperationType,
+    ErrorExtensions, Extensions, Request, Response, ServerError, Value, Variables,
+    parser::types::OperationType,
 };
 use axum::{
     extract::{
@@ -72,7 +77,10 @@ use super::origin::RequestOrigin;
 use crate::{
     auth::{self, Caller},
     error::AppError,
-    graphql::operation,
+    graphql::{
+        operation,
+        subscription::live::{Delivered, Events, HandOver},
+    },
     state::AppState,
 };
 
@@ -512,20 +520,11 @@ impl Connection {
             })))
         };
 
-        let mut request = Request::new(payload.query)
-            .data(caller.clone())
-            .data(self.origin.clone())
-            .data(self.st.clone());
-        if let Some(name) = payload.operation_name {
-            request = request.operation_name(name);
-        }
-        if let Some(variables) = payload.variables {
-            request = request.variables(Variables::from_json(Json::Object(variables)));
-        }
+        let mut extensions = Extensions::default();
         for (name, value) in payload.extensions.unwrap_or_default() {
             match Value::from_json(value) {
                 Ok(value) => {
-                    request.extensions.insert(name, value);
+                    extensions.insert(name, value);
                 }
                 Err(err) => {
                     return Err(Close::bad_request(format!(
@@ -534,6 +533,19 @@ impl Connection {
                 }
             }
         }
+        let recipe = Recipe {
+            query: payload.query,
+            operation_name: payload.operation_name,
+            variables: payload
+                .variables
+                .map(|v| Variables::from_json(Json::Object(v)))
+                .unwrap_or_default(),
+            extensions,
+            caller: caller.clone(),
+            origin: self.origin.clone(),
+        };
+        let handed = Arc::new(HandOver::default());
+        let mut request = recipe.request(&self.st).data(handed.clone());
 
         // Refused or not, a `subscribe` was parsed: it costs at least one unit.
         let budget = super::graphql::budget(&caller, self.ip);
@@ -583,7 +595,12 @@ impl Connection {
         let key = self.next_key;
         self.next_key += 1;
         let messages = OperationMessages {
-            results: self.st.schema.execute_stream(request),
+            results: Some(self.st.schema.execute_stream(request)),
+            st: self.st.clone(),
+            recipe,
+            handed: Some(handed),
+            events: Vec::new(),
+            turn: 0,
             id: id.clone(),
             key,
             first: true,
@@ -618,11 +635,50 @@ impl Drop for Connection {
     }
 }
 
+/// What it takes to execute an operation again: the `subscribe` message's
+/// request and the socket's caller and origin.
+struct Recipe {
+    query: String,
+    operation_name: Option<String>,
+    variables: Variables,
+    extensions: Extensions,
+    caller: Caller,
+    origin: RequestOrigin,
+}
+
+impl Recipe {
+    fn request(&self, st: &AppState) -> Request {
+        let mut request = Request::new(self.query.clone())
+            .variables(self.variables.clone())
+            .data(self.caller.clone())
+            .data(self.origin.clone())
+            .data(st.clone());
+        request.operation_name = self.operation_name.clone();
+        request.extensions = self.extensions.clone();
+        request
+    }
+}
+
 /// One operation's protocol messages: its results as `next` messages, then
 /// `complete`; or a single `error` when the request never reached execution
 /// (or a resolver panicked).
+///
+/// A subscription's root fields hand their event streams over in its first
+/// execution ([`live`]); this stream then owns them and resolves each event
+/// by executing the operation again with it, one event at a time, in the
+/// order each stream yields them.
 struct OperationMessages {
-    results: BoxStream<'static, Response>,
+    /// The execution whose results are being sent, if one runs.
+    results: Option<BoxStream<'static, Response>>,
+    st: AppState,
+    recipe: Recipe,
+    /// Where the first execution's root fields leave their events; taken
+    /// into `events` when it ends.
+    handed: Option<Arc<HandOver>>,
+    /// The handed-over streams still running, by response key.
+    events: Vec<(String, Events)>,
+    /// Which of `events` is polled first next time (so that none starves).
+    turn: usize,
     id: String,
     key: u64,
     /// No result seen yet (a request error can only be the first).
@@ -640,50 +696,101 @@ impl OperationMessages {
             last,
         }
     }
+
+    fn panicked(&mut self) -> Outbound {
+        tracing::error!(id = %self.id, "a graphql-ws operation panicked");
+        let id = self.id.clone();
+        let error = ServerError::new("internal error", None);
+        let error = ServerMessage::Error {
+            id: &id,
+            payload: std::slice::from_ref(&error),
+        };
+        self.message(&error, true)
+    }
+
+    /// The next handed-over event, with the key of its stream; `Ready(None)`
+    /// once every stream has ended.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<(String, Box<dyn Any + Send>)>> {
+        let mut i = 0;
+        while i < self.events.len() {
+            let at = (self.turn + i) % self.events.len();
+            match self.events[at].1.poll_next_unpin(cx) {
+                Poll::Ready(Some(event)) => {
+                    self.turn = at + 1;
+                    return Poll::Ready(Some((self.events[at].0.clone(), event)));
+                }
+                Poll::Ready(None) => {
+                    drop(self.events.swap_remove(at));
+                }
+                Poll::Pending => i += 1,
+            }
+        }
+        if self.events.is_empty() {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 impl Stream for OperationMessages {
     type Item = Outbound;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        // A panicking resolver ends its operation with an `error`, like any
-        // failure; the socket and its other operations go on.
-        let polled =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.results.poll_next_unpin(cx)));
-        let id = self.id.clone();
-        let out = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(Some(response))) => {
-                let first = std::mem::replace(&mut self.first, false);
-                if first && is_request_error(&response) {
-                    let error = ServerMessage::Error {
-                        id: &id,
-                        payload: &response.errors,
-                    };
-                    self.message(&error, true)
-                } else {
-                    let next = ServerMessage::Next {
-                        id: &id,
-                        payload: &response,
-                    };
-                    self.message(&next, false)
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            // A panicking resolver ends its operation with an `error`, like
+            // any failure; the socket and its other operations go on.
+            if let Some(results) = this.results.as_mut() {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| results.poll_next_unpin(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(Some(response))) => {
+                        let id = this.id.clone();
+                        let first = std::mem::replace(&mut this.first, false);
+                        let out = if first && is_request_error(&response) {
+                            let error = ServerMessage::Error {
+                                id: &id,
+                                payload: &response.errors,
+                            };
+                            this.message(&error, true)
+                        } else {
+                            let next = ServerMessage::Next {
+                                id: &id,
+                                payload: &response,
+                            };
+                            this.message(&next, false)
+                        };
+                        return Poll::Ready(Some(out));
+                    }
+                    Ok(Poll::Ready(None)) => {
+                        this.results = None;
+                        if let Some(handed) = this.handed.take() {
+                            this.events = handed.take();
+                        }
+                    }
+                    Err(_) => return Poll::Ready(Some(this.panicked())),
                 }
             }
-            Ok(Poll::Ready(None)) => self.message(&ServerMessage::Complete { id: &id }, true),
-            Err(_) => {
-                tracing::error!(id = %id, "a graphql-ws operation panicked");
-                let error = ServerError::new("internal error", None);
-                let error = ServerMessage::Error {
-                    id: &id,
-                    payload: std::slice::from_ref(&error),
-                };
-                self.message(&error, true)
+            match std::panic::catch_unwind(AssertUnwindSafe(|| this.poll_event(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Some((key, event)))) => {
+                    let request = this
+                        .recipe
+                        .request(&this.st)
+                        .data(Delivered::new(key, event));
+                    this.results = Some(this.st.schema.execute_stream(request));
+                }
+                Ok(Poll::Ready(None)) => {
+                    let id = this.id.clone();
+                    let out = this.message(&ServerMessage::Complete { id: &id }, true);
+                    return Poll::Ready(Some(out));
+                }
+                Err(_) => return Poll::Ready(Some(this.panicked())),
             }
-        };
-        Poll::Ready(Some(out))
+        }
     }
 }
 
