@@ -21,9 +21,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     }
     let mut db = Database::connect(opts).await?;
     db.set_metric_callback(|info| {
-        if is_write(&info.statement.sql) {
-            crate::metrics::metrics().db_writes.inc();
-        }
+        let metrics = crate::metrics::metrics();
+        let counter = match statement_kind(&info.statement.sql) {
+            Some(Kind::Write) => &metrics.db_writes,
+            Some(Kind::Read) => &metrics.db_reads,
+            None => return,
+        };
+        counter.inc();
     });
     if sqlite {
         // WAL lets readers run beside the single writer (it is a property of
@@ -35,13 +39,23 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Ok(db)
 }
 
-/// Whether `sql` changes rows (what `wayfinder_db_writes_total` counts:
-/// statements, not transactions).
-fn is_write(sql: &str) -> bool {
+/// What a statement does, as `wayfinder_db_writes_total` and
+/// `wayfinder_db_reads_total` count them (statements, not transactions).
+enum Kind {
+    Write,
+    Read,
+}
+
+fn statement_kind(sql: &str) -> Option<Kind> {
     let verb = sql.split_whitespace().next().unwrap_or("");
-    ["INSERT", "UPDATE", "DELETE", "REPLACE"]
-        .iter()
-        .any(|w| verb.eq_ignore_ascii_case(w))
+    let is = |verbs: &[&str]| verbs.iter().any(|w| verb.eq_ignore_ascii_case(w));
+    if is(&["INSERT", "UPDATE", "DELETE", "REPLACE"]) {
+        Some(Kind::Write)
+    } else if is(&["SELECT", "WITH"]) {
+        Some(Kind::Read)
+    } else {
+        None
+    }
 }
 
 /// Applies every pending migration.

@@ -69,6 +69,7 @@ pub struct Metrics {
     pub rate_limited: Family<SubjectLabels, Counter>,
     pub socket_refusals: Counter,
     pub db_writes: Counter,
+    pub db_reads: Counter,
     pub fanout_gaps: Counter,
 }
 
@@ -99,6 +100,7 @@ impl Metrics {
         let rate_limited = Family::<SubjectLabels, Counter>::default();
         let socket_refusals = Counter::default();
         let db_writes = Counter::default();
+        let db_reads = Counter::default();
         let fanout_gaps = Counter::default();
         registry.register(
             "graphql_operations",
@@ -160,6 +162,7 @@ impl Metrics {
             "Statements that changed rows (INSERT, UPDATE, DELETE), every transaction's included",
             db_writes.clone(),
         );
+        registry.register("db_reads", "SELECT statements", db_reads.clone());
         registry.register(
             "fanout_gaps",
             "Times a live subscription may have missed bus messages (it lagged, or the bus reconnected) and re-read the store",
@@ -179,6 +182,7 @@ impl Metrics {
             rate_limited,
             socket_refusals,
             db_writes,
+            db_reads,
             fanout_gaps,
         }
     }

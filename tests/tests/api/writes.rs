@@ -16,6 +16,7 @@ use crate::{
 };
 
 on_both_databases!(a_long_streamed_turn_writes_a_few_rows_and_replays_whole);
+on_both_databases!(a_dashboard_that_joins_a_running_answer_reads_the_store_a_few_times);
 
 const CHAT_TURN: &str = "subscription($t: UUID!, $s: String) { chatTurn(turnId: $t, sessionToken: $s) { seq status delta text messageId } }";
 
@@ -225,5 +226,76 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     assert!(
         writes <= 7,
         "a follow-up streamed turn made {writes} database writes"
+    );
+}
+
+async fn a_dashboard_that_joins_a_running_answer_reads_the_store_a_few_times(backend: Backend) {
+    // Arrange: 300 chunks, one every 4 ms, and a subscriber from the start.
+    let fake = FakeLlm::start(ProviderKind::OpenAi).await;
+    let app = spawn_app_with(backend, |c| {
+        fake.configure(c);
+        c.llm_model = "test-model".into();
+    })
+    .await;
+    app.grant_credits(100_000).await;
+    let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
+    let chunks: Vec<String> = (0..300).map(|i| format!("step {i} [1]\n")).collect();
+    fake.set_behaviour(Behaviour::Paced {
+        chunks,
+        every: Duration::from_millis(4),
+    });
+    let started = app
+        .gql_as(
+            None,
+            "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionId sessionToken } }",
+            json!({ "i": { "widgetId": widget, "message": "How do I reset my password?" } }),
+        )
+        .await;
+    let s = &started["data"]["startTurn"];
+
+    // Act: a dashboard's `sessionEvents` joins half-way. Its first live
+    // chunk is past a gap, and so is every chunk after it until the stash
+    // (written every 250 ms) catches up.
+    let (live, (late, reads)) = tokio::join!(
+        follow(&app, &s["turnId"], &s["sessionToken"]),
+        async {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let reads_before = wayfinder::metrics::metrics().db_reads.get();
+            let mut ws = WsClient::connect(&app.ws_url, json!({ "apiKey": app.api_key })).await;
+            ws.subscribe(
+            "s",
+            "subscription($s: UUID!) { sessionEvents(sessionId: $s) { seq status delta messageId } }",
+            json!({ "s": s["sessionId"] }),
+        )
+        .await;
+            let mut late = vec![];
+            while late
+                .last()
+                .is_none_or(|e: &(Instant, Value)| e.1["status"] != "COMPLETED")
+            {
+                let msg = ws
+                    .next(Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|| panic!("sessionEvents stalled after {late:?}"));
+                assert_eq!(msg["type"], "next", "{msg}");
+                late.push((
+                    Instant::now(),
+                    msg["payload"]["data"]["sessionEvents"].clone(),
+                ));
+            }
+            (
+                late,
+                wayfinder::metrics::metrics().db_reads.get() - reads_before,
+            )
+        }
+    );
+
+    // Assert: the same stream, the missed chunks while the answer streamed,
+    // and a few reads (the key, the replay, a re-read per 250 ms of gap and
+    // the turn's own), not one per chunk past the gap.
+    assert_joined_mid_stream(&late, &live);
+    assert!(
+        reads <= 18,
+        "the late sessionEvents subscriber's turn made {reads} reads"
     );
 }

@@ -256,20 +256,44 @@ struct SessionFollow {
     queued: HashMap<Uuid, i32>,
     /// Turns in the order first seen, to forget the oldest.
     turns: VecDeque<Uuid>,
+    /// Live events past a gap, by turn and sequence number, kept until the
+    /// store or the stash fills the gap: the chunks after a missed one then
+    /// wait for one re-read instead of each making its own.
+    ahead: BTreeMap<(Uuid, i32), TurnEvent>,
+    /// When the store was last read because of a gap in a turn's chunks.
+    filled_at: Option<tokio::time::Instant>,
+}
+
+/// Live events a `sessionEvents` subscription keeps past a gap at most;
+/// beyond it the latest are left to the next re-read (they are stored with
+/// the answer).
+const SESSION_AHEAD_KEPT: usize = 2_048;
+
+/// Where an event stands against what a `sessionEvents` subscription queued.
+enum Place {
+    /// Queued before.
+    Seen,
+    /// The next of its turn (or, re-read from the store, new).
+    Next,
+    /// Live, and past something not seen yet.
+    Ahead,
 }
 
 impl SessionFollow {
-    /// Queues `ev` unless it was queued before; false when it skips ahead of
-    /// its turn's last queued event (something was missed).
-    fn offer(&mut self, ev: TurnEvent, live: bool) -> bool {
+    fn place(&self, ev: &TurnEvent, live: bool) -> Place {
         let last = self.queued.get(&ev.turn_id).copied();
         if last.is_some_and(|l| ev.seq <= l) {
-            return true;
+            Place::Seen
+        } else if live && ev.seq != last.unwrap_or(0) + 1 {
+            Place::Ahead
+        } else {
+            Place::Next
         }
-        if live && ev.seq != last.unwrap_or(0) + 1 {
-            return false;
-        }
-        if last.is_none() {
+    }
+
+    /// Queues `ev`, which is [`Place::Next`].
+    fn queue(&mut self, ev: TurnEvent) {
+        if !self.queued.contains_key(&ev.turn_id) {
             self.turns.push_back(ev.turn_id);
             if self.turns.len() > SESSION_TURNS_KEPT
                 && let Some(old) = self.turns.pop_front()
@@ -279,12 +303,40 @@ impl SessionFollow {
         }
         self.queued.insert(ev.turn_id, ev.seq);
         self.pending.push_back(ev);
-        true
+    }
+
+    /// Queues `ev` unless it was queued before; false when it skips ahead of
+    /// its turn's last queued event (something was missed).
+    fn offer(&mut self, ev: TurnEvent, live: bool) -> bool {
+        match self.place(&ev, live) {
+            Place::Seen => true,
+            Place::Next => {
+                self.queue(ev);
+                true
+            }
+            Place::Ahead => false,
+        }
+    }
+
+    /// Moves the live events kept past a gap that now follow on to
+    /// `pending`, and forgets those queued meanwhile.
+    fn release_ahead(&mut self) {
+        // In (turn, sequence) order, so each turn's run is released in one pass.
+        let ahead = std::mem::take(&mut self.ahead);
+        for (key, ev) in ahead {
+            match self.place(&ev, true) {
+                Place::Seen => {}
+                Place::Next => self.queue(ev),
+                Place::Ahead => {
+                    self.ahead.insert(key, ev);
+                }
+            }
+        }
     }
 
     /// Re-reads the session's recent events and queues what is new, with
     /// the stashed chunks of `running` (the turn whose live event skipped
-    /// ahead) after them.
+    /// ahead) after them, then what was kept past the gap.
     async fn fill(&mut self, running: Option<Uuid>) {
         match chat::recent_session_events(&self.st.db, self.session_id, SESSION_REPLAY).await {
             Ok(rows) => {
@@ -295,6 +347,7 @@ impl SessionFollow {
             Err(err) => tracing::warn!(%err, "sessionEvents could not read the store"),
         }
         if let Some(turn_id) = running {
+            self.filled_at = Some(tokio::time::Instant::now());
             // Only chunks that follow on from what is queued: the stash
             // begins right after the turn's last stored event.
             for ev in stashed_chunks(&self.st, turn_id).await {
@@ -303,6 +356,7 @@ impl SessionFollow {
                 }
             }
         }
+        self.release_ahead();
     }
 
     async fn next(mut self) -> Option<(TurnEvent, Self)> {
@@ -310,17 +364,39 @@ impl SessionFollow {
             if let Some(ev) = self.pending.pop_front() {
                 return Some((ev, self));
             }
-            match tokio::time::timeout(long_recheck_after(&self.st), self.rx.recv()).await {
+            let wait = if self.ahead.is_empty() {
+                long_recheck_after(&self.st)
+            } else {
+                GAP_RECHECK
+            };
+            match tokio::time::timeout(wait, self.rx.recv()).await {
                 Ok(Delivery::Message(raw)) => {
-                    if let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw) {
-                        let turn_id = ev.turn_id;
-                        if !self.offer(ev.clone(), true) {
-                            Box::pin(self.fill(Some(turn_id))).await;
-                            // It follows on now, unless chunks before it are
-                            // neither stored nor stashed yet.
-                            self.offer(ev, true);
+                    let Ok(ev) = serde_json::from_str::<TurnEvent>(&raw) else {
+                        continue;
+                    };
+                    match self.place(&ev, true) {
+                        Place::Seen => continue,
+                        Place::Next => {
+                            self.queue(ev);
+                            self.release_ahead();
+                            continue;
                         }
+                        Place::Ahead => {}
                     }
+                    // Past a gap. A stored event means the store holds all
+                    // before it; chunks are re-read at most every GAP_RECHECK.
+                    let (turn_id, stored) = (ev.turn_id, ev.status != TurnStatus::AnswerDelta);
+                    if self.ahead.len() < SESSION_AHEAD_KEPT {
+                        self.ahead.insert((turn_id, ev.seq), ev);
+                    }
+                    let recently = self.filled_at.is_some_and(|at| at.elapsed() < GAP_RECHECK);
+                    if stored || !recently {
+                        Box::pin(self.fill(Some(turn_id))).await;
+                    }
+                }
+                Err(_) if !self.ahead.is_empty() => {
+                    let turn_id = self.ahead.keys().next().map(|(turn, _)| *turn);
+                    Box::pin(self.fill(turn_id)).await;
                 }
                 Ok(Delivery::Gap) | Err(_) => Box::pin(self.fill(None)).await,
                 Ok(Delivery::Closed) => return None,
@@ -404,6 +480,8 @@ impl ChatSubscription {
                 pending: VecDeque::new(),
                 queued: HashMap::new(),
                 turns: VecDeque::new(),
+                ahead: BTreeMap::new(),
+                filled_at: None,
             };
             for ev in events(rows) {
                 follow.offer(ev, false);
