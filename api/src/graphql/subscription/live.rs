@@ -4,14 +4,13 @@
 //! parsed operation, its context and room for every future of an execution:
 //! about 8.5 KB that an idle widget's subscription would carry for hours. So
 //! over graphql-ws a subscription runs in two parts instead:
-//! - the operation is executed once with a [`HandOver`] in its data: each
+//! - the operation is executed once with a [`HandOver`] in its data: its
 //!   root field does its setup (authorization, the bus subscription, the
 //!   replay) and hands its stream of events over instead of returning it, so
 //!   that execution ends at once;
-//! - each event the socket then takes from a handed-over stream is resolved
-//!   by executing the operation again with the event in its data
-//!   ([`Delivered`]): the field it came from yields that one event, any other
-//!   root field nothing.
+//! - each event the socket then takes from the handed-over stream is
+//!   resolved by executing the operation again with the event in its data
+//!   ([`Delivered`]): the field it came from yields that one event.
 //!
 //! An idle subscription then holds only its own follow state (the bus
 //! subscription, what it has delivered) and the operation's text. Anywhere
@@ -29,15 +28,21 @@ use futures_util::{Stream, StreamExt, stream::BoxStream};
 /// A root field's events, type-erased until [`Delivered`] brings one back.
 pub type Events = BoxStream<'static, Box<dyn Any + Send>>;
 
-/// Where the root fields of a first execution leave their event streams,
-/// each under its response key (alias or name).
+/// Where the root field of a first execution leaves its event stream, under
+/// its response key (alias or name). A subscription selects one root field
+/// (`operation::admit` refuses more); were a second to come, it would keep
+/// its stream and run inside the execution as usual.
 #[derive(Default)]
-pub struct HandOver(Mutex<Vec<(String, Events)>>);
+pub struct HandOver(Mutex<Option<(String, Events)>>);
 
 impl HandOver {
-    /// The streams handed over so far.
-    pub fn take(&self) -> Vec<(String, Events)> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The stream handed over, if any.
+    pub fn take(&self) -> Option<(String, Events)> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(String, Events)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -100,16 +105,14 @@ impl Handing {
         self,
         events: impl Stream<Item = T> + Send + 'static,
     ) -> BoxStream<'static, T> {
-        match self.slot {
-            Some((slot, key)) => {
+        if let Some((slot, key)) = self.slot {
+            let mut handed = slot.lock();
+            if handed.is_none() {
                 let erased = events.map(|e| Box::new(e) as Box<dyn Any + Send>).boxed();
-                slot.0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((key, erased));
-                futures_util::stream::empty().boxed()
+                *handed = Some((key, erased));
+                return futures_util::stream::empty().boxed();
             }
-            None => events.boxed(),
         }
+        events.boxed()
     }
 }

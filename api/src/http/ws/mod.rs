@@ -42,7 +42,6 @@ pub mod sockets_per_ip;
 
 use std::{
     any::Any,
-    collections::HashMap,
     net::IpAddr,
     panic::AssertUnwindSafe,
     pin::Pin,
@@ -62,10 +61,7 @@ use axum::{
     },
     response::Response as HttpResponse,
 };
-use futures_util::{
-    Stream, StreamExt,
-    stream::{AbortHandle, Abortable, BoxStream, SelectAll},
-};
+use futures_util::{Stream, StreamExt, stream::BoxStream};
 use serde_json::{Map, Value as Json};
 use tokio::time::{Instant, Sleep};
 
@@ -186,9 +182,8 @@ async fn serve(
         ip,
         caller: None,
         init_received: false,
-        ops: HashMap::new(),
-        running: SelectAll::new(),
-        next_key: 0,
+        ops: Vec::new(),
+        turn: 0,
         idle_since: Instant::now(),
         frames: 0,
     };
@@ -239,10 +234,8 @@ async fn serve(
                     deadline = None;
                 }
             }
-            Some(out) = conn.running.next(), if !conn.running.is_empty() => {
-                if conn.admit(&out)
-                    && !send(&mut socket, Message::text(out.text), write_timeout).await
-                {
+            out = std::future::poll_fn(|cx| conn.poll_out(cx)), if !conn.ops.is_empty() => {
+                if !send(&mut socket, Message::text(out), write_timeout).await {
                     break None;
                 }
             }
@@ -340,20 +333,8 @@ async fn drain(socket: &mut WebSocket) {
     .await;
 }
 
-/// One running operation of a socket.
-struct Op {
-    /// Tells this run apart from an earlier or later one with the same id.
-    key: u64,
-    /// Ends its stream (a client's `complete`): it is dropped at its next poll.
-    abort: AbortHandle,
-    /// What it counts against the subscription cap: its root fields for a
-    /// subscription, one for a query or mutation.
-    weight: usize,
-}
-
 /// A message an operation wants sent.
 struct Outbound {
-    key: u64,
     /// The serialised message.
     text: String,
     /// `error` or `complete`: the operation ends with this message.
@@ -370,12 +351,12 @@ struct Connection {
     /// `Some` once the connection is acknowledged.
     caller: Option<Caller>,
     init_received: bool,
-    /// Running operations by client id.
-    ops: HashMap<String, Op>,
-    /// Their message streams, polled by the socket task. Bounded by
-    /// `ops`' cap: a stream whose op was completed ends at its next poll.
-    running: SelectAll<Abortable<OperationMessages>>,
-    next_key: u64,
+    /// Running operations, polled by the socket task ([`Connection::poll_out`]);
+    /// a client's `complete` drops its operation at once. Bounded by the
+    /// subscription cap.
+    ops: Vec<OperationMessages>,
+    /// Which of `ops` is polled first next time, so that none starves.
+    turn: usize,
     /// Since when nothing has run (meaningful while `ops` is empty).
     idle_since: Instant,
     /// Messages received, for [`Connection::meter`].
@@ -400,9 +381,7 @@ impl Connection {
             ClientMessage::Pong => Ok(None),
             ClientMessage::Subscribe { id, payload } => self.subscribe(id, payload).await,
             ClientMessage::Complete { id } => {
-                if let Some(op) = self.ops.remove(&id) {
-                    op.abort.abort();
-                }
+                self.ops.retain(|op| op.id != id);
                 self.touch();
                 Ok(None)
             }
@@ -504,7 +483,7 @@ impl Connection {
         let Some(caller) = self.caller.clone() else {
             return Err(Close::new(close_code::UNAUTHORIZED, "Unauthorized"));
         };
-        if self.ops.contains_key(&id) {
+        if self.ops.iter().any(|op| op.id == id) {
             return Err(Close::new(
                 close_code::SUBSCRIBER_EXISTS,
                 format!("Subscriber for {id} already exists"),
@@ -580,7 +559,7 @@ impl Connection {
             }
             None => (1, 1),
         };
-        let running: usize = self.ops.values().map(|op| op.weight).sum();
+        let running: usize = self.ops.iter().map(|op| op.weight).sum();
         if running + weight > self.st.config.ws_max_subscriptions {
             let over = AppError::BadRequest(format!(
                 "too many active subscriptions on this connection (at most {})",
@@ -592,46 +571,44 @@ impl Connection {
             return refuse(err);
         }
 
-        let key = self.next_key;
-        self.next_key += 1;
-        let messages = OperationMessages {
+        self.ops.push(OperationMessages {
             results: Some(self.st.schema.execute_stream(request)),
             st: self.st.clone(),
             recipe,
             handed: Some(handed),
-            events: Vec::new(),
-            turn: 0,
-            id: id.clone(),
-            key,
+            events: None,
+            id,
+            weight,
             first: true,
             done: false,
-        };
-        let (abort, registration) = AbortHandle::new_pair();
-        self.running.push(Abortable::new(messages, registration));
-        self.ops.insert(id, Op { key, abort, weight });
+        });
         Ok(None)
     }
 
-    /// Whether `out` may go to the client; frees the id after its last message.
-    fn admit(&mut self, out: &Outbound) -> bool {
-        let Some((id, _)) = self.ops.iter().find(|(_, op)| op.key == out.key) else {
-            // Completed by the client (or superseded): send nothing more.
-            return false;
-        };
-        if out.last {
-            let id = id.clone();
-            self.ops.remove(&id);
-            self.touch();
+    /// The next message of any running operation, taking them in turn; an
+    /// operation is dropped with its last message, which frees its id.
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<String> {
+        let mut i = 0;
+        while i < self.ops.len() {
+            let at = (self.turn + i) % self.ops.len();
+            match self.ops[at].poll_next_unpin(cx) {
+                Poll::Ready(Some(out)) => {
+                    if out.last {
+                        drop(self.ops.swap_remove(at));
+                        self.touch();
+                    }
+                    self.turn = at + 1;
+                    return Poll::Ready(out.text);
+                }
+                // Not reached (the last message drops it), but harmless.
+                Poll::Ready(None) => {
+                    drop(self.ops.swap_remove(at));
+                    self.touch();
+                }
+                Poll::Pending => i += 1,
+            }
         }
-        true
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        for (_, op) in self.ops.drain() {
-            op.abort.abort();
-        }
+        Poll::Pending
     }
 }
 
@@ -663,24 +640,24 @@ impl Recipe {
 /// `complete`; or a single `error` when the request never reached execution
 /// (or a resolver panicked).
 ///
-/// A subscription's root fields hand their event streams over in its first
-/// execution ([`live`]); this stream then owns them and resolves each event
-/// by executing the operation again with it, one event at a time, in the
-/// order each stream yields them.
+/// A subscription's root field hands its event stream over in its first
+/// execution ([`live`]); this stream then owns it and resolves each event by
+/// executing the operation again with it, one event at a time, in order.
 struct OperationMessages {
     /// The execution whose results are being sent, if one runs.
     results: Option<BoxStream<'static, Response>>,
     st: AppState,
     recipe: Recipe,
-    /// Where the first execution's root fields leave their events; taken
+    /// Where the first execution's root field leaves its events; taken
     /// into `events` when it ends.
     handed: Option<Arc<HandOver>>,
-    /// The handed-over streams still running, by response key.
-    events: Vec<(String, Events)>,
-    /// Which of `events` is polled first next time (so that none starves).
-    turn: usize,
+    /// The handed-over stream, with its response key.
+    events: Option<(String, Events)>,
+    /// The client's id of the operation.
     id: String,
-    key: u64,
+    /// What it counts against the subscription cap: its root fields for a
+    /// subscription, one for a query or mutation.
+    weight: usize,
     /// No result seen yet (a request error can only be the first).
     first: bool,
     /// The last message was produced.
@@ -691,7 +668,6 @@ impl OperationMessages {
     fn message(&mut self, message: &ServerMessage<'_>, last: bool) -> Outbound {
         self.done = last;
         Outbound {
-            key: self.key,
             text: encode(message),
             last,
         }
@@ -708,28 +684,15 @@ impl OperationMessages {
         self.message(&error, true)
     }
 
-    /// The next handed-over event, with the key of its stream; `Ready(None)`
-    /// once every stream has ended.
+    /// The next handed-over event, with the key of its field; `Ready(None)`
+    /// once its stream has ended (or when nothing was handed over).
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<(String, Box<dyn Any + Send>)>> {
-        let mut i = 0;
-        while i < self.events.len() {
-            let at = (self.turn + i) % self.events.len();
-            match self.events[at].1.poll_next_unpin(cx) {
-                Poll::Ready(Some(event)) => {
-                    self.turn = at + 1;
-                    return Poll::Ready(Some((self.events[at].0.clone(), event)));
-                }
-                Poll::Ready(None) => {
-                    drop(self.events.swap_remove(at));
-                }
-                Poll::Pending => i += 1,
-            }
-        }
-        if self.events.is_empty() {
-            Poll::Ready(None)
-        } else {
-            Poll::Pending
-        }
+        let Some((key, events)) = self.events.as_mut() else {
+            return Poll::Ready(None);
+        };
+        events
+            .poll_next_unpin(cx)
+            .map(|event| event.map(|event| (key.clone(), event)))
     }
 }
 
