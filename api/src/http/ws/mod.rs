@@ -571,6 +571,9 @@ impl Connection {
             return refuse(err);
         }
 
+        // One place at a time: most sockets run one subscription, and a
+        // doubling Vec would hold room for four (~1 KB) for it.
+        self.ops.reserve_exact(1);
         self.ops.push(OperationMessages {
             results: Some(self.st.schema.execute_stream(request)),
             st: self.st.clone(),
