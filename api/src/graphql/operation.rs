@@ -25,6 +25,11 @@ pub struct Shape {
     /// The deepest nesting of introspection lists (`types`, `fields`, `args`,
     /// …) anywhere in the operation.
     pub introspection_lists: usize,
+    /// The root selection set is one field, not an introspection field (what
+    /// a subscription must be: async-graphql runs no root fragment of a
+    /// subscription, and answers a root `__typename` with an error on every
+    /// event).
+    pub one_plain_root_field: bool,
 }
 
 impl Shape {
@@ -54,10 +59,14 @@ fn shape_of(doc: &ExecutableDocument, operation_name: Option<&str>) -> Option<Sh
     let mut count = Count::default();
     collect(doc, &op.node.selection_set.node, &mut count, 0);
     let mut steps = 0;
+    let root = &op.node.selection_set.node.items;
+    let one_plain_root_field = matches!(root.as_slice(),
+        [item] if matches!(&item.node, Selection::Field(f) if !f.node.name.node.starts_with("__")));
     Some(Shape {
         kind: op.node.ty,
         root_fields: count.fields,
         introspection_lists: lists(doc, &op.node.selection_set.node, 0, 0, &mut steps),
+        one_plain_root_field,
     })
 }
 
@@ -182,6 +191,12 @@ pub fn admit(
         OperationType::Subscription if n > 1 => Err(AppError::BadRequest(format!(
             "a subscription selects exactly one root field (this one selects {n})"
         ))),
+        OperationType::Subscription if !shape.one_plain_root_field => {
+            Err(AppError::BadRequest(
+                "a subscription selects exactly one root field, written out: not `__typename`, not a fragment"
+                    .into(),
+            ))
+        }
         OperationType::Mutation if public && n > 1 => Err(AppError::BadRequest(format!(
             "a public request runs one mutation field per operation (this one has {n}); send one operation per message"
         ))),
@@ -213,6 +228,7 @@ mod tests {
                 kind: OperationType::Mutation,
                 root_fields: 2,
                 introspection_lists: 0,
+                one_plain_root_field: false,
             })
         );
         // Repeats run again, and each spread runs its fragment's fields again.
@@ -259,6 +275,7 @@ mod tests {
             kind: OperationType::Query,
             root_fields: 0,
             introspection_lists: 0,
+            one_plain_root_field: true,
         });
         assert_eq!(shape.introspection_lists, 3 + 1);
         let key = Caller::Org(crate::auth::OrgScope::operator(uuid::Uuid::nil()));
@@ -268,6 +285,7 @@ mod tests {
             kind: OperationType::Query,
             root_fields: 0,
             introspection_lists: 9,
+            one_plain_root_field: true,
         });
         assert_eq!(shape.introspection_lists, 3);
         assert!(admit(&key, &shape, 3).is_ok());
@@ -294,11 +312,33 @@ mod tests {
             kind,
             root_fields,
             introspection_lists: 0,
+            one_plain_root_field: root_fields == 1,
         };
         assert!(admit(&public, &shape(OperationType::Mutation, 1), 3).is_ok());
         assert!(admit(&public, &shape(OperationType::Mutation, 2), 3).is_err());
         assert!(admit(&public, &shape(OperationType::Query, 3), 3).is_ok());
         assert!(admit(&public, &shape(OperationType::Query, 4), 3).is_err());
         assert!(admit(&public, &shape(OperationType::Subscription, 2), 3).is_err());
+    }
+
+    #[test]
+    fn a_subscription_is_one_field_written_out() {
+        let key = Caller::Org(crate::auth::OrgScope::operator(uuid::Uuid::nil()));
+        let admitted = |q: &str| of(q).is_some_and(|s| admit(&key, &s, 3).is_ok());
+        assert!(admitted("subscription { orgEvents { kind } }"));
+        assert!(admitted(
+            "subscription { e: orgEvents { ...K } } fragment K on OrgEvent { kind }"
+        ));
+        assert!(!admitted("subscription { __typename orgEvents { kind } }"));
+        assert!(!admitted("subscription { __typename }"));
+        assert!(!admitted(
+            "subscription { ...S } fragment S on Subscription { orgEvents { kind } }"
+        ));
+        assert!(!admitted(
+            "subscription { ... on Subscription { orgEvents { kind } } }"
+        ));
+        assert!(!admitted(
+            "subscription { a: orgEvents { kind } b: orgEvents { kind } }"
+        ));
     }
 }

@@ -387,6 +387,50 @@ async fn the_socket_cap_counts_running_subscriptions() {
     );
 }
 
+#[tokio::test]
+async fn a_subscription_is_one_written_out_field_in_a_small_document() {
+    // The socket keeps a subscription's document and parses it again for
+    // every event: padding it, or a root field that errs on every event,
+    // is refused up front, and the socket goes on.
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut ws = WsClient::connect(&app.ws_url, json!({ "apiKey": app.api_key })).await;
+    let padded = format!(
+        "subscription {{ orgEvents {{ kind }} }} # {}",
+        "x".repeat(9 * 1024)
+    );
+    for (id, query) in [
+        ("padded", padded.as_str()),
+        ("typename", "subscription { __typename orgEvents { kind } }"),
+        (
+            "spread",
+            "subscription { ...S } fragment S on Subscription { orgEvents { kind } }",
+        ),
+    ] {
+        ws.subscribe(id, query, json!({})).await;
+        let msg = ws.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(msg["type"], "error", "{id}: {msg}");
+        assert_eq!(msg["id"], id);
+        assert_eq!(
+            msg["payload"][0]["extensions"]["code"], "BAD_REQUEST",
+            "{msg}"
+        );
+    }
+    // A query may be large (it runs once); a plain subscription runs.
+    let big_query = format!("{{ __typename }} # {}", "x".repeat(9 * 1024));
+    ws.subscribe("q", &big_query, json!({})).await;
+    let msg = ws.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(msg["type"], "next", "{msg}");
+    assert_eq!(msg["payload"]["data"]["__typename"], "Query");
+    ws.subscribe("ok", "subscription { orgEvents { kind } }", json!({}))
+        .await;
+    let msg = ws.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(msg, json!({ "type": "complete", "id": "q" }));
+    assert!(
+        ws.next(Duration::from_millis(300)).await.is_none(),
+        "the plain subscription runs quietly"
+    );
+}
+
 async fn a_revoked_key_closes_its_sockets_on_every_replica(backend: Backend) {
     let a = spawn_app(backend).await;
     assert_eq!(a.backend, backend);

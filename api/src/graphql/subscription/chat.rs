@@ -262,12 +262,20 @@ struct SessionFollow {
     ahead: BTreeMap<(Uuid, i32), TurnEvent>,
     /// When the store was last read because of a gap in a turn's chunks.
     filled_at: Option<tokio::time::Instant>,
+    /// Since when `ahead` has held something.
+    gap_since: Option<tokio::time::Instant>,
 }
 
 /// Live events a `sessionEvents` subscription keeps past a gap at most;
 /// beyond it the latest are left to the next re-read (they are stored with
 /// the answer).
 const SESSION_AHEAD_KEPT: usize = 2_048;
+/// How long a `sessionEvents` gap may stay open before what waits past it is
+/// dropped: a gap that neither the store nor the stash fills in that time
+/// belongs to a turn whose worker stopped (its missed chunks were never
+/// stored), and re-reading every [`GAP_RECHECK`] for the stream's life would
+/// only load the database.
+const SESSION_GAP_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// Where an event stands against what a `sessionEvents` subscription queued.
 enum Place {
@@ -318,25 +326,41 @@ impl SessionFollow {
         }
     }
 
-    /// Moves the live events kept past a gap that now follow on to
-    /// `pending`, and forgets those queued meanwhile.
-    fn release_ahead(&mut self) {
-        // In (turn, sequence) order, so each turn's run is released in one pass.
-        let ahead = std::mem::take(&mut self.ahead);
-        for (key, ev) in ahead {
-            match self.place(&ev, true) {
-                Place::Seen => {}
-                Place::Next => self.queue(ev),
-                Place::Ahead => {
-                    self.ahead.insert(key, ev);
-                }
+    /// Moves the live events of `turn` kept past a gap that now follow on
+    /// to `pending`, and forgets those queued meanwhile.
+    fn release_ahead(&mut self, turn: Uuid) {
+        while let Some(&(_, seq)) = self
+            .ahead
+            .range((turn, i32::MIN)..=(turn, i32::MAX))
+            .next()
+            .map(|(k, _)| k)
+        {
+            let last = self.queued.get(&turn).copied().unwrap_or(0);
+            if seq > last + 1 {
+                break;
+            }
+            if let Some(ev) = self.ahead.remove(&(turn, seq))
+                && seq == last + 1
+            {
+                self.queue(ev);
             }
         }
+        if self.ahead.is_empty() {
+            self.gap_since = None;
+        }
+    }
+
+    /// The turns with live events kept past a gap.
+    fn turns_ahead(&self) -> Vec<Uuid> {
+        let mut turns: Vec<Uuid> = self.ahead.keys().map(|(turn, _)| *turn).collect();
+        turns.dedup();
+        turns
     }
 
     /// Re-reads the session's recent events and queues what is new, with
     /// the stashed chunks of `running` (the turn whose live event skipped
-    /// ahead) after them, then what was kept past the gap.
+    /// ahead) and of every turn with events kept past a gap after them, then
+    /// what was kept.
     async fn fill(&mut self, running: Option<Uuid>) {
         match chat::recent_session_events(&self.st.db, self.session_id, SESSION_REPLAY).await {
             Ok(rows) => {
@@ -346,8 +370,14 @@ impl SessionFollow {
             }
             Err(err) => tracing::warn!(%err, "sessionEvents could not read the store"),
         }
-        if let Some(turn_id) = running {
+        let mut turns = self.turns_ahead();
+        if let Some(turn_id) = running.filter(|t| !turns.contains(t)) {
+            turns.push(turn_id);
+        }
+        if !turns.is_empty() {
             self.filled_at = Some(tokio::time::Instant::now());
+        }
+        for turn_id in turns {
             // Only chunks that follow on from what is queued: the stash
             // begins right after the turn's last stored event.
             for ev in stashed_chunks(&self.st, turn_id).await {
@@ -355,8 +385,8 @@ impl SessionFollow {
                     break;
                 }
             }
+            self.release_ahead(turn_id);
         }
-        self.release_ahead();
     }
 
     async fn next(mut self) -> Option<(TurnEvent, Self)> {
@@ -377,8 +407,11 @@ impl SessionFollow {
                     match self.place(&ev, true) {
                         Place::Seen => continue,
                         Place::Next => {
+                            let turn_id = ev.turn_id;
                             self.queue(ev);
-                            self.release_ahead();
+                            if !self.ahead.is_empty() {
+                                self.release_ahead(turn_id);
+                            }
                             continue;
                         }
                         Place::Ahead => {}
@@ -387,6 +420,7 @@ impl SessionFollow {
                     // before it; chunks are re-read at most every GAP_RECHECK.
                     let (turn_id, stored) = (ev.turn_id, ev.status != TurnStatus::AnswerDelta);
                     if self.ahead.len() < SESSION_AHEAD_KEPT {
+                        self.gap_since.get_or_insert_with(tokio::time::Instant::now);
                         self.ahead.insert((turn_id, ev.seq), ev);
                     }
                     let recently = self.filled_at.is_some_and(|at| at.elapsed() < GAP_RECHECK);
@@ -395,8 +429,20 @@ impl SessionFollow {
                     }
                 }
                 Err(_) if !self.ahead.is_empty() => {
-                    let turn_id = self.ahead.keys().next().map(|(turn, _)| *turn);
-                    Box::pin(self.fill(turn_id)).await;
+                    if self
+                        .gap_since
+                        .is_some_and(|since| since.elapsed() > SESSION_GAP_GIVE_UP)
+                    {
+                        tracing::warn!(
+                            session = %self.session_id,
+                            events = self.ahead.len(),
+                            "sessionEvents: a gap stayed open; the events past it are dropped"
+                        );
+                        self.ahead.clear();
+                        self.gap_since = None;
+                    } else {
+                        Box::pin(self.fill(None)).await;
+                    }
                 }
                 Ok(Delivery::Gap) | Err(_) => Box::pin(self.fill(None)).await,
                 Ok(Delivery::Closed) => return None,
@@ -482,6 +528,7 @@ impl ChatSubscription {
                 turns: VecDeque::new(),
                 ahead: BTreeMap::new(),
                 filled_at: None,
+                gap_since: None,
             };
             for ev in events(rows) {
                 follow.offer(ev, false);

@@ -98,6 +98,12 @@ const MAX_PING_ECHO: usize = 1024;
 /// memory for every socket.
 const READ_BUFFER: usize = 512;
 
+/// Longest document a subscription may have: the socket keeps its text for
+/// as long as it runs and parses it again for every event, so a document
+/// padded with comments or unused operations would cost memory and work per
+/// event. A widget's or a dashboard's subscription is a few hundred bytes.
+const MAX_SUBSCRIPTION_DOCUMENT: usize = 8 * 1024;
+
 /// Bytes buffered before a write goes to the socket: none. Every message is
 /// written (and, with `TCP_NODELAY`, sent) at once instead of waiting in a
 /// 128 KiB per-socket buffer; the socket task flushes after each message anyway.
@@ -544,6 +550,14 @@ impl Connection {
                 {
                     return refuse(charge(1).await.err().unwrap_or(err));
                 }
+                if shape.kind == OperationType::Subscription
+                    && recipe.query.len() > MAX_SUBSCRIPTION_DOCUMENT
+                {
+                    let err = AppError::BadRequest(format!(
+                        "a subscription's document is at most {MAX_SUBSCRIPTION_DOCUMENT} bytes (it is kept, and parsed again for every event)"
+                    ));
+                    return refuse(charge(1).await.err().unwrap_or(err));
+                }
                 crate::metrics::metrics()
                     .operations
                     .get_or_create(&crate::metrics::OperationLabels {
@@ -603,10 +617,12 @@ impl Connection {
                     self.turn = at + 1;
                     return Poll::Ready(out.text);
                 }
-                // Not reached (the last message drops it), but harmless.
+                // Not reached (the last message drops it). Should it be,
+                // the others are polled again from the start, none skipped.
                 Poll::Ready(None) => {
                     drop(self.ops.swap_remove(at));
                     self.touch();
+                    i = 0;
                 }
                 Poll::Pending => i += 1,
             }
@@ -733,6 +749,9 @@ impl Stream for OperationMessages {
                     }
                     Ok(Poll::Ready(None)) => {
                         this.results = None;
+                        // Only the first execution's first result can be a
+                        // request error; an event's result is always `next`.
+                        this.first = false;
                         if let Some(handed) = this.handed.take() {
                             this.events = handed.take();
                         }
