@@ -87,9 +87,10 @@ pub fn assert_joined_mid_stream(late: &[(Instant, Value)], live: &[Value]) {
     );
 }
 
-async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backend) {
-    // Arrange: an LLM (OpenAI's wire format) answering in 300 chunks, one
-    // every 4 ms.
+/// An app whose LLM (a fake speaking OpenAI's wire format) answers in
+/// `chunks`, one every 4 ms, with a widget on a knowledge base; the fake is
+/// returned to keep it running.
+async fn paced_app(backend: Backend, chunks: Vec<String>) -> (FakeLlm, TestApp, String) {
     let fake = FakeLlm::start(ProviderKind::OpenAi).await;
     let app = spawn_app_with(backend, |c| {
         fake.configure(c);
@@ -98,14 +99,20 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
     .await;
     app.grant_credits(100_000).await;
     let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
+    fake.set_behaviour(Behaviour::Paced {
+        chunks,
+        every: Duration::from_millis(4),
+    });
+    (fake, app, widget)
+}
+
+async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backend) {
+    // Arrange: an LLM answering in 300 chunks, one every 4 ms.
     let chunks: Vec<String> = (0..300)
         .map(|i| format!("password step {i} [1]\n"))
         .collect();
     let answer: String = chunks.concat();
-    fake.set_behaviour(Behaviour::Paced {
-        chunks: chunks.clone(),
-        every: Duration::from_millis(4),
-    });
+    let (_fake, app, widget) = paced_app(backend, chunks).await;
 
     // Act: one subscriber from the start, one that joins half-way.
     let marks = &app.state.published;
@@ -231,19 +238,8 @@ async fn a_long_streamed_turn_writes_a_few_rows_and_replays_whole(backend: Backe
 
 async fn a_dashboard_that_joins_a_running_answer_reads_the_store_a_few_times(backend: Backend) {
     // Arrange: 300 chunks, one every 4 ms, and a subscriber from the start.
-    let fake = FakeLlm::start(ProviderKind::OpenAi).await;
-    let app = spawn_app_with(backend, |c| {
-        fake.configure(c);
-        c.llm_model = "test-model".into();
-    })
-    .await;
-    app.grant_credits(100_000).await;
-    let (widget, _, _) = widget_with_kb(&app, ARTICLES).await;
     let chunks: Vec<String> = (0..300).map(|i| format!("step {i} [1]\n")).collect();
-    fake.set_behaviour(Behaviour::Paced {
-        chunks,
-        every: Duration::from_millis(4),
-    });
+    let (_fake, app, widget) = paced_app(backend, chunks).await;
     let started = app
         .gql_as(
             None,

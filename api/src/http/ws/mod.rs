@@ -61,7 +61,7 @@ use axum::{
     },
     response::Response as HttpResponse,
 };
-use futures_util::{Stream, StreamExt, stream::BoxStream};
+use futures_util::{StreamExt, stream::BoxStream};
 use serde_json::{Map, Value as Json};
 use tokio::time::{Instant, Sleep};
 
@@ -597,7 +597,6 @@ impl Connection {
             id,
             weight,
             first: true,
-            done: false,
         });
         Ok(None)
     }
@@ -608,21 +607,14 @@ impl Connection {
         let mut i = 0;
         while i < self.ops.len() {
             let at = (self.turn + i) % self.ops.len();
-            match self.ops[at].poll_next_unpin(cx) {
-                Poll::Ready(Some(out)) => {
+            match self.ops[at].poll_message(cx) {
+                Poll::Ready(out) => {
                     if out.last {
                         drop(self.ops.swap_remove(at));
                         self.touch();
                     }
                     self.turn = at + 1;
                     return Poll::Ready(out.text);
-                }
-                // Not reached (the last message drops it). Should it be,
-                // the others are polled again from the start, none skipped.
-                Poll::Ready(None) => {
-                    drop(self.ops.swap_remove(at));
-                    self.touch();
-                    i = 0;
                 }
                 Poll::Pending => i += 1,
             }
@@ -660,7 +652,7 @@ impl Recipe {
 /// (or a resolver panicked).
 ///
 /// A subscription's root field hands its event stream over in its first
-/// execution ([`live`]); this stream then owns it and resolves each event by
+/// execution ([`live`]); the operation then owns it and resolves each event by
 /// executing the operation again with it, one event at a time, in order.
 struct OperationMessages {
     /// The execution whose results are being sent, if one runs.
@@ -679,25 +671,21 @@ struct OperationMessages {
     weight: usize,
     /// No result seen yet (a request error can only be the first).
     first: bool,
-    /// The last message was produced.
-    done: bool,
 }
 
 impl OperationMessages {
-    fn message(&mut self, message: &ServerMessage<'_>, last: bool) -> Outbound {
-        self.done = last;
+    fn message(&self, message: &ServerMessage<'_>, last: bool) -> Outbound {
         Outbound {
             text: encode(message),
             last,
         }
     }
 
-    fn panicked(&mut self) -> Outbound {
+    fn panicked(&self) -> Outbound {
         tracing::error!(id = %self.id, "a graphql-ws operation panicked");
-        let id = self.id.clone();
         let error = ServerError::new("internal error", None);
         let error = ServerMessage::Error {
-            id: &id,
+            id: &self.id,
             payload: std::slice::from_ref(&error),
         };
         self.message(&error, true)
@@ -713,67 +701,60 @@ impl OperationMessages {
             .poll_next_unpin(cx)
             .map(|event| event.map(|event| (key.clone(), event)))
     }
-}
 
-impl Stream for OperationMessages {
-    type Item = Outbound;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
-        let this = &mut *self;
+    /// The operation's next message. After one marked `last` it must not be
+    /// polled again: [`Connection::poll_out`] drops it.
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Outbound> {
         loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
             // A panicking resolver ends its operation with an `error`, like
             // any failure; the socket and its other operations go on.
-            if let Some(results) = this.results.as_mut() {
+            if let Some(results) = self.results.as_mut() {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| results.poll_next_unpin(cx))) {
                     Ok(Poll::Pending) => return Poll::Pending,
                     Ok(Poll::Ready(Some(response))) => {
-                        let id = this.id.clone();
-                        let first = std::mem::replace(&mut this.first, false);
+                        let first = std::mem::replace(&mut self.first, false);
                         let out = if first && is_request_error(&response) {
                             let error = ServerMessage::Error {
-                                id: &id,
+                                id: &self.id,
                                 payload: &response.errors,
                             };
-                            this.message(&error, true)
+                            self.message(&error, true)
                         } else {
                             let next = ServerMessage::Next {
-                                id: &id,
+                                id: &self.id,
                                 payload: &response,
                             };
-                            this.message(&next, false)
+                            self.message(&next, false)
                         };
-                        return Poll::Ready(Some(out));
+                        return Poll::Ready(out);
                     }
                     Ok(Poll::Ready(None)) => {
-                        this.results = None;
+                        self.results = None;
                         // Only the first execution's first result can be a
                         // request error; an event's result is always `next`.
-                        this.first = false;
-                        if let Some(handed) = this.handed.take() {
-                            this.events = handed.take();
+                        self.first = false;
+                        if let Some(handed) = self.handed.take() {
+                            self.events = handed.take();
                         }
                     }
-                    Err(_) => return Poll::Ready(Some(this.panicked())),
+                    Err(_) => return Poll::Ready(self.panicked()),
                 }
             }
-            match std::panic::catch_unwind(AssertUnwindSafe(|| this.poll_event(cx))) {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.poll_event(cx))) {
                 Ok(Poll::Pending) => return Poll::Pending,
                 Ok(Poll::Ready(Some((key, event)))) => {
-                    let request = this
+                    let request = self
                         .recipe
-                        .request(&this.st)
+                        .request(&self.st)
                         .data(Delivered::new(key, event));
-                    this.results = Some(this.st.schema.execute_stream(request));
+                    self.results = Some(self.st.schema.execute_stream(request));
                 }
                 Ok(Poll::Ready(None)) => {
-                    let id = this.id.clone();
-                    let out = this.message(&ServerMessage::Complete { id: &id }, true);
-                    return Poll::Ready(Some(out));
+                    return Poll::Ready(
+                        self.message(&ServerMessage::Complete { id: &self.id }, true),
+                    );
                 }
-                Err(_) => return Poll::Ready(Some(this.panicked())),
+                Err(_) => return Poll::Ready(self.panicked()),
             }
         }
     }
