@@ -305,15 +305,3 @@ pub async fn turn_in_session(
         .await?
         .is_some())
 }
-
-/// The session of `turn_id`, if the turn exists.
-pub async fn session_of_turn(
-    db: &DatabaseConnection,
-    turn_id: Uuid,
-) -> Result<Option<Uuid>, AppError> {
-    Ok(chat_message::Entity::find()
-        .filter(chat_message::Column::TurnId.eq(turn_id))
-        .one(db)
-        .await?
-        .map(|m| m.session_id))
-}

@@ -4,7 +4,7 @@
 use async_graphql::InputObject;
 use chrono::Utc;
 use entity::{bot, chat_widget, site};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, JoinType, QuerySelect};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -232,16 +232,19 @@ pub async fn public(
     st: &State,
     widget_id: Uuid,
 ) -> Result<(chat_widget::Model, bot::Model), AppError> {
-    let widget = chat_widget::Entity::find_by_id(widget_id)
+    // One statement: a widget is always read with its bot.
+    let with_bot = chat_widget::Entity::belongs_to(bot::Entity)
+        .from(chat_widget::Column::BotId)
+        .to(bot::Column::Id);
+    match chat_widget::Entity::find_by_id(widget_id)
+        .join(JoinType::InnerJoin, with_bot.into())
+        .select_also(bot::Entity)
         .one(&st.db)
         .await?
-        .filter(|w| w.published)
-        .ok_or_else(|| AppError::not_found_in("chat widget", "widgetId"))?;
-    let bot = bot::Entity::find_by_id(widget.bot_id)
-        .one(&st.db)
-        .await?
-        .ok_or_else(|| AppError::not_found_in("chat widget", "widgetId"))?;
-    Ok((widget, bot))
+    {
+        Some((widget, Some(bot))) if widget.published => Ok((widget, bot)),
+        _ => Err(AppError::not_found_in("chat widget", "widgetId")),
+    }
 }
 
 /// Charges one public operation to `widget_id`'s budget (all its visitors

@@ -88,6 +88,8 @@ pub struct StartedTurn {
     session: chat_session::Model,
     message: String,
     page_url: Option<String>,
+    /// The bot's knowledge bases, as the turn started.
+    knowledge_base_ids: Vec<Uuid>,
     emitter: Emitter,
 }
 
@@ -117,35 +119,42 @@ pub async fn start(
     if let Some(url) = &req.page_url {
         domain::page_url("input.pageUrl", url)?;
     }
-    let (bot, widget): (bot::Model, Option<chat_widget::Model>) = match (req.widget_id, req.bot_id)
-    {
-        (Some(widget_id), _) => {
-            let (widget, bot) = service::chat_widget::public(st, widget_id)
-                .await
-                .map_err(|_| AppError::not_found_in("chat widget", "input.widgetId"))?;
-            if let Caller::Public { .. } = caller {
-                service::chat_widget::charge(st, widget.id).await?;
-            }
-            (bot, Some(widget))
-        }
-        (None, Some(bot_id)) => {
-            let scope = caller.scope()?;
-            (
-                service::get_ref::<bot::Entity>(&st.db, scope, bot_id, "input.botId").await?,
-                None,
-            )
-        }
-        (None, None) => {
-            return Err(AppError::bad_input(
-                "input.widgetId",
-                "give the widgetId (or, with an API key, a botId)",
-            ));
-        }
-    };
     let token = req.session_token.clone().or_else(|| match caller {
         Caller::Public { session_token } => session_token.clone(),
         Caller::Org(_) | Caller::Operator(_) => None,
     });
+    // The token's session is read beside the widget and its bot (two
+    // statements at once, not one after the other); its result is looked at
+    // after theirs, so errors come in the same order as ever.
+    let current = async {
+        match &token {
+            Some(token) => chat::verify_token(st, token).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let place = async {
+        match (req.widget_id, req.bot_id) {
+            (Some(widget_id), _) => service::chat_widget::public(st, widget_id)
+                .await
+                .map(|(widget, bot)| (bot, Some(widget)))
+                .map_err(|_| AppError::not_found_in("chat widget", "input.widgetId")),
+            (None, Some(bot_id)) => {
+                let scope = caller.scope()?;
+                let bot =
+                    service::get_ref::<bot::Entity>(&st.db, scope, bot_id, "input.botId").await?;
+                Ok((bot, None))
+            }
+            (None, None) => Err(AppError::bad_input(
+                "input.widgetId",
+                "give the widgetId (or, with an API key, a botId)",
+            )),
+        }
+    };
+    let (place, current) = tokio::join!(place, current);
+    let (bot, widget): (bot::Model, Option<chat_widget::Model>) = place?;
+    if let (Some(widget), Caller::Public { .. }) = (&widget, caller) {
+        service::chat_widget::charge(st, widget.id).await?;
+    }
     let identity = match &widget {
         Some(w) => service::identity::verify(st, w, &req.identity)?,
         None => {
@@ -153,26 +162,26 @@ pub async fn start(
             None
         }
     };
-    let current = match token {
-        Some(token) => {
-            let session = chat::verify_token(st, &token).await?;
-            let same_place =
-                session.chat_widget_id == widget.as_ref().map(|w| w.id) && session.bot_id == bot.id;
-            if !same_place {
-                return Err(AppError::Forbidden(
-                    "this session token belongs to another widget".into(),
-                ));
-            }
-            Some(session)
+    let current = current?;
+    if let Some(session) = &current {
+        let same_place =
+            session.chat_widget_id == widget.as_ref().map(|w| w.id) && session.bot_id == bot.id;
+        if !same_place {
+            return Err(AppError::Forbidden(
+                "this session token belongs to another widget".into(),
+            ));
         }
-        None => None,
-    };
-    let session =
-        service::identity::session_for(st, &bot, widget.as_ref(), current, identity).await?;
-    let org = org::Entity::find_by_id(session.org_id)
-        .one(&st.db)
-        .await?
-        .ok_or_else(|| AppError::internal("session without org"))?;
+    }
+    // The org (a session is always its bot's org's) and the bot's knowledge
+    // bases, which `run` retrieves from, are read beside the session's writes.
+    let (session, org, knowledge_base_ids) = tokio::join!(
+        service::identity::session_for(st, &bot, widget.as_ref(), current, identity),
+        org::Entity::find_by_id(bot.org_id).one(&st.db),
+        service::bot::knowledge_base_ids(&st.db, bot.id),
+    );
+    let session = session?;
+    let org = org?.ok_or_else(|| AppError::internal("session without org"))?;
+    let knowledge_base_ids = knowledge_base_ids?;
     let session_token = chat::mint_token(st, &session)?;
     let turn_id = new_id();
     let mut emitter = Emitter::new(st.clone(), session.clone(), turn_id);
@@ -201,6 +210,7 @@ pub async fn start(
         session,
         message,
         page_url: req.page_url.clone(),
+        knowledge_base_ids,
         emitter,
     })
 }
@@ -369,7 +379,7 @@ async fn decide(st: &AppState, turn: &mut StartedTurn) -> Result<TurnOutcome, Ap
             }
         }
     }
-    let kb_ids = service::bot::knowledge_base_ids(&st.db, turn.bot.id).await?;
+    let kb_ids = std::mem::take(&mut turn.knowledge_base_ids);
     let mode = st.retriever.default_mode;
     let hits = if kb_ids.is_empty() {
         vec![]

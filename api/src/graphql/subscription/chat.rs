@@ -114,6 +114,34 @@ async fn authorize(
     }
 }
 
+/// May the caller follow the turn whose stored events are `rows`? As
+/// [`authorize`] decides for its session: another org's turn, or another
+/// session's for a token, is `NOT_FOUND`, and so is a turn with no stored
+/// event. `session` is what the caller's token unlocked, read beside the
+/// rows (`None` for an API key).
+fn authorize_turn(
+    caller: &Caller,
+    rows: &[entity::chat_message::Model],
+    session: Result<Option<entity::chat_session::Model>, AppError>,
+) -> Result<(), AppError> {
+    let not_found = || AppError::not_found("turn");
+    let first = rows.first().ok_or_else(not_found)?;
+    if let Caller::Org(scope) = caller {
+        return if scope.org_id() == first.org_id {
+            Ok(())
+        } else {
+            Err(not_found())
+        };
+    }
+    match session? {
+        Some(session) if session.id == first.session_id => Ok(()),
+        Some(_) => Err(not_found()),
+        None => Err(AppError::Unauthenticated(
+            "a sessionToken (or an API key) is needed",
+        )),
+    }
+}
+
 fn events(rows: Vec<entity::chat_message::Model>) -> VecDeque<TurnEvent> {
     rows.iter()
         .filter_map(|m| TurnEvent::from_stored(m).ok())
@@ -471,19 +499,28 @@ impl ChatSubscription {
         // Boxed: async-graphql keeps this future's space in the
         // subscription's stream for as long as it runs.
         Box::pin(async move {
-            let session_id = chat::session_of_turn(&st.db, turn_id)
-                .await?
-                .ok_or_else(|| AppError::not_found("turn"))?;
-            authorize(&st, &caller, session_id, session_token)
-                .await
-                .map_err(|e| match e {
-                    AppError::NotFound { .. } => AppError::not_found("turn"),
-                    other => other,
-                })?;
+            // The replay's rows say whose turn it is, so the turn and the
+            // caller's session are read at once, not one after the other;
+            // nothing reaches the caller before `authorize_turn` passes.
             let mut rx = st.bus.subscribe(&turn_topic(turn_id));
             rx.ready(BUS_READY_WAIT).await;
+            let token = match &caller {
+                Caller::Org(_) => None,
+                Caller::Public {
+                    session_token: socket,
+                } => session_token.or(socket.clone()),
+                Caller::Operator(_) => session_token,
+            };
+            let session = async {
+                match &token {
+                    Some(token) => chat::verify_token(&st, token).await.map(Some),
+                    None => Ok(None),
+                }
+            };
             // The replay: the store, then a running answer's stashed chunks.
-            let stored = chat::turn_events(&st.db, turn_id, 0).await?;
+            let (stored, session) = tokio::join!(chat::turn_events(&st.db, turn_id, 0), session);
+            let stored = stored?;
+            authorize_turn(&caller, &stored, session)?;
             let mut follow = TurnFollow {
                 st,
                 rx,
