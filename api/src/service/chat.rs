@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use entity::{chat_message, chat_session, chat_widget, end_user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -50,15 +50,56 @@ const SESSION_TTL_MAX_DAYS: u64 = 36_500;
 /// than `WAYFINDER_SESSION_TTL_DAYS` ([`SESSION_EXPIRED`]). Every public
 /// operation that takes a token comes through here.
 pub async fn verify_token(st: &State, token: &str) -> Result<chat_session::Model, AppError> {
-    let bad = || AppError::Forbidden("invalid session token".into());
-    let payload = st.secret.verify(SESSION_PURPOSE, token).ok_or_else(bad)?;
-    let claims: SessionClaims = serde_json::from_slice(&payload).map_err(|_| bad())?;
+    let claims = token_claims(st, token)?;
     let session = chat_session::Entity::find_by_id(claims.s)
         .one(&st.db)
+        .await?;
+    checked(st, &claims, session)
+}
+
+/// [`verify_token`], and the session's visitor read with it (one joined
+/// statement): a turn decides whose conversation it continues from both.
+pub async fn verify_token_with_visitor(
+    st: &State,
+    token: &str,
+) -> Result<(chat_session::Model, Option<end_user::Model>), AppError> {
+    let claims = token_claims(st, token)?;
+    let visitor = chat_session::Entity::belongs_to(end_user::Entity)
+        .from(chat_session::Column::EndUserId)
+        .to(end_user::Column::Id);
+    let (session, visitor) = match chat_session::Entity::find_by_id(claims.s)
+        .join(JoinType::LeftJoin, visitor.into())
+        .select_also(end_user::Entity)
+        .one(&st.db)
         .await?
-        .ok_or_else(bad)?;
+    {
+        Some((session, visitor)) => (Some(session), visitor),
+        None => (None, None),
+    };
+    Ok((checked(st, &claims, session)?, visitor))
+}
+
+fn token_claims(st: &State, token: &str) -> Result<SessionClaims, AppError> {
+    let payload = st
+        .secret
+        .verify(SESSION_PURPOSE, token)
+        .ok_or_else(invalid_token)?;
+    serde_json::from_slice(&payload).map_err(|_| invalid_token())
+}
+
+fn invalid_token() -> AppError {
+    AppError::Forbidden("invalid session token".into())
+}
+
+/// The token's session, if it is the one the token was minted for and live.
+fn checked(
+    st: &State,
+    claims: &SessionClaims,
+    session: Option<chat_session::Model>,
+) -> Result<chat_session::Model, AppError> {
+    let session = session.ok_or_else(invalid_token)?;
     if session.org_id != claims.o || session.chat_widget_id != claims.w {
-        return Err(bad());
+        return Err(invalid_token());
     }
     if session_expired(&session, st.config.session_ttl_days, Utc::now()) {
         return Err(AppError::Forbidden(SESSION_EXPIRED.into()));

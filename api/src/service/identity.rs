@@ -252,22 +252,9 @@ pub fn new_secret(st: &State, widget_id: Uuid) -> Result<(String, String), AppEr
     Ok((plain, sealed))
 }
 
-/// Whether `session` belongs to an identified visitor (one with a host-app user id).
-async fn owner_is_identified(
-    db: &sea_orm::DatabaseConnection,
-    session: &chat_session::Model,
-) -> Result<bool, AppError> {
-    let Some(id) = session.end_user_id else {
-        return Ok(false);
-    };
-    Ok(end_user::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .is_some_and(|u| u.external_id.is_some()))
-}
-
 /// The session a turn continues or starts. `current` is the session of a
-/// valid token, if one came; `identity` the verified visitor, if any.
+/// valid token, if one came, with its visitor; `identity` the verified
+/// visitor, if any.
 ///
 /// - no identity: `current` when its visitor is anonymous, otherwise (or
 ///   without one) a new anonymous visitor and session;
@@ -281,29 +268,25 @@ pub async fn session_for(
     st: &State,
     bot: &bot::Model,
     widget: Option<&chat_widget::Model>,
-    current: Option<chat_session::Model>,
+    current: Option<(chat_session::Model, Option<end_user::Model>)>,
     identity: Option<VerifiedIdentity>,
 ) -> Result<chat_session::Model, AppError> {
     let (Some(identity), Some(widget)) = (identity, widget) else {
         // A signed-in user's conversation continues only with their identity:
         // a bare token (a shared browser, a host app that never signed out)
         // starts a new anonymous conversation instead of reading theirs.
-        if let (Some(s), Some(_)) = (&current, widget)
-            && !owner_is_identified(&st.db, s).await?
-        {
-            return Ok(s.clone());
-        }
         return match (current, widget) {
-            (Some(s), None) => Ok(s),
+            (Some((s, owner)), Some(_))
+                if owner.as_ref().is_none_or(|o| o.external_id.is_none()) =>
+            {
+                Ok(s)
+            }
+            (Some((s, _)), None) => Ok(s),
             _ => chat::start_session(&st.db, bot.org_id, bot.id, widget).await,
         };
     };
     let user = identified_user(&st.db, widget, &identity).await?;
-    if let Some(session) = current {
-        let owner = match session.end_user_id {
-            Some(id) => end_user::Entity::find_by_id(id).one(&st.db).await?,
-            None => None,
-        };
+    if let Some((session, owner)) = current {
         match owner {
             Some(o) if o.id == user.id => return Ok(session),
             Some(o) if o.external_id.is_none() => {

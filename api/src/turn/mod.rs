@@ -128,7 +128,7 @@ pub async fn start(
     // after theirs, so errors come in the same order as ever.
     let current = async {
         match &token {
-            Some(token) => chat::verify_token(st, token).await.map(Some),
+            Some(token) => chat::verify_token_with_visitor(st, token).await.map(Some),
             None => Ok(None),
         }
     };
@@ -163,7 +163,7 @@ pub async fn start(
         }
     };
     let current = current?;
-    if let Some(session) = &current {
+    if let Some((session, _)) = &current {
         let same_place =
             session.chat_widget_id == widget.as_ref().map(|w| w.id) && session.bot_id == bot.id;
         if !same_place {

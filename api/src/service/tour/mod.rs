@@ -136,14 +136,14 @@ async fn visitor_session(
 ) -> Result<(Option<chat_session::Model>, bool), AppError> {
     let verified = identity::verify(st, widget, claim)?;
     let current = match token {
-        Some(t) => chat::verify_token(st, t)
+        Some(t) => chat::verify_token_with_visitor(st, t)
             .await
             .ok()
-            .filter(|s| s.chat_widget_id == Some(widget.id) && s.bot_id == bot.id),
+            .filter(|(s, _)| s.chat_widget_id == Some(widget.id) && s.bot_id == bot.id),
         None => None,
     };
     if verified.is_none() {
-        return Ok((current, false));
+        return Ok((current.map(|(s, _)| s), false));
     }
     Ok((
         Some(identity::session_for(st, bot, Some(widget), current, verified).await?),
