@@ -77,6 +77,15 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The session token the caller brings: `given` (an operation's
+    /// argument), else the one a public socket sent in `connection_init`.
+    pub fn session_token_or(&self, given: Option<String>) -> Option<String> {
+        match self {
+            Caller::Public { session_token } => given.or_else(|| session_token.clone()),
+            Caller::Org(_) | Caller::Operator(_) => given,
+        }
+    }
+
     /// The id of the key (org API key or operator key) the caller presented;
     /// `None` for public callers and the operator's shell.
     pub fn key_id(&self) -> Option<Uuid> {

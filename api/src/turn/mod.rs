@@ -119,10 +119,7 @@ pub async fn start(
     if let Some(url) = &req.page_url {
         domain::page_url("input.pageUrl", url)?;
     }
-    let token = req.session_token.clone().or_else(|| match caller {
-        Caller::Public { session_token } => session_token.clone(),
-        Caller::Org(_) | Caller::Operator(_) => None,
-    });
+    let token = caller.session_token_or(req.session_token.clone());
     // The token's session is read beside the widget and its bot (two
     // statements at once, not one after the other); its result is looked at
     // after theirs, so errors come in the same order as ever.

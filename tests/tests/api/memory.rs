@@ -177,18 +177,17 @@ async fn memory_returns_to_its_baseline_after_sockets_close() {
         live <= base_live + slack,
         "live heap {live} B after close, baseline {base_live} B, the sockets took {grew} B"
     );
-    // And the pages go back to the system: resident within a tenth of what
-    // the sockets added (jemalloc's dirty pages decay over ~10 s).
+    // And the pages go back to the system: resident within a quarter of
+    // what the sockets added (jemalloc's dirty pages decay over ~10 s). Not
+    // all of it: a page that still holds one live allocation made meanwhile
+    // (a pool connection, a log line) stays resident, and on a loaded machine
+    // that was an eighth of the pages (12.5 %, seen in CI beside other tests).
     let added = held_resident.saturating_sub(base_resident);
-    let resident = settles(
-        Duration::from_secs(40),
-        || heap().1,
-        |v| v <= base_resident + added / 10,
-    )
-    .await;
+    let returned = |v: usize| v <= base_resident + added / 4;
+    let resident = settles(Duration::from_secs(40), || heap().1, returned).await;
     eprintln!("resident after close: {resident} (baseline {base_resident}, held {held_resident})");
     assert!(
-        resident <= base_resident + added / 10,
+        returned(resident),
         "resident {resident} B after close, baseline {base_resident} B, held {held_resident} B"
     );
 }

@@ -98,13 +98,11 @@ async fn authorize(
             Ok(())
         }
         Caller::Public { .. } | Caller::Operator(_) => {
-            let socket_token = match caller {
-                Caller::Public { session_token } => session_token.clone(),
-                _ => None,
-            };
-            let token = token.or(socket_token).ok_or(AppError::Unauthenticated(
-                "a sessionToken (or an API key) is needed",
-            ))?;
+            let token = caller
+                .session_token_or(token)
+                .ok_or(AppError::Unauthenticated(
+                    "a sessionToken (or an API key) is needed",
+                ))?;
             let session = chat::verify_token(st, &token).await?;
             if session.id != session_id {
                 return Err(not_found());
@@ -504,12 +502,10 @@ impl ChatSubscription {
             // nothing reaches the caller before `authorize_turn` passes.
             let mut rx = st.bus.subscribe(&turn_topic(turn_id));
             rx.ready(BUS_READY_WAIT).await;
+            // An API key needs no token: a stray one is not read.
             let token = match &caller {
                 Caller::Org(_) => None,
-                Caller::Public {
-                    session_token: socket,
-                } => session_token.or(socket.clone()),
-                Caller::Operator(_) => session_token,
+                _ => caller.session_token_or(session_token),
             };
             let session = async {
                 match &token {
