@@ -13,6 +13,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings a connection on every checkout by default: a round trip
+        // to SQLite's worker thread, or to PostgreSQL, before each statement.
+        // Only one idle long enough for a server or a proxy to drop it is
+        // pinged (sqlx still tests each one as it goes back to the pool).
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false);
     if sqlite {
         opts.map_sqlx_sqlite_opts(|o| {
