@@ -35,18 +35,39 @@ use std::{
 
 use common::{
     gql,
-    process::{Socket, command, connect, free_port, ms, org_key, serve, setting, text},
+    process::{Socket, command, connect, cpu_secs, free_port, ms, org_key, serve, setting, text},
 };
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The replicas' `/metrics` token (the bench reads their gap counters).
+const METRICS_TOKEN: &str = "bench-metrics";
+
+/// `wayfinder_fanout_gaps_total` of the replica at `addr`: how often a live
+/// subscription lagged or lost the bus and re-read the store.
+async fn gaps(client: &reqwest::Client, addr: SocketAddr) -> f64 {
+    let text = client
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("wayfinder_fanout_gaps_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wayfinder_fanout_gaps_total in /metrics")
+}
+
 /// Knowledge bases the changes rotate over (one row would serialise them on its lock).
 const KBS: usize = 16;
 
-/// Per event id seen on one socket: how long after its `createdAt` it arrived.
-type Arrivals = Arc<Mutex<HashMap<String, Duration>>>;
+/// Per event id seen on one socket: its `createdAt`, and how long after it the event arrived.
+type Arrivals = Arc<Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Duration)>>>;
 
 /// Follows `orgEvents` on `ws`, recording when each event arrives (a
 /// second arrival of one id is a duplicate and fails the bench).
@@ -72,7 +93,7 @@ fn follow(mut ws: Socket) -> (Arrivals, tokio::task::JoinHandle<()>) {
                             .and_then(|t| t.parse().ok())
                             .expect("createdAt");
                         let lag = (now - created).to_std().unwrap_or_default();
-                        let again = seen.lock().unwrap().insert(id.clone(), lag);
+                        let again = seen.lock().unwrap().insert(id.clone(), (created, lag));
                         assert!(again.is_none(), "event {id} arrived twice");
                     }
                     Some("ping") => ws.send(text(json!({"type": "pong"}))).await.expect("pong"),
@@ -121,7 +142,8 @@ async fn main() {
         let mut cmd = command(&dir);
         cmd.env("DATABASE_URL", &database_url)
             .env("REDIS_URL", &redis)
-            .env("REDIS_PREFIX", format!("{name}:"));
+            .env("REDIS_PREFIX", format!("{name}:"))
+            .env("WAYFINDER_METRICS_TOKEN", METRICS_TOKEN);
         cmd
     };
     let key = org_key(replica, "Bench");
@@ -159,7 +181,10 @@ async fn main() {
     on_b.lock().unwrap().clear();
 
     // 1. Changes through A at an open-loop rate.
+    let (gaps_a, gaps_b) = (gaps(&client, a).await, gaps(&client, b).await);
+    let (cpu_a, cpu_b) = (cpu_secs(server_a.0.id()), cpu_secs(server_b.0.id()));
     let begun = Instant::now();
+    let begun_wall = chrono::Utc::now();
     let mut sent = Vec::with_capacity(events);
     for i in 0..events {
         let due = begun + Duration::from_secs_f64(i as f64 / rate as f64);
@@ -192,12 +217,34 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu_a = cpu_secs(server_a.0.id()) - cpu_a;
+    let cpu_b = cpu_secs(server_b.0.id()) - cpu_b;
+    let gaps_a = gaps(&client, a).await - gaps_a;
+    let gaps_b = gaps(&client, b).await - gaps_b;
     follow_a.abort();
     follow_b.abort();
-    let (seen_a, seen_b) = (on_a.lock().unwrap().clone(), on_b.lock().unwrap().clone());
+    // Only this run's changes: the relay also republishes, a few seconds
+    // late, the events the admin command wrote before the replicas started.
+    let this_run = |seen: &Arrivals| {
+        let mut seen = seen.lock().unwrap().clone();
+        seen.retain(|_, (created, _)| *created >= begun_wall);
+        seen
+    };
+    let (seen_a, seen_b) = (this_run(&on_a), this_run(&on_b));
     let lost = seen_a.keys().filter(|id| !seen_b.contains_key(*id)).count();
-    let (a50, a99, amax) = quantiles(seen_a.values().copied().collect());
-    let (b50, b99, bmax) = quantiles(seen_b.values().copied().collect());
+    let lags = |seen: &HashMap<_, (chrono::DateTime<chrono::Utc>, Duration)>,
+                keep: &dyn Fn(chrono::DateTime<chrono::Utc>) -> bool| {
+        seen.values()
+            .filter(|(created, _)| keep(*created))
+            .map(|(_, lag)| *lag)
+            .collect::<Vec<_>>()
+    };
+    let (a50, a99, amax) = quantiles(lags(&seen_a, &|_| true));
+    let (b50, b99, bmax) = quantiles(lags(&seen_b, &|_| true));
+    // The first second apart: a replica's pool and caches warm up in it.
+    let second = begun_wall + chrono::Duration::seconds(1);
+    let (f50, f99, _) = quantiles(lags(&seen_b, &|c| c < second));
+    let (r50, r99, _) = quantiles(lags(&seen_b, &|c| c >= second));
 
     // 2. `{ __typename }` over HTTP from a fixed number of connections.
     // HTTP_URL: another server to time with the same client (a reference).
@@ -222,6 +269,11 @@ async fn main() {
         events as f64 / send_secs
     );
     println!("mutation answered in p50 {m50:.2} ms, p99 {m99:.2} ms");
+    println!(
+        "server CPU per change: A {:.3} ms, B {:.3} ms; subscriptions that lagged and re-read the store: A {gaps_a}, B {gaps_b}",
+        cpu_a * 1e3 / events as f64,
+        cpu_b * 1e3 / events as f64
+    );
     println!("| socket | events seen | lost | created → socket p50 | p99 | max |");
     println!("|---|---:|---:|---:|---:|---:|");
     println!(
@@ -232,6 +284,9 @@ async fn main() {
     println!(
         "| B (fan-out from A) | {} | {lost} | {b50:.2} ms | {b99:.2} ms | {bmax:.2} ms |",
         seen_b.len()
+    );
+    println!(
+        "B, events created in the first second: p50 {f50:.2} ms, p99 {f99:.2} ms; after it: p50 {r50:.2} ms, p99 {r99:.2} ms"
     );
     println!("`{{ __typename }}` over HTTP to {http_url}, {connections} connections, {seconds} s");
     println!("| requests | per second | p50 | p99 |");

@@ -2,7 +2,10 @@
 //!
 //! Publishing pushes onto a bounded queue drained by one writer task, so a
 //! slow or absent Redis never blocks a request (messages beyond the queue are
-//! dropped and logged; subscribers recover them from the database). Stashes
+//! dropped and logged; subscribers recover them from the database). The
+//! writer takes everything queued at once (up to [`WRITE_BATCH`]) and sends
+//! it as one pipeline, in queue order: a burst costs one round trip, not one
+//! per message. Stashes
 //! go through the same queue (`SET … PX`, `DEL`), so a stash and the
 //! messages published around it reach Redis in the order they were made.
 //!
@@ -25,6 +28,9 @@ use super::{Bus, Fanout, Interest, LocalStash, Subscription};
 
 /// Messages waiting for the writer task; beyond this, publish drops and logs.
 const OUTBOX_CAPACITY: usize = 10_000;
+
+/// Most queued writes the writer sends in one pipeline (one round trip).
+const WRITE_BATCH: usize = 256;
 
 /// Channels per `SUBSCRIBE` when re-subscribing after a reconnect, so one
 /// command stays a reasonable size with tens of thousands of topics.
@@ -73,19 +79,22 @@ impl RedisBus {
         let reader = publisher.clone();
 
         tokio::spawn(async move {
-            while let Some(out) = queue.recv().await {
-                let (what, sent): (&str, redis::RedisResult<()>) = match out {
-                    Out::Publish { channel, message } => {
-                        ("publish", publisher.publish(&channel, message).await)
+            let mut batch = Vec::with_capacity(WRITE_BATCH);
+            while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+                let mut pipe = redis::pipe();
+                for out in batch.drain(..) {
+                    match out {
+                        Out::Publish { channel, message } => pipe.publish(channel, message),
+                        Out::Stash { key, value, ttl } => {
+                            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                            pipe.pset_ex(key, value, ms)
+                        }
+                        Out::Clear { key } => pipe.del(key),
                     }
-                    Out::Stash { key, value, ttl } => {
-                        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                        ("stash", publisher.pset_ex(&key, value, ms).await)
-                    }
-                    Out::Clear { key } => ("clear stash", publisher.del(&key).await),
-                };
-                if let Err(err) = sent {
-                    tracing::warn!(%err, what, "redis write failed");
+                    .ignore();
+                }
+                if let Err(err) = pipe.query_async::<()>(&mut publisher).await {
+                    tracing::warn!(%err, "redis write failed");
                 }
             }
         });

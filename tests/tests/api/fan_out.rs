@@ -381,3 +381,68 @@ async fn a_running_answer_reaches_a_late_subscriber_on_another_replica_from_the_
     }
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Bursts written by one replica's bus (queued faster than Redis answers, so
+/// its writer sends them in pipelines) reach another replica whole and in
+/// order, and a stash made before a message is readable when it arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_reach_another_replica_whole_in_order_with_their_stashes() {
+    use wayfinder::pubsub::{Bus, Delivery, RedisBus};
+
+    let prefix = format!("wftest:{}:", uuid::Uuid::new_v4().simple());
+    let client = || redis::Client::open(redis_url()).unwrap();
+    let a = RedisBus::connect(client(), prefix.clone()).await.unwrap();
+    let b = RedisBus::connect(client(), prefix.clone()).await.unwrap();
+    // Subscribed once B's listener is up (its connecting is a gap to
+    // subscriptions older than it).
+    for _ in 0..250 {
+        if b.connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut rx = b.subscribe("burst");
+    rx.ready(Duration::from_secs(5)).await;
+
+    // Bursts of 24: under the subscriber's buffer of 32, so a burst that
+    // arrives at once is never a lag.
+    const BURSTS: usize = 100;
+    const BURST: usize = 24;
+    for burst in 0..BURSTS {
+        let key = format!("burst:{burst}");
+        a.stash(&key, format!("stash {burst}"), Duration::from_secs(60));
+        for i in 0..BURST {
+            a.publish("burst", format!("{burst}.{i}"));
+        }
+        for i in 0..BURST {
+            let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("message {burst}.{i} never arrived"));
+            assert_eq!(got, Delivery::Message(format!("{burst}.{i}").into()));
+            if i == 0 {
+                assert_eq!(
+                    b.unstash(&key).await.as_deref(),
+                    Some(format!("stash {burst}").as_str()),
+                    "the stash was written before the burst's first message"
+                );
+            }
+        }
+        a.clear_stash(&key);
+    }
+
+    // The clears went out too, in order: nothing is left under the prefix.
+    let mut conn = client().get_multiplexed_async_connection().await.unwrap();
+    let mut left: Vec<String> = vec![];
+    for _ in 0..100 {
+        left = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(left.is_empty(), "stashes left behind: {left:?}");
+}
