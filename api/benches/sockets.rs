@@ -32,7 +32,8 @@ use std::{
 use common::{
     gql,
     process::{
-        Socket, command, connect, cpu_secs, free_port, ms, org_key, rss_kib, serve, setting, text,
+        Socket, command, connect, cpu_secs, free_port, metric, ms, org_key, rss_kib, serve,
+        setting, text,
     },
 };
 use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
@@ -107,20 +108,10 @@ async fn main() {
     let ramp_secs = opened.elapsed().as_secs_f64();
     // Every subscription is running once the server counts them all.
     for _ in 0..100 {
-        let metrics = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
+        let subs = metric(&client, addr, None, "wayfinder_subscriptions")
             .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        let subs = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("wayfinder_subscriptions "))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        if subs >= sockets {
+            .unwrap_or(0.0);
+        if subs >= sockets as f64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -35,7 +35,9 @@ use std::{
 
 use common::{
     gql,
-    process::{Socket, command, connect, cpu_secs, free_port, ms, org_key, serve, setting, text},
+    process::{
+        Socket, command, connect, cpu_secs, free_port, metric, ms, org_key, serve, setting, text,
+    },
 };
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, Database};
@@ -48,19 +50,14 @@ const METRICS_TOKEN: &str = "bench-metrics";
 /// `wayfinder_fanout_gaps_total` of the replica at `addr`: how often a live
 /// subscription lagged or lost the bus and re-read the store.
 async fn gaps(client: &reqwest::Client, addr: SocketAddr) -> f64 {
-    let text = client
-        .get(format!("http://{addr}/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("wayfinder_fanout_gaps_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("wayfinder_fanout_gaps_total in /metrics")
+    metric(
+        client,
+        addr,
+        Some(METRICS_TOKEN),
+        "wayfinder_fanout_gaps_total",
+    )
+    .await
+    .expect("wayfinder_fanout_gaps_total in /metrics")
 }
 
 /// Knowledge bases the changes rotate over (one row would serialise them on its lock).

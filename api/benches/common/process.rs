@@ -174,3 +174,27 @@ pub async fn serve(mut cmd: Command, addr: SocketAddr, client: &reqwest::Client)
     }
     panic!("the server at {addr} did not start");
 }
+
+/// The value of the sample `name` (no labels) in the `/metrics` of the
+/// server at `addr`, read with `token` as the bearer token when one is set.
+pub async fn metric(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    token: Option<&str>,
+    name: &str,
+) -> Option<f64> {
+    let mut req = client.get(format!("http://{addr}/metrics"));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let text = req
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
