@@ -5,9 +5,9 @@
 //! dropped and logged; subscribers recover them from the database). The
 //! writer takes everything queued at once (up to [`WRITE_BATCH`]) and sends
 //! it as one pipeline, in queue order: a burst costs one round trip, not one
-//! per message. Stashes
-//! go through the same queue (`SET … PX`, `DEL`), so a stash and the
-//! messages published around it reach Redis in the order they were made.
+//! per message. Stashes go through the same queue (`SET … PX`, `DEL`), so a
+//! stash and the messages published around it reach Redis in the order they
+//! were made.
 //!
 //! One pub/sub connection per replica carries exactly the channels of the
 //! topics this replica's clients follow: the local fan-out reports a topic's

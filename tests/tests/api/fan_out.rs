@@ -289,17 +289,24 @@ async fn redis_subscriptions_follow_local_subscribers() {
     );
 }
 
-/// The keys under `prefix` matching `pattern`.
-async fn keys(
-    conn: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-    pattern: &str,
-) -> Vec<String> {
-    redis::cmd("KEYS")
-        .arg(format!("{prefix}{pattern}"))
-        .query_async(conn)
-        .await
-        .unwrap()
+/// The keys under `prefix` matching `pattern` that are still there after
+/// waiting up to a second for them to go (writes reach Redis asynchronously).
+async fn keys_left(prefix: &str, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut left = vec![];
+    for _ in 0..50 {
+        left = redis::cmd("KEYS")
+            .arg(format!("{prefix}{pattern}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    left
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,16 +376,7 @@ async fn a_running_answer_reaches_a_late_subscriber_on_another_replica_from_the_
         "no duplicate"
     );
     // The stash is gone once the answer is stored.
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut left = vec![];
-    for _ in 0..50 {
-        left = keys(&mut conn, &prefix, "stash:*").await;
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let left = keys_left(&prefix, "stash:*").await;
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -431,18 +429,6 @@ async fn bursts_reach_another_replica_whole_in_order_with_their_stashes() {
     }
 
     // The clears went out too, in order: nothing is left under the prefix.
-    let mut conn = client().get_multiplexed_async_connection().await.unwrap();
-    let mut left: Vec<String> = vec![];
-    for _ in 0..100 {
-        left = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let left = keys_left(&prefix, "*").await;
     assert!(left.is_empty(), "stashes left behind: {left:?}");
 }
