@@ -12,14 +12,25 @@ use crate::helpers::*;
 #[tokio::test]
 async fn health_readiness_and_graphiql() {
     let app = spawn_app(Backend::Sqlite).await;
-    let h = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(h.status(), 200);
-    assert!(h.headers().contains_key("x-request-id"));
+    // Every response carries a request id: a UUID, a new one per request,
+    // and the client's own when it sent one.
+    let healthz = |sent: Option<&'static str>| {
+        let mut req = app.client.get(format!("{}/healthz", app.address));
+        if let Some(id) = sent {
+            req = req.header("x-request-id", id);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let v = r.headers()["x-request-id"].to_str().unwrap().to_string();
+            uuid::Uuid::parse_str(&v).unwrap_or_else(|e| panic!("{v}: {e}"));
+            v
+        }
+    };
+    let first = healthz(None).await;
+    assert_ne!(healthz(None).await, first, "each request gets its own id");
+    let theirs = "0b7c6a7e-5d1f-4c39-9a57-2f4e8d3c1b20";
+    assert_eq!(healthz(Some(theirs)).await, theirs);
     let r: Value = app
         .client
         .get(format!("{}/readyz", app.address))
