@@ -41,14 +41,19 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Request ids that cost no system call: a random 64-bit prefix drawn once
-/// per router, then a counter, written as a UUID. They are unique within a
-/// process and, by the prefix, across replicas; they are labels for logs,
-/// not secrets. (`MakeRequestUuid` drew 16 random bytes from the kernel per
-/// request: a `getrandom` call, ~2 % of the server's CPU on `{ __typename }`.)
+/// Request ids that cost no system call: a counter passed through a keyed
+/// permutation of 64-bit numbers (a Feistel network whose round function is
+/// SipHash with random keys drawn once per router), beside a random 64-bit
+/// prefix, written as a UUID. The permutation keeps them unique within a
+/// process, the prefix across replicas, and the key keeps the counter out
+/// of sight: ids do not tell a client how many requests a replica served.
+/// They are labels for logs, not secrets. (`MakeRequestUuid` drew 16 random
+/// bytes from the kernel per request: a `getrandom` call, ~2 % of the
+/// server's CPU on `{ __typename }`.)
 #[derive(Clone, Debug)]
 struct RequestIds {
     prefix: u64,
+    key: std::hash::RandomState,
     next: Arc<AtomicU64>,
 }
 
@@ -61,8 +66,20 @@ impl RequestIds {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64)
             }),
+            key: std::hash::RandomState::new(),
             next: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// `n` under the keyed permutation: four Feistel rounds on its halves.
+    fn scramble(&self, n: u64) -> u64 {
+        use std::hash::BuildHasher;
+        let (mut left, mut right) = ((n >> 32) as u32, n as u32);
+        for round in 0u32..4 {
+            let f = self.key.hash_one((round, right)) as u32;
+            (left, right) = (right, left ^ f);
+        }
+        (u64::from(left) << 32) | u64::from(right)
     }
 }
 
@@ -70,7 +87,7 @@ impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut buf = uuid::Uuid::encode_buffer();
-        let text = uuid::Uuid::from_u64_pair(self.prefix, n)
+        let text = uuid::Uuid::from_u64_pair(self.prefix, self.scramble(n))
             .hyphenated()
             .encode_lower(&mut buf);
         HeaderValue::from_str(text).ok().map(RequestId::new)
@@ -201,6 +218,7 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::R
 
 #[cfg(test)]
 mod tests {
+
     use axum::{body::Body, http::Request, routing::get};
     use tower::ServiceExt;
 
@@ -229,5 +247,24 @@ mod tests {
         assert_eq!(json["errors"][0]["extensions"]["code"], "INTERNAL");
         assert_eq!(json["error"]["code"], "INTERNAL");
         assert!(!String::from_utf8_lossy(&body).contains("secret detail"));
+    }
+
+    #[test]
+    fn request_ids_are_a_permutation_that_hides_the_count() {
+        let ids = RequestIds::new();
+        let firsts: std::collections::HashSet<u64> =
+            (0..100_000).map(|n| ids.scramble(n)).collect();
+        assert_eq!(firsts.len(), 100_000, "no two counters give one id");
+        // Consecutive requests do not get neighbouring ids.
+        let near = (0..1_000)
+            .filter(|&n| ids.scramble(n + 1).abs_diff(ids.scramble(n)) < 1 << 40)
+            .count();
+        assert!(near < 5, "{near} of 1,000 consecutive ids are neighbours");
+        // Another router (another key) numbers differently.
+        let other = RequestIds::new();
+        assert_ne!(
+            (0..8).map(|n| ids.scramble(n)).collect::<Vec<_>>(),
+            (0..8).map(|n| other.scramble(n)).collect::<Vec<_>>()
+        );
     }
 }
