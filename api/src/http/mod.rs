@@ -43,13 +43,13 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Request ids that cost no system call: a counter passed through a keyed
 /// permutation of 64-bit numbers (a Feistel network whose round function is
-/// SipHash with random keys drawn once per router), beside a random 64-bit
-/// prefix, written as a UUID. The permutation keeps them unique within a
-/// process, the prefix across replicas, and the key keeps the counter out
-/// of sight: ids do not tell a client how many requests a replica served.
-/// They are labels for logs, not secrets. (`MakeRequestUuid` drew 16 random
-/// bytes from the kernel per request: a `getrandom` call, ~2 % of the
-/// server's CPU on `{ __typename }`.)
+/// SipHash with random keys drawn once per router), beside a 64-bit prefix
+/// hashed under the same keys, written as a UUID. The permutation keeps
+/// them unique within a process, the prefix across replicas, and the key
+/// keeps the counter out of sight: ids do not tell a client how many
+/// requests a replica served. They are labels for logs, not secrets.
+/// (`MakeRequestUuid` drew 16 random bytes from the kernel per request: a
+/// `getrandom` call, ~2 % of the server's CPU on `{ __typename }`.)
 #[derive(Clone, Debug)]
 struct RequestIds {
     prefix: u64,
@@ -59,14 +59,12 @@ struct RequestIds {
 
 impl RequestIds {
     fn new() -> Self {
+        use std::hash::BuildHasher;
+        let key = std::hash::RandomState::new();
         Self {
-            // Without the kernel's randomness, the clock still tells replicas apart.
-            prefix: getrandom::u64().unwrap_or_else(|_| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64)
-            }),
-            key: std::hash::RandomState::new(),
+            // The key is random per process, so the prefix drawn from it is too.
+            prefix: key.hash_one("request id prefix"),
+            key,
             next: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -218,7 +216,6 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::R
 
 #[cfg(test)]
 mod tests {
-
     use axum::{body::Body, http::Request, routing::get};
     use tower::ServiceExt;
 
