@@ -160,6 +160,7 @@ pub struct BertEncoder {
     heads: usize,
     head_size: usize,
     hidden: usize,
+    intermediate: usize,
     activation: Activation,
 }
 
@@ -238,8 +239,18 @@ impl BertEncoder {
             heads,
             head_size,
             hidden: h,
+            intermediate: config.intermediate_size,
             activation,
         })
+    }
+
+    /// Bytes of the largest intermediate tensor of a pass over `n` inputs
+    /// of `len` tokens: the attention scores or the widest projection.
+    pub fn pass_bytes(&self, n: usize, len: usize) -> usize {
+        let widest = self.intermediate.max(3 * self.hidden);
+        let scores = self.heads.saturating_mul(len).saturating_mul(len);
+        n.saturating_mul(len.saturating_mul(widest).max(scores))
+            .saturating_mul(std::mem::size_of::<f32>())
     }
 
     /// Longest input, in tokens.
