@@ -13,13 +13,18 @@
 //!   ~40 % of a query's time); see [`weights_as_rows`];
 //! - the query, key and value projections are one product with one weight;
 //! - the attention scale `1/√d` is folded into the query weights;
-//! - an attention mask is applied only when the batch has padding;
-//! - GELU is computed with [`erf`] below, which vectorises, instead of
-//!   `libm`'s scalar `erff`.
+//! - every element-wise step after a product (bias, activation, residual,
+//!   layer norm, mask, softmax, the split into heads and their merge) is one
+//!   parallel pass of [`super::kernels`], in place where it can be, with
+//!   an `exp` and `erf` that vectorise instead of `libm`'s scalar ones.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
+
+use super::kernels::{
+    Activation, BiasActivation, BiasResidualNorm, MaskedSoftmax, MergeHeads, SplitHeads,
+};
 
 /// The fields of a Hugging Face BERT `config.json` the encoder needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -53,15 +58,6 @@ fn default_eps() -> f64 {
 }
 fn default_position() -> String {
     "absolute".into()
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Activation {
-    /// GELU with the error function, as BERT's `gelu`.
-    Gelu,
-    /// GELU's tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh,
-    Relu,
 }
 
 /// `x · w + b`, with `w` an `(in, out)` matrix.
@@ -110,8 +106,9 @@ impl Dense {
         Self::new(w, b)
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w)?.broadcast_add(&self.b)
+    /// `x · w`, without the bias: the op after the product adds it.
+    fn product(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.w)
     }
 }
 
@@ -139,15 +136,45 @@ impl Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::layer_norm(x, &self.gamma, &self.beta, self.eps)
     }
+
+    /// `(3, h)`: the bias of the product before this norm, gamma, beta, as
+    /// [`BiasResidualNorm`] takes them.
+    fn packed_with(&self, bias: &Tensor) -> Result<Tensor> {
+        Tensor::stack(&[bias, &self.gamma, &self.beta], 0)?.contiguous()
+    }
+}
+
+/// A product whose bias is added, with the residual, by the layer norm
+/// after it.
+struct Normed {
+    w: Tensor,
+    /// See [`Norm::packed_with`].
+    params: Tensor,
+    eps: f32,
+}
+
+impl Normed {
+    fn new(dense: Dense, norm: &Norm) -> Result<Self> {
+        Ok(Self {
+            params: norm.packed_with(&dense.b)?,
+            w: dense.w,
+            eps: norm.eps,
+        })
+    }
+
+    /// `norm(x · w + bias + residual)`.
+    fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.w)?;
+        y.inplace_op3(residual, &self.params, &BiasResidualNorm { eps: self.eps })?;
+        Ok(y)
+    }
 }
 
 struct Layer {
     qkv: Dense,
-    attention_out: Dense,
-    attention_norm: Norm,
+    attention_out: Normed,
     up: Dense,
-    down: Dense,
-    out_norm: Norm,
+    down: Normed,
 }
 
 /// See the module docs.
@@ -214,21 +241,22 @@ impl BertEncoder {
                 Tensor::cat(&[(qw * scale)?, kw, vw], 0)?,
                 Tensor::cat(&[(qb * scale)?, kb, v_bias], 0)?,
             )?;
+            let eps = config.layer_norm_eps;
             layers.push(Layer {
                 qkv,
-                attention_out: Dense::load(&att.pp("output").pp("dense"), h, h)?,
-                attention_norm: Norm::load(
-                    &att.pp("output").pp("LayerNorm"),
-                    h,
-                    config.layer_norm_eps,
+                attention_out: Normed::new(
+                    Dense::load(&att.pp("output").pp("dense"), h, h)?,
+                    &Norm::load(&att.pp("output").pp("LayerNorm"), h, eps)?,
                 )?,
                 up: Dense::load(
                     &l.pp("intermediate").pp("dense"),
                     h,
                     config.intermediate_size,
                 )?,
-                down: Dense::load(&l.pp("output").pp("dense"), config.intermediate_size, h)?,
-                out_norm: Norm::load(&l.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?,
+                down: Normed::new(
+                    Dense::load(&l.pp("output").pp("dense"), config.intermediate_size, h)?,
+                    &Norm::load(&l.pp("output").pp("LayerNorm"), h, eps)?,
+                )?,
             });
         }
         Ok(Self {
@@ -272,146 +300,44 @@ impl BertEncoder {
             .reshape((n, len, h))?;
         let x = x.broadcast_add(&self.positions.narrow(0, 0, len)?)?;
         let mut x = self.embedding_norm.forward(&x.reshape((n * len, h))?)?;
-        // Padding gets a large negative score, so softmax gives it nothing.
-        let m = mask.to_dtype(DType::F32)?;
-        let padded = m.min_all()?.to_scalar::<f32>()? < 1.0;
-        let bias = if padded {
-            Some(((m - 1.0)? * 1e9)?.reshape((n, 1, 1, len))?)
-        } else {
-            None
-        };
+        // 1 for a real token, 0 for padding, which softmax gives nothing.
+        let mask = mask.to_dtype(DType::F32)?.contiguous()?;
         for layer in &self.layers {
-            x = self.layer(layer, &x, n, len, bias.as_ref())?;
+            x = self.layer(layer, &x, n, len, &mask)?;
         }
         x.reshape((n, len, h))
     }
 
-    fn layer(
-        &self,
-        l: &Layer,
-        x: &Tensor,
-        n: usize,
-        len: usize,
-        bias: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let (heads, d) = (self.heads, self.head_size);
+    fn layer(&self, l: &Layer, x: &Tensor, n: usize, len: usize, mask: &Tensor) -> Result<Tensor> {
+        let heads = self.heads;
         // (n·len, 3h) → (3, n, heads, len, d)
-        let qkv = l
-            .qkv
-            .forward(x)?
-            .reshape((n, len, 3, heads, d))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
+        let qkv = l.qkv.product(x)?.apply_op2_no_bwd(
+            &l.qkv.b,
+            &SplitHeads {
+                n,
+                len,
+                heads,
+                head_size: self.head_size,
+            },
+        )?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let mut scores = q.matmul(&k.transpose(2, 3)?)?;
-        if let Some(b) = bias {
-            scores = scores.broadcast_add(b)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((n * len, self.hidden))?;
-        let a = l
-            .attention_norm
-            .forward(&(l.attention_out.forward(&context)? + x)?)?;
-        let u = self.activate(&l.up.forward(&a)?)?;
-        l.out_norm.forward(&(l.down.forward(&u)? + a)?)
+        let scores = q.matmul(&k.transpose(2, 3)?)?;
+        scores.inplace_op2(mask, &MaskedSoftmax { heads })?;
+        let context = scores.matmul(&v)?.apply_op1_no_bwd(&MergeHeads)?;
+        let a = l.attention_out.forward(&context, x)?;
+        let u = l.up.product(&a)?;
+        u.inplace_op2(&l.up.b, &BiasActivation(self.activation))?;
+        l.down.forward(&u, &a)
     }
-
-    fn activate(&self, x: &Tensor) -> Result<Tensor> {
-        match self.activation {
-            Activation::Gelu => gelu(x),
-            Activation::GeluTanh => x.gelu(),
-            Activation::Relu => x.relu(),
-        }
-    }
-}
-
-/// GELU with the error function, `x · (1 + erf(x/√2)) / 2`, element-wise.
-fn gelu(x: &Tensor) -> Result<Tensor> {
-    let shape = x.shape().clone();
-    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-    for e in &mut v {
-        *e = 0.5 * *e * (1.0 + erf(*e * std::f32::consts::FRAC_1_SQRT_2));
-    }
-    Tensor::from_vec(v, shape, &Device::Cpu)
-}
-
-/// `exp(x)` for `x` in [-87, 88], relative error below 3e-7; no branches
-/// and no calls, so a loop over it vectorises.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    // exp(x) = 2^n · e^f with n = round(x / ln 2) and |f| ≤ ln2 / 2; f is
-    // found with ln 2 split in two (Cody and Waite) so that n · ln 2 loses
-    // no digits: LN2_HI has few significant bits, LN2_LO is the rest.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.clamp(-87.0, 88.0);
-    // Round to the nearest integer by adding and removing 1.5·2^23.
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
-    let f = (x - n * LN2_HI) - n * LN2_LO;
-    // e^f by its Taylor series to f^7/7! (error ~1e-9 for |f| ≤ 0.35).
-    let p = 1.0
-        + f * (1.0
-            + f * (0.5
-                + f * (1.0 / 6.0
-                    + f * (1.0 / 24.0
-                        + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
-}
-
-/// The error function, by Abramowitz and Stegun's formula 7.1.26 (absolute
-/// error below 1.5e-7, and below 5e-7 once computed in f32).
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let r = 1.0 - poly * exp(-a * a);
-    r.copysign(x)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use candle_core::Device;
+
     use super::*;
-
-    /// erf by its Taylor series in f64 (exact to ~1e-10 for |x| ≤ 4).
-    fn erf_reference(x: f64) -> f64 {
-        let (mut term, mut sum) = (x, x);
-        for n in 1..200 {
-            term *= -x * x / n as f64;
-            sum += term / (2 * n + 1) as f64;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    }
-
-    #[test]
-    fn exp_and_erf_are_accurate_to_float_precision() {
-        for i in -8_000..=8_000 {
-            let x = i as f32 / 100.0;
-            let (got, want) = (f64::from(exp(x)), f64::from(x).exp());
-            assert!(
-                ((got - want) / want).abs() < 3e-7,
-                "exp({x}) = {got}, want {want}"
-            );
-        }
-        for i in -400..=400 {
-            let x = i as f32 / 100.0;
-            let (got, want) = (f64::from(erf(x)), erf_reference(f64::from(x)));
-            assert!((got - want).abs() < 5e-7, "erf({x}) = {got}, want {want}");
-        }
-        for x in [4.5f32, 6.0, 10.0, 1e6] {
-            assert!((erf(x) - 1.0).abs() < 1e-7 && (erf(-x) + 1.0).abs() < 1e-7);
-        }
-        assert!(erf(0.0).abs() < 5e-7);
-    }
 
     /// Our encoder and candle-transformers' BERT give the same token vectors
     /// for a padded batch of the real model (skipped without it, unless

@@ -67,8 +67,9 @@ struct Inner {
 /// above the allocator's large-size threshold (jemalloc's is 8 MiB, glibc
 /// maps anything over 32 MiB) gets fresh pages from the kernel every time,
 /// and faulting them in cost more than the products. 32 passages of ~130
-/// tokens in one pass make 30 MiB tensors; measured on 72 help articles,
-/// release, jemalloc: 54 passages/s in one pass of 32, 86 in passes of 8.
+/// tokens in one pass make 30 MiB tensors; measured on 72 help articles in
+/// batches of 32, release, jemalloc: 49-54 passages/s in one pass each,
+/// 91-109 with this budget (docs/decisions.md).
 const PASS_BYTES: usize = 6 << 20;
 
 /// See the module docs.
@@ -215,18 +216,13 @@ impl Inner {
             .map_err(|e| err(&e))?;
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let lens: Vec<usize> = order
+            .iter()
+            .map(|&i| encodings[i].get_ids().len())
+            .collect();
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
         let mut rest = order.as_slice();
-        while !rest.is_empty() {
-            // Shortest first, so the last text of a pass is its longest.
-            let mut n = 1;
-            while n < rest.len() {
-                let len = encodings[rest[n]].get_ids().len();
-                if self.model.pass_bytes(n + 1, len) > PASS_BYTES {
-                    break;
-                }
-                n += 1;
-            }
+        for n in self.passes(&lens) {
             let (pass, later) = rest.split_at(n);
             let group: Vec<&[u32]> = pass.iter().map(|&i| encodings[i].get_ids()).collect();
             for (&i, v) in pass.iter().zip(self.pass(&group).map_err(|e| err(&e))?) {
@@ -235,6 +231,24 @@ impl Inner {
             rest = later;
         }
         Ok(out)
+    }
+
+    /// How many texts each pass takes, for token counts `lens` sorted
+    /// shortest first: as many as fit in [`PASS_BYTES`], at least one.
+    fn passes(&self, lens: &[usize]) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        let mut start = 0;
+        while start < lens.len() {
+            let mut n = 1;
+            while start + n < lens.len()
+                && self.model.pass_bytes(n + 1, lens[start + n]) <= PASS_BYTES
+            {
+                n += 1;
+            }
+            sizes.push(n);
+            start += n;
+        }
+        sizes
     }
 
     /// Unit vectors of token sequences `ids`, padded to the longest.
@@ -297,5 +311,78 @@ impl Embedder for LocalEmbedder {
                 .await
                 .map_err(|e| EmbedError::Model(format!("the embedding task stopped: {e}")))?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    /// A batch of long and short texts, in no order of length, is cut into
+    /// several passes; each text still gets the vector it gets alone, in
+    /// the caller's order (skipped without the real model, unless
+    /// `WAYFINDER_EMBEDDING_TESTS=1`).
+    #[test]
+    fn a_batch_cut_into_passes_gives_each_text_its_own_vector_in_order() {
+        let Some(dir) = crate::embeddings::test_model_dir() else {
+            return;
+        };
+        let embedder = LocalEmbedder::load(&dir).unwrap();
+        let inner = &embedder.inner;
+        let topics = [
+            "invoices",
+            "passwords",
+            "webhooks",
+            "exports",
+            "seats",
+            "tours",
+        ];
+        let texts: Vec<String> = (0..12)
+            .map(|i| {
+                let topic = topics[i % topics.len()];
+                if i % 2 == 0 {
+                    format!("Article {i} on {topic}. ")
+                        + &format!("Here is how {topic} work for a team and what to check first. ")
+                            .repeat(8 + i)
+                } else {
+                    format!("how do {topic} work{}", " please".repeat(i))
+                }
+            })
+            .collect();
+        let mut lens: Vec<usize> = texts
+            .iter()
+            .map(|t| inner.tokenizer.encode(t.as_str(), true).unwrap().len())
+            .collect();
+        lens.sort_unstable();
+        let passes = inner.passes(&lens);
+        assert_eq!(passes.iter().sum::<usize>(), texts.len());
+        assert!(
+            passes.len() >= 3 && passes.iter().any(|&n| n > 1),
+            "the batch should be cut into several passes of several texts: {passes:?}"
+        );
+        assert!(
+            lens.first() != lens.last(),
+            "texts of one length pad nothing"
+        );
+        let together = inner.run(&texts).unwrap();
+        assert_eq!(together.len(), texts.len());
+        for (i, (text, got)) in texts.iter().zip(&together).enumerate() {
+            let alone = inner.run(std::slice::from_ref(text)).unwrap();
+            let c = cosine(got, &alone[0]);
+            assert!(c > 0.99999, "text {i}: cosine {c} between batch and alone");
+            // The neighbour in the caller's order is another text's vector.
+            if let Some(next) = together.get(i + 1) {
+                assert!(
+                    cosine(got, next) < 0.999,
+                    "texts {i} and {} share a vector",
+                    i + 1
+                );
+            }
+        }
+        assert!(inner.run(&[]).unwrap().is_empty());
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod bert;
 pub mod indexer;
+pub mod kernels;
 pub mod local;
 pub mod passages;
 pub mod remote;
