@@ -8,12 +8,19 @@
 //! indexing time in the profile), and each step read and wrote the whole
 //! tensor again. These ops read it once, in parallel.
 //!
+//! The crate is built for baseline x86-64, whose vectors are four floats
+//! wide. The row loops of the first three ops run through pulp's run-time
+//! dispatch (the one gemm uses), so they are compiled a second time for
+//! AVX-512 and that copy runs where the CPU has it; on other CPUs the
+//! baseline copy runs.
+//!
 //! Every op needs contiguous `f32` tensors on the CPU and says so if it gets
 //! anything else; the encoder only hands it fresh products.
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, InplaceOp2, InplaceOp3, Layout, Result, Shape, bail,
 };
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 /// Elements one rayon task takes at least: enough to pay for the task.
@@ -53,13 +60,29 @@ pub struct BiasActivation(pub Activation);
 
 fn map_rows(x: &mut [f32], bias: &[f32], f: impl Fn(f32) -> f32 + Sync) {
     let cols = bias.len();
-    x.par_chunks_mut(cols * task_rows(cols)).for_each(|chunk| {
-        for row in chunk.chunks_exact_mut(cols) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v = f(*v + b);
+    x.par_chunks_mut(cols * task_rows(cols)).for_each(|rows| {
+        Arch::new().dispatch(ActivationRows { rows, bias, f: &f });
+    });
+}
+
+/// One task of [`BiasActivation`].
+struct ActivationRows<'a, F> {
+    rows: &'a mut [f32],
+    bias: &'a [f32],
+    f: F,
+}
+
+impl<F: Fn(f32) -> f32> WithSimd for ActivationRows<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for row in self.rows.chunks_exact_mut(self.bias.len()) {
+            for (v, b) in row.iter_mut().zip(self.bias) {
+                *v = (self.f)(*v + b);
             }
         }
-    });
+    }
 }
 
 impl InplaceOp2 for BiasActivation {
@@ -123,37 +146,81 @@ impl InplaceOp3 for BiasResidualNorm {
                 params.len()
             );
         }
-        let (bias, rest) = params.split_at(h);
-        let (gamma, beta) = rest.split_at(h);
-        let eps = self.eps;
         let rows = task_rows(h);
         x.par_chunks_mut(h * rows)
             .zip(residual.par_chunks(h * rows))
-            .for_each(|(xs, rs)| {
-                for (row, res) in xs.chunks_exact_mut(h).zip(rs.chunks_exact(h)) {
-                    for ((v, r), b) in row.iter_mut().zip(res).zip(bias) {
-                        *v += r + b;
-                    }
-                    let mean = sum(row) / h as f32;
-                    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
-                    let inv = 1.0 / (var + eps).sqrt();
-                    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-                        *v = (*v - mean) * inv * g + b;
-                    }
-                }
+            .for_each(|(rows, residual)| {
+                Arch::new().dispatch(NormRows {
+                    rows,
+                    residual,
+                    params,
+                    eps: self.eps,
+                });
             });
         Ok(())
     }
 }
 
-/// A sum in eight lanes, so it vectorises (a plain fold is one chain).
+/// One task of [`BiasResidualNorm`].
+struct NormRows<'a> {
+    rows: &'a mut [f32],
+    residual: &'a [f32],
+    params: &'a [f32],
+    eps: f32,
+}
+
+impl WithSimd for NormRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let h = self.params.len() / 3;
+        let (bias, rest) = self.params.split_at(h);
+        let (gamma, beta) = rest.split_at(h);
+        for (row, res) in self
+            .rows
+            .chunks_exact_mut(h)
+            .zip(self.residual.chunks_exact(h))
+        {
+            for ((v, r), b) in row.iter_mut().zip(res).zip(bias) {
+                *v += r + b;
+            }
+            let mean = sum(row) / h as f32;
+            for v in row.iter_mut() {
+                *v -= mean;
+            }
+            let var = sum_of_squares(row) / h as f32;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                *v = *v * inv * g + b;
+            }
+        }
+    }
+}
+
+/// A sum in sixteen lanes, so it vectorises (a plain fold is one chain).
+#[inline(always)]
 fn sum(v: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let chunks = v.chunks_exact(8);
+    let mut lanes = [0f32; 16];
+    let chunks = v.chunks_exact(16);
     let tail: f32 = chunks.remainder().iter().sum();
     for c in chunks {
         for (l, x) in lanes.iter_mut().zip(c) {
             *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `Σ v²`, as [`sum`].
+#[inline(always)]
+fn sum_of_squares(v: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|x| x * x).sum();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x * x;
         }
     }
     lanes.iter().sum::<f32>() + tail
@@ -192,25 +259,50 @@ impl InplaceOp2 for MaskedSoftmax {
             .par_chunks_mut(len * rows)
             .enumerate()
             .for_each(|(task, chunk)| {
-                for (k, row) in chunk.chunks_exact_mut(len).enumerate() {
-                    let input = (task * rows + k) / per_input;
-                    let m = &mask[input * len..(input + 1) * len];
-                    let max = row
-                        .iter()
-                        .zip(m)
-                        .map(|(&v, &m)| if m > 0.0 { v } else { f32::MIN })
-                        .fold(f32::MIN, f32::max);
-                    for (v, m) in row.iter_mut().zip(m) {
-                        *v = exp(*v - max) * m;
-                    }
-                    let total = sum(row);
-                    let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
-                    for v in row.iter_mut() {
-                        *v *= inv;
-                    }
-                }
+                Arch::new().dispatch(SoftmaxRows {
+                    rows: chunk,
+                    first: task * rows,
+                    len,
+                    mask,
+                    per_input,
+                });
             });
         Ok(())
+    }
+}
+
+/// One task of [`MaskedSoftmax`]: rows of `len` scores from row `first` on.
+struct SoftmaxRows<'a> {
+    rows: &'a mut [f32],
+    first: usize,
+    len: usize,
+    mask: &'a [f32],
+    per_input: usize,
+}
+
+impl WithSimd for SoftmaxRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let len = self.len;
+        for (k, row) in self.rows.chunks_exact_mut(len).enumerate() {
+            let input = (self.first + k) / self.per_input;
+            let m = &self.mask[input * len..(input + 1) * len];
+            let max = row
+                .iter()
+                .zip(m)
+                .map(|(&v, &m)| if m > 0.0 { v } else { f32::MIN })
+                .fold(f32::MIN, f32::max);
+            for (v, m) in row.iter_mut().zip(m) {
+                *v = exp(*v - max) * m;
+            }
+            let total = sum(row);
+            let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
     }
 }
 
@@ -324,8 +416,10 @@ fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);
-    // Round to the nearest integer by adding and removing 1.5·2^23.
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    // Round to the nearest integer by adding and removing 1.5·2^23: in
+    // between, the low bits of `t`'s mantissa hold n itself.
+    let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let n = t - 12_582_912.0;
     let f = (x - n * LN2_HI) - n * LN2_LO;
     // e^f by its Taylor series to f^7/7! (error ~1e-9 for |f| ≤ 0.35).
     let p = 1.0
@@ -334,7 +428,11 @@ fn exp(x: f32) -> f32 {
                 + f * (1.0 / 6.0
                     + f * (1.0 / 24.0
                         + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n, built from those bits: t's are 0x4B40_0000 + n, and shifting
+    // n + 127 (1..=254 after the clamp) into the exponent field drops the
+    // rest. Integer steps only, where `n as i32` was a scalar conversion
+    // with a NaN check for every element.
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
     p * scale
 }
 
