@@ -11,7 +11,8 @@
 //! what a cosine needs.
 //!
 //! Inference is CPU work of several milliseconds, so [`LocalEmbedder`] runs
-//! it on tokio's blocking pool, never on a runtime thread.
+//! it on rayon's pool (the one candle and gemm split their work on), never
+//! on a runtime thread.
 
 use std::{
     path::{Path, PathBuf},
@@ -307,9 +308,23 @@ impl Embedder for LocalEmbedder {
         let inner = Arc::clone(&self.inner);
         let texts: Vec<String> = texts.iter().take(MAX_BATCH).cloned().collect();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || inner.run(&texts))
+            let (done, result) = tokio::sync::oneshot::channel();
+            // On one of rayon's own threads, never a runtime thread: every
+            // product and op of the passes then splits its work from a
+            // thread of the pool that runs it, where a thread outside the
+            // pool handed each one over and slept until it was done.
+            // rayon aborts the process on a panic in a spawned task; this
+            // one is caught and becomes an error.
+            rayon::spawn(move || {
+                let run =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.run(&texts)));
+                let _ = done.send(run.unwrap_or_else(|_| {
+                    Err(EmbedError::Model("the embedding task panicked".into()))
+                }));
+            });
+            result
                 .await
-                .map_err(|e| EmbedError::Model(format!("the embedding task stopped: {e}")))?
+                .map_err(|_| EmbedError::Model("the embedding task stopped".into()))?
         })
     }
 }

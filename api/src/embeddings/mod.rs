@@ -5,7 +5,7 @@
 //! One trait, [`Embedder`], and three providers:
 //! - [`local`] (the default when `EMBEDDING_MODEL_DIR` is set): a BERT-family
 //!   sentence-transformers model run in this process with candle, on CPU,
-//!   on the blocking pool;
+//!   on rayon's pool;
 //! - [`remote`]: Ollama (`/api/embed`) or an OpenAI-compatible
 //!   `/v1/embeddings`, through the outbound guard;
 //! - none: retrieval ranks by keywords alone.
