@@ -281,7 +281,21 @@ async fn bench_backend(
     if let Some(e) = &embedder {
         let real: Vec<Article> = (0..REAL_POOL).map(|_| generator.article()).collect();
         insert_articles(conn, org.id, kb, &real, None).await?;
+        let passages: usize = labelled
+            .iter()
+            .chain(&real)
+            .map(|a| passages::split(&a.body).len())
+            .sum();
+        let t = Instant::now();
         indexer::embed_all(&st, e.as_ref(), |_, _| {}).await?;
+        let secs = t.elapsed().as_secs_f64();
+        if backend == DbBackend::Sqlite {
+            report.embedding.push(format!(
+                "- indexing, larger sample: {passages} passages of {} articles (the labelled and {REAL_POOL} synthetic) in {secs:.2} s = {:.0} passages/s",
+                labelled.len() + real.len(),
+                passages as f64 / secs
+            ));
+        }
         for a in &real {
             let input = passages::embedding_input(&a.title, &passages::split(&a.body)[0].text);
             pool.push(e.embed(&[input]).await?.remove(0));
