@@ -281,6 +281,11 @@ impl BertEncoder {
             .saturating_mul(std::mem::size_of::<f32>())
     }
 
+    /// Length of every token vector.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
     /// Longest input, in tokens.
     pub fn max_tokens(&self) -> usize {
         self.positions.dim(0).unwrap_or(0)
@@ -394,7 +399,7 @@ mod tests {
             }
         }
         assert!(worst < 1e-3, "token vectors differ by up to {worst}");
-        // One unpadded input (no mask is applied) gives what it gave in the batch.
+        // One unpadded input (its mask all ones) gives what it gave in the batch.
         let single = tokenizer.encode(texts[0], true).unwrap();
         let k = single.get_ids().len();
         let ids1 = Tensor::from_vec(single.get_ids().to_vec(), (1, k), &Device::Cpu).unwrap();

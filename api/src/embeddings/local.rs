@@ -11,8 +11,8 @@
 //! what a cosine needs.
 //!
 //! Inference is CPU work of several milliseconds, so [`LocalEmbedder`] runs
-//! it on rayon's pool (the one candle and gemm split their work on), never
-//! on a runtime thread.
+//! it on rayon's pool (where candle and gemm split their work), never on a
+//! runtime thread: see [`Lanes`].
 
 use std::{
     path::{Path, PathBuf},
@@ -24,6 +24,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationParams};
+use tokio::sync::Semaphore;
 
 use super::{
     EmbedError, EmbedFuture, Embedder, MAX_BATCH,
@@ -76,8 +77,28 @@ const PASS_BYTES: usize = 6 << 20;
 /// See the module docs.
 pub struct LocalEmbedder {
     inner: Arc<Inner>,
+    lanes: Arc<Lanes>,
     name: String,
     dimension: usize,
+}
+
+/// Where runs go. A run is a job on a rayon pool, so its products and ops
+/// split their work from a thread of the pool that runs them (from a thread
+/// outside, each of the ~40 per pass was handed over and waited for).
+///
+/// A rayon thread that waits inside a run takes up any job queued on its
+/// pool, and the run it left resumes only when that job is done: jobs nest.
+/// On one pool, a visitor's question could so wait under a whole indexing
+/// run (measured: 250 ms at worst, against 10 ms at p99). So runs of one
+/// text (questions) go to rayon's global pool and runs of several
+/// (indexing, the dashboard's grouping) to a pool of their own; each lane
+/// takes a bounded number of runs at a time, which bounds how deep runs
+/// nest. The two pools' threads share the cores through the kernel's
+/// scheduler (docs/decisions.md has the figures).
+struct Lanes {
+    bulk: rayon::ThreadPool,
+    bulk_runs: Arc<Semaphore>,
+    single_runs: Arc<Semaphore>,
 }
 
 /// Sets `RAYON_NUM_THREADS` for this process by executing it again with it
@@ -168,12 +189,23 @@ impl LocalEmbedder {
         })?;
         let label = folder_label(dir);
         let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let threads = rayon::current_num_threads();
+        let bulk = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("embed-bulk-{i}"))
+            .build()
+            .map_err(|e| format!("the embedding threads did not start: {e}"))?;
         let embedder = Self {
             inner: Arc::new(Inner {
                 model,
                 tokenizer,
                 pad_id,
                 pooling,
+            }),
+            lanes: Arc::new(Lanes {
+                bulk,
+                bulk_runs: Arc::new(Semaphore::new(1)),
+                single_runs: Arc::new(Semaphore::new(threads)),
             }),
             name: format!("local:{label}:{hex}"),
             dimension: config.hidden_size,
@@ -256,6 +288,11 @@ impl Inner {
     fn pass(&self, ids: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let n = ids.len();
         let len = ids.iter().map(|t| t.len()).max().unwrap_or(0);
+        if len == 0 {
+            // No token at all (a tokenizer that adds no special tokens, on
+            // empty text): nothing to mean, so the zero vector.
+            return Ok(vec![vec![0.0; self.model.hidden_size()]; n]);
+        }
         let mut flat = Vec::with_capacity(n * len);
         let mut mask = Vec::with_capacity(n * len);
         for t in ids {
@@ -306,22 +343,40 @@ impl Embedder for LocalEmbedder {
 
     fn embed<'a>(&'a self, texts: &'a [String]) -> EmbedFuture<'a> {
         let inner = Arc::clone(&self.inner);
+        let lanes = Arc::clone(&self.lanes);
         let texts: Vec<String> = texts.iter().take(MAX_BATCH).cloned().collect();
         Box::pin(async move {
+            let bulk = texts.len() > 1;
+            let gate = if bulk {
+                &lanes.bulk_runs
+            } else {
+                &lanes.single_runs
+            };
+            // The permit goes with the job and ends with it, even when this
+            // future is dropped first: the bound holds for runs, not callers.
+            let permit = Arc::clone(gate)
+                .acquire_owned()
+                .await
+                .map_err(|_| EmbedError::Model("the embedding lanes are closed".into()))?;
             let (done, result) = tokio::sync::oneshot::channel();
-            // On one of rayon's own threads, never a runtime thread: every
-            // product and op of the passes then splits its work from a
-            // thread of the pool that runs it, where a thread outside the
-            // pool handed each one over and slept until it was done.
-            // rayon aborts the process on a panic in a spawned task; this
-            // one is caught and becomes an error.
-            rayon::spawn(move || {
+            let job = move || {
+                let _permit = permit;
+                if done.is_closed() {
+                    return; // Nobody waits for it any more.
+                }
+                // rayon aborts the process on a panic in a spawned job; this
+                // one is caught and becomes an error.
                 let run =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.run(&texts)));
                 let _ = done.send(run.unwrap_or_else(|_| {
                     Err(EmbedError::Model("the embedding task panicked".into()))
                 }));
-            });
+            };
+            if bulk {
+                lanes.bulk.spawn(job);
+            } else {
+                rayon::spawn(job);
+            }
             result
                 .await
                 .map_err(|_| EmbedError::Model("the embedding task stopped".into()))?
@@ -399,5 +454,28 @@ mod tests {
             }
         }
         assert!(inner.run(&[]).unwrap().is_empty());
+        // Through `embed`: the batch on the bulk lane and each text alone on
+        // rayon's global pool, all at once; the same vectors.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let (batch, singles) = runtime.block_on(async {
+            let singles = texts.iter().map(|t| {
+                let one = vec![t.clone()];
+                let embedder = &embedder;
+                async move { embedder.embed(&one).await.unwrap().remove(0) }
+            });
+            tokio::join!(
+                async { embedder.embed(&texts).await.unwrap() },
+                futures_util::future::join_all(singles)
+            )
+        });
+        for (i, ((a, b), c)) in batch.iter().zip(&singles).zip(&together).enumerate() {
+            assert!(
+                cosine(a, c) > 0.99999 && cosine(b, c) > 0.99999,
+                "text {i} through embed"
+            );
+        }
     }
 }
