@@ -185,11 +185,11 @@ impl WithSimd for NormRows<'_> {
             for ((v, r), b) in row.iter_mut().zip(res).zip(bias) {
                 *v += r + b;
             }
-            let mean = sum(row) / h as f32;
+            let mean = lane_sum(row, |x| x) / h as f32;
             for v in row.iter_mut() {
                 *v -= mean;
             }
-            let var = sum_of_squares(row) / h as f32;
+            let var = lane_sum(row, |x| x * x) / h as f32;
             let inv = 1.0 / (var + self.eps).sqrt();
             for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
                 *v = *v * inv * g + b;
@@ -198,29 +198,16 @@ impl WithSimd for NormRows<'_> {
     }
 }
 
-/// A sum in sixteen lanes, so it vectorises (a plain fold is one chain).
+/// `Σ f(x)` over `v` in sixteen lanes, so it vectorises (a plain fold is
+/// one chain of additions).
 #[inline(always)]
-fn sum(v: &[f32]) -> f32 {
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; 16];
     let chunks = v.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
     for c in chunks {
-        for (l, x) in lanes.iter_mut().zip(c) {
-            *l += x;
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// `Σ v²`, as [`sum`].
-#[inline(always)]
-fn sum_of_squares(v: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let chunks = v.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().map(|x| x * x).sum();
-    for c in chunks {
-        for (l, x) in lanes.iter_mut().zip(c) {
-            *l += x * x;
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f(x);
         }
     }
     lanes.iter().sum::<f32>() + tail
@@ -297,7 +284,7 @@ impl WithSimd for SoftmaxRows<'_> {
             for (v, m) in row.iter_mut().zip(m) {
                 *v = exp(*v - max) * m;
             }
-            let total = sum(row);
+            let total = lane_sum(row, |x| x);
             let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
             for v in row.iter_mut() {
                 *v *= inv;
@@ -373,11 +360,12 @@ impl CustomOp1 for MergeHeads {
         let h = heads * d;
         let mut out = vec![0f32; x.len()];
         if h > 0 {
-            out.par_chunks_mut(h * task_rows(h))
+            let rows = task_rows(h);
+            out.par_chunks_mut(h * rows)
                 .enumerate()
                 .for_each(|(task, chunk)| {
                     for (k, row) in chunk.chunks_exact_mut(h).enumerate() {
-                        let r = task * task_rows(h) + k;
+                        let r = task * rows + k;
                         let (input, t) = (r / len, r % len);
                         for (head, o) in row.chunks_exact_mut(d).enumerate() {
                             let start = ((input * heads + head) * len + t) * d;
@@ -497,15 +485,9 @@ mod tests {
 
     /// Deterministic values in about [-3, 3), different for each `seed`.
     fn noise(shape: &[usize], seed: u64) -> Tensor {
-        let count: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let values: Vec<f32> = (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 * 6.0 - 3.0
-            })
+        let values: Vec<f32> = crate::embeddings::test_uniform(seed, shape.iter().product())
+            .into_iter()
+            .map(|u| u * 6.0 - 3.0)
             .collect();
         Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
     }

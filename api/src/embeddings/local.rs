@@ -298,8 +298,8 @@ impl Inner {
         for t in ids {
             flat.extend_from_slice(t);
             flat.resize(flat.len() + len - t.len(), self.pad_id);
-            mask.extend(std::iter::repeat_n(1u32, t.len()));
-            mask.resize(mask.len() + len - t.len(), 0);
+            mask.extend(std::iter::repeat_n(1f32, t.len()));
+            mask.resize(mask.len() + len - t.len(), 0.0);
         }
         let device = Device::Cpu;
         let ids = Tensor::from_vec(flat, (n, len), &device)?;
@@ -307,22 +307,16 @@ impl Inner {
         let hidden = self.model.forward(&ids, &mask)?;
         let pooled = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1)),
-            Pooling::Mean => mask
-                .to_dtype(DType::F32)
-                .and_then(|m| m.unsqueeze(2))
-                .and_then(|m| {
-                    let summed = hidden.broadcast_mul(&m)?.sum(1)?;
-                    let counts = m.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-                    summed.broadcast_div(&counts)
-                }),
-            Pooling::Max => mask
-                .to_dtype(DType::F32)
-                .and_then(|m| m.unsqueeze(2))
-                .and_then(|m| {
-                    // Padding positions get a large negative value so they never win.
-                    let penalty = ((m.ones_like()? - &m)? * -1e9f64)?;
-                    hidden.broadcast_add(&penalty)?.max(1)
-                }),
+            Pooling::Mean => mask.unsqueeze(2).and_then(|m| {
+                let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+                let counts = m.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+                summed.broadcast_div(&counts)
+            }),
+            Pooling::Max => mask.unsqueeze(2).and_then(|m| {
+                // Padding positions get a large negative value so they never win.
+                let penalty = ((m.ones_like()? - &m)? * -1e9f64)?;
+                hidden.broadcast_add(&penalty)?.max(1)
+            }),
         }?;
         let mut out: Vec<Vec<f32>> = pooled.to_vec2()?;
         for v in &mut out {

@@ -105,6 +105,21 @@ pub async fn from_config(config: &Config) -> Result<Option<Arc<dyn Embedder>>, S
     }
 }
 
+/// `count` deterministic values in [0, 1) from `seed` (xorshift64), for
+/// tests that need noise they can repeat.
+#[cfg(test)]
+pub fn test_uniform(seed: u64, count: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}
+
 /// The real model's folder for tests (`EMBEDDING_MODEL_DIR`), or `None` to
 /// skip them; with `WAYFINDER_EMBEDDING_TESTS=1` a missing model fails.
 #[cfg(test)]

@@ -497,14 +497,9 @@ mod tests {
 
     /// A unit vector of `dim` pseudo-random components from `seed`.
     fn random_unit(seed: u64, dim: usize) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let v: Vec<f32> = (0..dim)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
+        let v: Vec<f32> = crate::embeddings::test_uniform(seed, dim)
+            .into_iter()
+            .map(|u| u - 0.5)
             .collect();
         unit(&v)
     }
