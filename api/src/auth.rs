@@ -11,8 +11,22 @@
 //! [`resolve`] is the one place a presented key becomes a caller: the HTTP and
 //! graphql-ws transports call it, and a key that matches nothing (or only a
 //! revoked row) is `UNAUTHENTICATED`, never a silent public caller.
+//!
+//! An org's API key that checked out lately is remembered ([`KnownKeys`]), so
+//! a dashboard's requests do not each read the key from the store (on
+//! PostgreSQL that read is two round trips: the query, and the ping sqlx sends
+//! as the connection goes back to its pool). A revocation reaches the replica
+//! that made it at once and every other replica within the revocation watch's
+//! poll, the same as for sockets; an entry is read again from the store after
+//! [`KNOWN_FOR`] whatever happens.
 
-use chrono::Utc;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
 use entity::{api_key, operator_key};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
@@ -133,8 +147,15 @@ const WRONG: AppError = AppError::Unauthenticated("invalid or revoked API key");
 
 /// Resolves any presented key: an org's API key is [`Caller::Org`], an
 /// operator key [`Caller::Operator`]; a wrong or revoked one `UNAUTHENTICATED`.
+/// `known` lets an org's key that checked out lately skip the store (HTTP
+/// requests); without it the key is always read (a socket's
+/// `connection_init`: a socket lives on, so it never starts on a remembered key).
 #[tracing::instrument(skip_all, fields(org_id, operator_key_id))]
-pub async fn resolve(db: &DatabaseConnection, key: &str) -> Result<Caller, AppError> {
+pub async fn resolve(
+    db: &DatabaseConnection,
+    known: Option<&KnownKeys>,
+    key: &str,
+) -> Result<Caller, AppError> {
     let key = key.trim();
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(WRONG);
@@ -142,41 +163,131 @@ pub async fn resolve(db: &DatabaseConnection, key: &str) -> Result<Caller, AppEr
     if key.starts_with(OPERATOR_KEY_PREFIX) {
         return Ok(Caller::Operator(operator(db, key).await?));
     }
-    Ok(Caller::Org(org(db, key).await?))
+    Ok(Caller::Org(org(db, known, key).await?))
 }
 
 /// Resolves a key that must be an org's API key: an operator key is
 /// `FORBIDDEN` (it holds no org), a wrong or revoked key `UNAUTHENTICATED`.
-pub async fn authenticate(db: &DatabaseConnection, key: &str) -> Result<OrgScope, AppError> {
-    resolve(db, key).await?.scope().copied()
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    known: Option<&KnownKeys>,
+    key: &str,
+) -> Result<OrgScope, AppError> {
+    resolve(db, known, key).await?.scope().copied()
+}
+
+/// How long an org's key that checked out is taken on trust before the store
+/// is read again (a bound for when the revocation watch cannot run).
+pub const KNOWN_FOR: Duration = Duration::from_secs(10);
+
+/// Most keys remembered; past it a key is checked in the store every time
+/// until entries age out.
+const KNOWN_MAX: usize = 10_000;
+
+/// Org API keys (by hash) that checked out within [`KNOWN_FOR`]: their scope,
+/// when they were checked, and their `last_used_at` as written.
+#[derive(Debug, Default)]
+pub struct KnownKeys(Mutex<HashMap<String, Known>>);
+
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    scope: OrgScope,
+    checked: Instant,
+    used: Option<DateTime<Utc>>,
+}
+
+impl KnownKeys {
+    /// The remembered key with hash `hash`, if it checked out within [`KNOWN_FOR`].
+    fn get(&self, hash: &str) -> Option<Known> {
+        let map = self.0.lock().ok()?;
+        map.get(hash)
+            .filter(|k| k.checked.elapsed() < KNOWN_FOR)
+            .copied()
+    }
+
+    fn put(&self, hash: String, known: Known) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if map.len() >= KNOWN_MAX && !map.contains_key(&hash) {
+            map.retain(|_, k| k.checked.elapsed() < KNOWN_FOR);
+            if map.len() >= KNOWN_MAX {
+                return;
+            }
+        }
+        map.insert(hash, known);
+    }
+
+    /// Forgets the keys whose ids are in `revoked`: their next use reads the store.
+    pub fn forget(&self, revoked: &HashSet<Uuid>) {
+        if revoked.is_empty() {
+            return;
+        }
+        if let Ok(mut map) = self.0.lock() {
+            map.retain(|_, k| k.scope.api_key_id.is_none_or(|id| !revoked.contains(&id)));
+        }
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Whether a key's `last_used_at` is old enough to be written again: at most
 /// once a minute per key, so reads don't each cost a write.
-fn stale(last_used_at: Option<chrono::DateTime<Utc>>, now: chrono::DateTime<Utc>) -> bool {
+fn stale(last_used_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     last_used_at.is_none_or(|t| now.signed_duration_since(t).num_seconds() >= 60)
 }
 
-async fn org(db: &DatabaseConnection, key: &str) -> Result<OrgScope, AppError> {
+async fn org(
+    db: &DatabaseConnection,
+    known: Option<&KnownKeys>,
+    key: &str,
+) -> Result<OrgScope, AppError> {
+    let hash = hash_api_key(key);
+    let now = Utc::now();
+    if let Some(k) = known.and_then(|known| known.get(&hash))
+        && !stale(k.used, now)
+    {
+        tracing::Span::current().record("org_id", tracing::field::display(k.scope.org_id));
+        return Ok(k.scope);
+    }
     let found = api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.eq(hash_api_key(key)))
+        .filter(api_key::Column::KeyHash.eq(&hash))
         .filter(api_key::Column::RevokedAt.is_null())
         .one(db)
         .await?
         .ok_or(WRONG)?;
     tracing::Span::current().record("org_id", tracing::field::display(found.org_id));
-    let now = Utc::now();
-    if stale(found.last_used_at, now) {
+    let mut used = found.last_used_at;
+    if stale(used, now) {
         api_key::Entity::update_many()
             .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(found.id))
             .exec(db)
             .await?;
+        used = Some(now);
     }
-    Ok(OrgScope {
+    let scope = OrgScope {
         org_id: found.org_id,
         api_key_id: Some(found.id),
-    })
+    };
+    if let Some(known) = known {
+        let checked = Instant::now();
+        known.put(
+            hash,
+            Known {
+                scope,
+                checked,
+                used,
+            },
+        );
+    }
+    Ok(scope)
 }
 
 /// Whether key `id` (an org API key or an operator key) is revoked or gone.
@@ -247,4 +358,69 @@ async fn operator(db: &DatabaseConnection, key: &str) -> Result<OperatorScope, A
     Ok(OperatorScope {
         operator_key_id: Some(found.id),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(key_id: Uuid, checked: Instant) -> Known {
+        Known {
+            scope: OrgScope {
+                org_id: Uuid::new_v4(),
+                api_key_id: Some(key_id),
+            },
+            checked,
+            used: Some(Utc::now()),
+        }
+    }
+
+    #[test]
+    fn a_key_is_remembered_until_it_ages_out_or_is_revoked() {
+        let keys = KnownKeys::default();
+        let (kept, revoked, old) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let now = Instant::now();
+        keys.put("kept".into(), known(kept, now));
+        keys.put("revoked".into(), known(revoked, now));
+        let aged = now.checked_sub(KNOWN_FOR).expect("an instant in the past");
+        keys.put("old".into(), known(old, aged));
+        assert_eq!(
+            keys.get("kept").and_then(|k| k.scope.api_key_id),
+            Some(kept)
+        );
+        assert!(
+            keys.get("old").is_none(),
+            "past KNOWN_FOR the store decides"
+        );
+        assert!(keys.get("unknown").is_none());
+
+        keys.forget(&HashSet::from([revoked, Uuid::new_v4()]));
+        assert!(keys.get("revoked").is_none());
+        assert!(
+            keys.get("kept").is_some(),
+            "only the revoked key is forgotten"
+        );
+    }
+
+    #[test]
+    fn remembered_keys_are_bounded() {
+        let keys = KnownKeys::default();
+        let now = Instant::now();
+        let aged = now.checked_sub(KNOWN_FOR).expect("an instant in the past");
+        for i in 0..KNOWN_MAX {
+            keys.put(format!("old{i}"), known(Uuid::new_v4(), aged));
+        }
+        // Full of aged entries: they make way.
+        keys.put("fresh".into(), known(Uuid::new_v4(), now));
+        assert_eq!(keys.len(), 1);
+        for i in 1..KNOWN_MAX {
+            keys.put(format!("new{i}"), known(Uuid::new_v4(), now));
+        }
+        assert_eq!(keys.len(), KNOWN_MAX);
+        // Full of live entries: a new key is not remembered, the others stay.
+        keys.put("one more".into(), known(Uuid::new_v4(), now));
+        assert_eq!(keys.len(), KNOWN_MAX);
+        assert!(keys.get("one more").is_none());
+        assert!(keys.get("fresh").is_some());
+    }
 }

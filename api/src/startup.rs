@@ -124,6 +124,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         schema,
         shutdown: tokio::sync::watch::channel(false).0,
         revoked_keys: tokio::sync::broadcast::channel(256).0,
+        keys: Default::default(),
         sockets_per_ip,
         published: Default::default(),
     }))
@@ -249,9 +250,12 @@ const REVOCATION_POLL: Duration = Duration::from_secs(2);
 /// seconds between replicas still see every revocation.
 const REVOCATION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
-/// Tells this replica's sockets which API keys were revoked, on any replica:
-/// one small query every [`REVOCATION_POLL`] per replica, not one per socket,
-/// and no dependence on the bus (a lost message can't keep a socket open).
+/// Tells this replica's sockets which API keys were revoked, on any replica,
+/// and makes its HTTP requests read those keys from the store again: one
+/// small query every [`REVOCATION_POLL`] per replica, not one per socket, and
+/// no dependence on the bus (a lost message can't keep a socket open). Every
+/// poll forgets every key of the window, not only the new ones, so a request
+/// that read a key just before its revocation cannot leave it remembered.
 async fn watch_revocations(st: AppState) {
     let mut announced: std::collections::HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>> =
         Default::default();
@@ -262,6 +266,7 @@ async fn watch_revocations(st: AppState) {
         announced.retain(|_, at| now - *at < REVOCATION_WINDOW * 2);
         match crate::auth::revoked_since(&st.db, now - REVOCATION_WINDOW).await {
             Ok(ids) => {
+                st.keys.forget(&ids.iter().copied().collect());
                 for id in ids {
                     if announced.insert(id, now).is_none() {
                         let _ = st.revoked_keys.send(id);

@@ -39,6 +39,8 @@ pub struct State {
     /// Ids of API keys just revoked (on any replica): their sockets close (4403).
     /// A broadcast because revocations are rare and every socket must hear them.
     pub revoked_keys: tokio::sync::broadcast::Sender<uuid::Uuid>,
+    /// Org API keys that checked out lately (HTTP requests skip the store for them).
+    pub keys: crate::auth::KnownKeys,
     /// Open graphql-ws sockets per client address, for the per-address cap.
     pub sockets_per_ip: crate::http::ws::SocketsPerIp,
     /// Events published on the bus whose published mark is not yet written.

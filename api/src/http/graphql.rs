@@ -134,7 +134,7 @@ pub(crate) async fn caller(
         None => Ok(Caller::Public {
             session_token: None,
         }),
-        Some(key) => match auth::resolve(&st.db, key).await {
+        Some(key) => match auth::resolve(&st.db, Some(&st.keys), key).await {
             Ok(caller) => Ok(caller),
             Err(AppError::Unauthenticated(msg)) => {
                 st.rate.check(Subject::Ip(ip), 1).await?;

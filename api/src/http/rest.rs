@@ -379,7 +379,7 @@ async fn authorize(
     let key = super::graphql::api_key(headers).ok_or(AppError::Unauthenticated(
         "this endpoint needs an API key (x-api-key header or Authorization: Bearer)",
     ))?;
-    let scope = auth::authenticate(&st.db, key).await?;
+    let scope = auth::authenticate(&st.db, Some(&st.keys), key).await?;
     if path_id(org_id, "org")? != scope.org_id() {
         return Err(AppError::not_found("org").into());
     }

@@ -65,7 +65,9 @@ pub async fn rename(
     Ok(row)
 }
 
-/// Revokes a key: it stops working at once and is kept for the audit trail.
+/// Revokes a key: it stops working at once on this replica and within the
+/// revocation watch's poll on the others (see `auth`), and is kept for the
+/// audit trail.
 pub async fn revoke(st: &State, scope: &OrgScope, id: Uuid) -> Result<api_key::Model, AppError> {
     let txn = crate::service::begin_write(&st.db).await?;
     let current = get::<api_key::Entity>(&txn, scope, id).await?;
@@ -76,6 +78,7 @@ pub async fn revoke(st: &State, scope: &OrgScope, id: Uuid) -> Result<api_key::M
     am.revoked_at = Set(Some(Utc::now()));
     let row = am.update(&txn).await?;
     event::commit_with_event::<api_key::Entity>(st, txn, scope.org_id(), "revoked", id).await?;
+    st.keys.forget(&std::collections::HashSet::from([id]));
     Ok(row)
 }
 

@@ -2,7 +2,7 @@
 //! websocket `subscribe`s and REST calls each take one unit from the caller's
 //! budget (client IP, chat widget, API key); public callers run only small
 //! operations; sockets are bounded (keep-alive, write deadline, idle timeout,
-//! goodbye on shutdown) and a revoked key closes its sockets on every replica.
+//! goodbye on shutdown) and a revoked key closes its sockets and is refused on every replica.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::{chat_turn::ARTICLES, chat_turn::widget_with_kb, helpers::*, on_both_databases};
 
-on_both_databases!(a_revoked_key_closes_its_sockets_on_every_replica);
+on_both_databases!(a_revoked_key_stops_working_on_every_replica);
 
 const START: &str = "mutation($i: TurnInput!) { startTurn(input: $i) { turnId sessionToken } }";
 
@@ -431,7 +431,10 @@ async fn a_subscription_is_one_written_out_field_in_a_small_document() {
     );
 }
 
-async fn a_revoked_key_closes_its_sockets_on_every_replica(backend: Backend) {
+/// A revoked key closes its sockets and is refused over HTTP on every
+/// replica: at once on the one that revoked it, within the revocation watch's
+/// poll on the others, although both remembered the key from earlier requests.
+async fn a_revoked_key_stops_working_on_every_replica(backend: Backend) {
     let a = spawn_app(backend).await;
     assert_eq!(a.backend, backend);
     // A second replica on the same database, no shared bus needed.
@@ -450,6 +453,13 @@ async fn a_revoked_key_closes_its_sockets_on_every_replica(backend: Backend) {
         .as_str()
         .unwrap()
         .to_string();
+    let org = async |app: &TestApp| app.gql_as(Some(&key), "{ org { id } }", json!({})).await;
+    for app in [&a, &b] {
+        let before = app.state.keys.len();
+        let v = org(app).await;
+        assert!(v["data"]["org"]["id"].is_string(), "{v}");
+        assert_eq!(app.state.keys.len(), before + 1, "the key is remembered");
+    }
     let mut on_a = raw_init(&a, &key).await;
     let mut on_b = raw_init(&b, &key).await;
     for ws in [&mut on_a, &mut on_b] {
@@ -461,10 +471,15 @@ async fn a_revoked_key_closes_its_sockets_on_every_replica(backend: Backend) {
         json!({ "id": key_id }),
     )
     .await;
+    let v = org(&a).await;
+    assert_eq!(error_code(&v), Some("UNAUTHENTICATED"), "at once on A: {v}");
     for ws in [&mut on_a, &mut on_b] {
         let code = close_code(ws, Duration::from_secs(8)).await;
         assert_eq!(code, Some(4403));
     }
+    // B's sockets closed on the watch's news, which also made B forget the key.
+    let v = org(&b).await;
+    assert_eq!(error_code(&v), Some("UNAUTHENTICATED"), "on B: {v}");
     assert!(revoked_at.elapsed() < Duration::from_secs(8));
 }
 

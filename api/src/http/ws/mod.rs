@@ -406,7 +406,7 @@ impl Connection {
         let forbidden = || Close::new(close_code::FORBIDDEN, "Forbidden");
         let payload = payload.unwrap_or_default();
         let caller = match payload.get("apiKey") {
-            Some(Json::String(key)) => match auth::resolve(&self.st.db, key).await {
+            Some(Json::String(key)) => match auth::resolve(&self.st.db, None, key).await {
                 Ok(caller) => caller,
                 Err(AppError::Unauthenticated(_)) => return Err(forbidden()),
                 Err(err) => {
