@@ -20,7 +20,8 @@
 //!    `HTTP_URL` points this part at another server instead (a reference
 //!    such as Apollo Server, timed by the same client in the same run).
 //!
-//! Run: `cargo bench -p wayfinder-api --bench throughput`. `PG_ADMIN_URL`
+//! Run: `cargo bench -p wayfinder-api --bench throughput`.
+//! `DATABASE_MAX_CONNECTIONS` sizes each replica's pool (6 here). `PG_ADMIN_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`) creates the
 //! database; `REDIS_URL` defaults to `redis://127.0.0.1:6379`.
 
@@ -121,6 +122,10 @@ async fn main() {
     let rate = setting("EVENT_RATE", 1000).max(1);
     let connections = setting("CONNECTIONS", 32).max(1);
     let seconds = setting("SECONDS", 5).max(1);
+    // Each replica's PostgreSQL pool: two cores that also run PostgreSQL,
+    // Redis, the other replica and this client are best served by a few
+    // connections (see docs/decisions.md, "Pool size and the first second").
+    let pool = setting("DATABASE_MAX_CONNECTIONS", 6).max(1);
     let admin = std::env::var("PG_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
@@ -138,6 +143,7 @@ async fn main() {
     let replica = || {
         let mut cmd = command(&dir);
         cmd.env("DATABASE_URL", &database_url)
+            .env("DATABASE_MAX_CONNECTIONS", pool.to_string())
             .env("REDIS_URL", &redis)
             .env("REDIS_PREFIX", format!("{name}:"))
             .env("WAYFINDER_METRICS_TOKEN", METRICS_TOKEN);
@@ -238,10 +244,12 @@ async fn main() {
     };
     let (a50, a99, amax) = quantiles(lags(&seen_a, &|_| true));
     let (b50, b99, bmax) = quantiles(lags(&seen_b, &|_| true));
-    // The first second apart: a replica's pool and caches warm up in it.
-    let second = begun_wall + chrono::Duration::seconds(1);
-    let (f50, f99, _) = quantiles(lags(&seen_b, &|c| c < second));
-    let (r50, r99, _) = quantiles(lags(&seen_b, &|c| c >= second));
+    // Second by second: a replica's pools and caches warm up in the first.
+    let secs = |n: i64| begun_wall + chrono::Duration::seconds(n);
+    let by_second: Vec<(f64, f64, f64)> = (0..send_secs.ceil() as i64)
+        .map(|n| quantiles(lags(&seen_b, &|c| c >= secs(n) && c < secs(n + 1))))
+        .collect();
+    let (r50, r99, _) = quantiles(lags(&seen_b, &|c| c >= secs(1)));
 
     // 2. `{ __typename }` over HTTP from a fixed number of connections.
     // HTTP_URL: another server to time with the same client (a reference).
@@ -262,7 +270,7 @@ async fn main() {
     let (h50, h99, _) = quantiles(times);
 
     println!(
-        "Two replicas on PostgreSQL and Redis; {events} knowledge-base changes through A at {rate}/s (sent in {send_secs:.1} s, {:.0}/s)",
+        "Two replicas on PostgreSQL (pools of {pool}) and Redis; {events} knowledge-base changes through A at {rate}/s (sent in {send_secs:.1} s, {:.0}/s)",
         events as f64 / send_secs
     );
     println!("mutation answered in p50 {m50:.2} ms, p99 {m99:.2} ms");
@@ -282,8 +290,13 @@ async fn main() {
         "| B (fan-out from A) | {} | {lost} | {b50:.2} ms | {b99:.2} ms | {bmax:.2} ms |",
         seen_b.len()
     );
+    let seconds_b: Vec<String> = by_second
+        .iter()
+        .map(|(p50, p99, max)| format!("{p50:.1}/{p99:.1}/{max:.1}"))
+        .collect();
     println!(
-        "B, events created in the first second: p50 {f50:.2} ms, p99 {f99:.2} ms; after it: p50 {r50:.2} ms, p99 {r99:.2} ms"
+        "B by second of creation, p50/p99/max ms: {}; after the first: p50 {r50:.2} ms, p99 {r99:.2} ms",
+        seconds_b.join(", ")
     );
     println!("`{{ __typename }}` over HTTP to {http_url}, {connections} connections, {seconds} s");
     println!("| requests | per second | p50 | p99 |");

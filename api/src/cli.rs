@@ -521,7 +521,7 @@ async fn admin_db(config: &Config) -> Result<sea_orm::DatabaseConnection, CliErr
     if config.database_url.is_none() {
         std::fs::create_dir_all(&config.data_dir)?;
     }
-    let conn = db::connect(&config.database_url()).await?;
+    let conn = db::connect(&config.database_url(), config.database_max_connections).await?;
     db::migrate(&conn).await?;
     Ok(conn)
 }

@@ -27,6 +27,10 @@ pub struct Config {
     #[arg(long, global = true, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Most database connections this replica keeps open; unset: 20 on PostgreSQL, 8 on SQLite.
+    #[arg(long, global = true, env = "DATABASE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: Option<u32>,
+
     /// Directory for the embedded SQLite database and the generated local secret.
     #[arg(
         long,
@@ -600,6 +604,7 @@ impl std::fmt::Debug for Config {
         let Config {
             addr,
             database_url,
+            database_max_connections,
             data_dir,
             redis_url,
             redis_prefix,
@@ -668,6 +673,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("addr", addr)
             .field("database_url", &url(database_url))
+            .field("database_max_connections", database_max_connections)
             .field("data_dir", data_dir)
             .field("redis_url", &url(redis_url))
             .field("redis_prefix", redis_prefix)

@@ -6,10 +6,11 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 /// Connects to `url` (SQLite or PostgreSQL) with pool settings fit for this server.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+/// `max` bounds the pool (default 20 on PostgreSQL, 8 on SQLite).
+pub async fn connect(url: &str, max: Option<u32>) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_string());
     let sqlite = url.starts_with("sqlite:");
-    opts.max_connections(if sqlite { 8 } else { 20 })
+    opts.max_connections(max.unwrap_or(if sqlite { 8 } else { 20 }))
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
@@ -66,4 +67,21 @@ fn statement_kind(sql: &str) -> Option<Kind> {
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_pool_is_as_large_as_asked() {
+        for (max, want) in [(None, 8), (Some(3), 3)] {
+            let db = super::connect("sqlite::memory:", max)
+                .await
+                .expect("connect");
+            let got = db
+                .get_sqlite_connection_pool()
+                .options()
+                .get_max_connections();
+            assert_eq!(got, want, "asked for {max:?}");
+        }
+    }
 }

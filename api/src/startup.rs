@@ -53,7 +53,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
     }
     let secret = ServerSecret::load(config.secret.as_deref(), &config.data_dir)?;
-    let db = db::connect(&config.database_url()).await?;
+    let db = db::connect(&config.database_url(), config.database_max_connections).await?;
     db::migrate(&db).await?;
     let (bus, redis): (Arc<dyn Bus>, _) = match &config.redis_url {
         Some(url) => {

@@ -391,7 +391,7 @@ async fn migration_indexes_existing_articles(backend: Backend) {
     use migration::{Migrator, MigratorTrait};
 
     let test_db = TestDatabase::create(backend).await;
-    let db = wayfinder::db::connect(&test_db.url).await.unwrap();
+    let db = wayfinder::db::connect(&test_db.url, None).await.unwrap();
     Migrator::up(&db, Some(1)).await.unwrap();
     let (org, kb, article) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let now = chrono_now();
