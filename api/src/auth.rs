@@ -187,7 +187,18 @@ const KNOWN_MAX: usize = 10_000;
 /// Org API keys (by hash) that checked out within [`KNOWN_FOR`]: their scope,
 /// when they were checked, and their `last_used_at` as written.
 #[derive(Debug, Default)]
-pub struct KnownKeys(Mutex<HashMap<String, Known>>);
+pub struct KnownKeys(Mutex<Remembered>);
+
+#[derive(Debug, Default)]
+struct Remembered {
+    keys: HashMap<String, Known>,
+    /// When a full map was last cleared of aged entries: at most once a
+    /// second, so a full map does not cost a sweep per request.
+    swept: Option<Instant>,
+}
+
+/// How often a full map is swept, at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug)]
 struct Known {
@@ -200,20 +211,25 @@ impl KnownKeys {
     /// The remembered key with hash `hash`, if it checked out within [`KNOWN_FOR`].
     fn get(&self, hash: &str) -> Option<Known> {
         let map = self.0.lock().ok()?;
-        map.get(hash)
+        map.keys
+            .get(hash)
             .filter(|k| k.checked.elapsed() < KNOWN_FOR)
             .copied()
     }
 
     fn put(&self, hash: String, known: Known) {
         let Ok(mut map) = self.0.lock() else { return };
-        if map.len() >= KNOWN_MAX && !map.contains_key(&hash) {
-            map.retain(|_, k| k.checked.elapsed() < KNOWN_FOR);
-            if map.len() >= KNOWN_MAX {
+        if map.keys.len() >= KNOWN_MAX && !map.keys.contains_key(&hash) {
+            if map.swept.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+                return;
+            }
+            map.keys.retain(|_, k| k.checked.elapsed() < KNOWN_FOR);
+            map.swept = Some(Instant::now());
+            if map.keys.len() >= KNOWN_MAX {
                 return;
             }
         }
-        map.insert(hash, known);
+        map.keys.insert(hash, known);
     }
 
     /// Forgets the keys whose ids are in `revoked`: their next use reads the store.
@@ -222,13 +238,14 @@ impl KnownKeys {
             return;
         }
         if let Ok(mut map) = self.0.lock() {
-            map.retain(|_, k| k.scope.api_key_id.is_none_or(|id| !revoked.contains(&id)));
+            map.keys
+                .retain(|_, k| k.scope.api_key_id.is_none_or(|id| !revoked.contains(&id)));
         }
     }
 
     /// How many keys are remembered.
     pub fn len(&self) -> usize {
-        self.0.lock().map_or(0, |m| m.len())
+        self.0.lock().map_or(0, |m| m.keys.len())
     }
 
     /// Whether no key is remembered.
@@ -422,5 +439,19 @@ mod tests {
         assert_eq!(keys.len(), KNOWN_MAX);
         assert!(keys.get("one more").is_none());
         assert!(keys.get("fresh").is_some());
+        // Swept a moment ago: the next sweep waits its turn.
+        keys.0.lock().expect("lock").keys.clear();
+        for i in 0..KNOWN_MAX {
+            keys.put(format!("aged{i}"), known(Uuid::new_v4(), aged));
+        }
+        keys.put("too soon".into(), known(Uuid::new_v4(), now));
+        assert!(keys.get("too soon").is_none(), "at most one sweep a second");
+        let earlier = now
+            .checked_sub(SWEEP_EVERY)
+            .expect("an instant in the past");
+        keys.0.lock().expect("lock").swept = Some(earlier);
+        keys.put("in time".into(), known(Uuid::new_v4(), now));
+        assert!(keys.get("in time").is_some());
+        assert_eq!(keys.len(), 1);
     }
 }
